@@ -1,0 +1,1 @@
+"""Ray actors that host the components of :mod:`pipelines` as streaming stages."""

@@ -1,0 +1,1 @@
+"""Cluster-level jobs (counting many feeds, corpus preprocessing, training) and the ``cadence`` CLI."""

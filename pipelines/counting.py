@@ -1,0 +1,173 @@
+"""Class-agnostic repetition counting from windows of poses.
+
+:class:`HumanBodyActionCounter` needs no training and no per-exercise rule.  Each frame's pose
+becomes a body-shape vector (joint x, y min-max normalised within the frame, so position and
+distance to the camera do not matter).  The dominant motion is the first principal component of
+the recent frames; the signal along it is followed by a zig-zag (hysteresis) tracker, and every
+swing between two turning points larger than an adaptive threshold is half a repetition.  The
+leg in progress adds its fraction, so partial reps count.
+
+Streaming: only frames not seen in an earlier window are consumed, so overlapping windows (90/15)
+and stride-equal windows (90/90) give the same count; the tracker's state lives across windows,
+so a rep that spans several windows is counted once.  Memory is bounded by ``history``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from .base import TemporalSession, TemporalTransformer
+from .pose import Pose
+from .temporal import Window
+
+
+def body_shape(pose: Pose | None) -> np.ndarray | None:
+    """Joint (x, y) min-max normalised per axis within the frame, flattened; None without a person."""
+    if pose is None:
+        return None
+    xy = pose.keypoints[:, :2].astype(np.float64)
+    low, high = xy.min(axis=0), xy.max(axis=0)
+    extent = np.where(high - low > 1e-6, high - low, 1.0)
+    return ((xy - low) / extent).ravel()
+
+
+class HumanBodyActionCounter(TemporalTransformer):
+    """Windows of poses (``Pose`` or None per frame) in, one cumulative fractional count per window out.
+
+    ``threshold`` is the share of the recent motion range a swing must cover to count;
+    ``minimum_amplitude`` (in body-size units) keeps still holds and jitter at zero.
+    """
+
+    def __init__(self, history: int = 450, threshold: float = 0.5, minimum_amplitude: float = 0.08,
+                 smoothing: int = 5):
+        self.history = history
+        self.threshold = threshold
+        self.minimum_amplitude = minimum_amplitude
+        self.smoothing = smoothing
+
+    def session(self) -> TemporalSession:
+        if self.history < 30:
+            raise ValueError(f"{self!r}: history must hold at least 30 frames")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"{self!r}: threshold must lie in (0, 1)")
+        return _CounterSession(self)
+
+    def count(self, poses: list[Pose | None]) -> float:
+        """The count of a whole sequence at once (one window holding it all)."""
+        session = self.session()
+        return session.push(Window(0, list(poses)))[-1] if poses else 0.0
+
+
+class _CounterSession(TemporalSession):
+    def __init__(self, params: HumanBodyActionCounter):
+        self.p = params
+        self.seen = 0  # stream index of the next unseen frame
+        self.raw: deque = deque(maxlen=max(1, params.smoothing))  # for the moving average
+        self.shapes: deque = deque(maxlen=params.history)
+        self.axis: np.ndarray | None = None
+        self.extremes = 0  # confirmed turning points
+        self.direction = 0  # +1 rising, -1 falling, 0 before the first turning point
+        self.anchor: np.ndarray | None = None  # shape at the last turning point
+        self.peak: np.ndarray | None = None  # shape farthest from the anchor in the current leg
+        self.low: np.ndarray | None = None  # before the first turning point: lowest and highest
+        self.high: np.ndarray | None = None
+        self.last_swing = 0.0
+        self.count = 0.0
+
+    # -- per window ------------------------------------------------------------------------
+    def push(self, window: Window) -> list:
+        new = [(window.start + i, p) for i, p in enumerate(window) if window.start + i >= self.seen]
+        if window.stop > self.seen:
+            self.seen = window.stop
+        shapes = []
+        for _, pose in new:
+            shape = body_shape(pose)
+            if shape is None:
+                continue
+            self.raw.append(shape)
+            smoothed = np.mean(self.raw, axis=0)
+            self.shapes.append(smoothed)
+            shapes.append(smoothed)
+        if shapes:
+            self._update_axis()
+            for shape in shapes:
+                self._track(shape)
+            self.count = self._current_count()
+        return [self.count]
+
+    def _update_axis(self) -> None:
+        data = np.asarray(self.shapes)
+        if len(data) < 3:
+            return
+        centred = data - data.mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        axis = vt[0]
+        if self.axis is not None and axis @ self.axis < 0:
+            axis = -axis
+        self.axis = axis
+        projected = centred @ axis
+        spread = np.percentile(projected, 95) - np.percentile(projected, 5)
+        self.swing_threshold = max(self.p.minimum_amplitude, self.p.threshold * spread)
+
+    # -- the zig-zag tracker -----------------------------------------------------------------
+    def _s(self, shape: np.ndarray) -> float:
+        return float(shape @ self.axis)
+
+    def _track(self, shape: np.ndarray) -> None:
+        if self.axis is None:
+            return
+        s, threshold = self._s(shape), self.swing_threshold
+        if self.direction == 0:
+            if self.low is None or s < self._s(self.low):
+                self.low = shape
+            if self.high is None or s > self._s(self.high):
+                self.high = shape
+            if self._s(self.high) - s >= threshold:
+                self._turn(self.high, -1, shape)
+            elif s - self._s(self.low) >= threshold:
+                self._turn(self.low, +1, shape)
+            return
+        if (s - self._s(self.peak)) * self.direction > 0:
+            self.peak = shape
+        elif (self._s(self.peak) - s) * self.direction >= threshold:
+            self._turn(self.peak, -self.direction, shape)
+
+    def _turn(self, at: np.ndarray, direction: int, now: np.ndarray) -> None:
+        if self.anchor is not None:
+            self.last_swing = abs(self._s(at) - self._s(self.anchor))
+        self.extremes += 1
+        self.anchor, self.direction, self.peak = at, direction, now
+
+    def _current_count(self) -> float:
+        if self.extremes == 0 or self.axis is None:
+            return 0.0
+        swing = self.last_swing or self.swing_threshold / self.p.threshold
+        progress = abs(self._s(self.peak) - self._s(self.anchor)) / max(swing, 1e-9)
+        return 0.5 * (self.extremes - 1) + 0.5 * min(1.0, progress)
+
+    # -- state ---------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        arrays = lambda xs: [np.asarray(x).tolist() for x in xs]  # noqa: E731
+        one = lambda x: None if x is None else np.asarray(x).tolist()  # noqa: E731
+        return {
+            "seen": self.seen, "raw": arrays(self.raw), "shapes": arrays(self.shapes), "axis": one(self.axis),
+            "extremes": self.extremes, "direction": self.direction, "anchor": one(self.anchor),
+            "peak": one(self.peak), "low": one(self.low), "high": one(self.high),
+            "last_swing": self.last_swing, "count": self.count,
+            "swing_threshold": getattr(self, "swing_threshold", None),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        one = lambda x: None if x is None else np.asarray(x, dtype=np.float64)  # noqa: E731
+        self.seen = int(state["seen"])
+        self.raw = deque((np.asarray(x) for x in state["raw"]), maxlen=self.raw.maxlen)
+        self.shapes = deque((np.asarray(x) for x in state["shapes"]), maxlen=self.shapes.maxlen)
+        self.axis, self.anchor, self.peak = one(state["axis"]), one(state["anchor"]), one(state["peak"])
+        self.low, self.high = one(state["low"]), one(state["high"])
+        self.extremes, self.direction = int(state["extremes"]), int(state["direction"])
+        self.last_swing, self.count = float(state["last_swing"]), float(state["count"])
+        if state.get("swing_threshold") is not None:
+            self.swing_threshold = float(state["swing_threshold"])

@@ -1,0 +1,227 @@
+"""Human body poses: the :class:`Pose` record, MediaPipe extraction, and :class:`PoseSelector`."""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .base import Transformer
+from .video import Frame
+
+# MediaPipe BlazePose's 33 landmarks, in model order.
+JOINT_NAMES: tuple[str, ...] = (
+    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
+    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
+    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip",
+    "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel",
+    "right_heel", "left_foot_index", "right_foot_index",
+)
+JOINT_INDEX = {name: i for i, name in enumerate(JOINT_NAMES)}
+
+# Bones drawn between joints (MediaPipe's body connections, face left out).
+SKELETON: tuple[tuple[str, str], ...] = (
+    ("left_shoulder", "right_shoulder"), ("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"),
+    ("right_shoulder", "right_elbow"), ("right_elbow", "right_wrist"), ("left_shoulder", "left_hip"),
+    ("right_shoulder", "right_hip"), ("left_hip", "right_hip"), ("left_hip", "left_knee"),
+    ("left_knee", "left_ankle"), ("right_hip", "right_knee"), ("right_knee", "right_ankle"),
+    ("left_ankle", "left_heel"), ("left_heel", "left_foot_index"), ("right_ankle", "right_heel"),
+    ("right_heel", "right_foot_index"),
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Pose:
+    """One person's 33 joints: ``keypoints[j] = (x, y, z, confidence)``.
+
+    x and y are normalised to the image (0..1, y downwards), z is MediaPipe's relative depth, and
+    confidence is the landmark's visibility (0..1).
+    """
+
+    keypoints: np.ndarray
+
+    def __post_init__(self) -> None:
+        k = np.asarray(self.keypoints, dtype=np.float32)
+        if k.shape != (len(JOINT_NAMES), 4):
+            raise ValueError(f"Pose: keypoints must have shape (33, 4), got {k.shape}")
+        object.__setattr__(self, "keypoints", k)
+
+    def joint(self, name: str) -> np.ndarray:
+        """``(x, y, z, confidence)`` of one joint by name (see ``JOINT_NAMES``)."""
+        return self.keypoints[JOINT_INDEX[name]]
+
+    @property
+    def confidence(self) -> float:
+        return float(self.keypoints[:, 3].mean())
+
+    def confident(self, threshold: float = 0.2) -> np.ndarray:
+        """Mask of the joints whose confidence reaches ``threshold``."""
+        return self.keypoints[:, 3] >= threshold
+
+    def bounding_box(self, threshold: float = 0.0) -> tuple[float, float, float, float] | None:
+        """``(x0, y0, x1, y1)`` around the confident joints, or None if no joint is confident."""
+        mask = self.confident(threshold)
+        if not mask.any():
+            return None
+        xy = self.keypoints[mask, :2]
+        return float(xy[:, 0].min()), float(xy[:, 1].min()), float(xy[:, 0].max()), float(xy[:, 1].max())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Pose) and np.array_equal(self.keypoints, other.keypoints)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _iou(a: tuple, b: tuple) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def deduplicated(poses: list[Pose], overlap: float = 0.6) -> list[Pose]:
+    """Drop near-duplicate detections of one person, keeping the most confident of each group."""
+    kept: list[Pose] = []
+    for pose in sorted(poses, key=lambda p: -p.confidence):
+        box = pose.bounding_box()
+        if box is None or all(_iou(box, k.bounding_box()) < overlap for k in kept):
+            kept.append(pose)
+    return kept
+
+
+@functools.cache
+def _pose_landmarker_bundle() -> bytes:
+    """A MediaPipe Tasks bundle built in memory from the two models the mediapipe wheel ships.
+
+    The wheel's ``.tflite`` files lack the image-normalisation metadata ``PoseLandmarker`` needs,
+    so it is added here with MediaPipe's own metadata writer: nothing is downloaded.
+    """
+    import mediapipe
+    from mediapipe.tasks.python.metadata.metadata_writers import metadata_writer, model_asset_bundle_utils
+    from mediapipe.tasks.python.metadata.metadata_writers import writer_utils
+
+    root = os.path.dirname(mediapipe.__file__)
+    models = {
+        "pose_detector.tflite": (f"{root}/modules/pose_detection/pose_detection.tflite", 127.5, 127.5),
+        "pose_landmarks_detector.tflite": (f"{root}/modules/pose_landmark/pose_landmark_full.tflite", 0.0, 255.0),
+    }
+    out = io.BytesIO()
+    with model_asset_bundle_utils.AlignZipFile(out, mode="w", alignment=4) as bundle:
+        for name, (path, mean, std) in models.items():
+            if not os.path.exists(path):
+                raise RuntimeError(f"the mediapipe wheel has no {path}: install mediapipe==0.10.14, "
+                                   "whose wheel ships the pose models (newer releases do not)")
+            with open(path, "rb") as f:
+                model = f.read()
+            writer = metadata_writer.MetadataWriter.create(bytearray(model))
+            writer.add_general_info(name, "BlazePose, from the mediapipe wheel")
+            writer.add_image_input(norm_mean=[mean], norm_std=[std])
+            for output in writer_utils.get_output_tensor_names(model):
+                writer.add_feature_output(name=output)
+            bundle.writestr(name, bytes(writer.populate()[0]))
+    return out.getvalue()
+
+
+class HumanBodyPoseExtractor(Transformer):
+    """Finds every person in a frame: a list of :class:`Pose`, possibly empty.
+
+    MediaPipe's ``PoseLandmarker`` runs in IMAGE mode: the person detector runs on every frame, so
+    people entering the scene are found at once, there are no timestamps to keep increasing, and
+    ``applied`` gives the same output for the same frame whatever came before.  Each extractor owns
+    one landmarker, created on first use and bound to the thread that created it.
+    """
+
+    def __init__(self, maximum_person_count: int = 4, minimum_confidence: float = 0.5):
+        self.maximum_person_count = maximum_person_count
+        self.minimum_confidence = minimum_confidence
+        self._landmarker: Any = None
+        self._owner: int | None = None
+
+    def _get_landmarker(self) -> Any:
+        if self._landmarker is None:
+            from mediapipe.tasks.python import vision
+            from mediapipe.tasks.python.core.base_options import BaseOptions
+
+            if not 1 <= self.maximum_person_count <= 16:
+                raise ValueError(f"{self!r}: maximum_person_count must be 1..16")
+            options = vision.PoseLandmarkerOptions(
+                base_options=BaseOptions(model_asset_buffer=_pose_landmarker_bundle()),
+                running_mode=vision.RunningMode.IMAGE,
+                num_poses=self.maximum_person_count,
+                min_pose_detection_confidence=self.minimum_confidence,
+                min_pose_presence_confidence=self.minimum_confidence,
+            )
+            self._landmarker = vision.PoseLandmarker.create_from_options(options)
+            self._owner = threading.get_ident()
+        elif self._owner != threading.get_ident():
+            raise RuntimeError(f"{self!r} was first used on another thread: MediaPipe graphs must not be "
+                               "shared across threads; create one extractor per stream")
+        return self._landmarker
+
+    def applied(self, frame: Frame | np.ndarray) -> list[Pose]:
+        import mediapipe as mp
+
+        image = frame.image if isinstance(frame, Frame) else frame
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"{type(self).__name__}: expected a Frame or a BGR uint8 image (H, W, 3)")
+        rgb = np.ascontiguousarray(image[:, :, ::-1])
+        result = self._get_landmarker().detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
+        poses = [Pose(np.array([(p.x, p.y, p.z, p.visibility) for p in person], dtype=np.float32))
+                 for person in result.pose_landmarks]
+        return deduplicated(poses)
+
+    def close(self) -> None:
+        if self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
+
+    def __getstate__(self) -> dict:
+        # A landmarker cannot travel to another process; the copy makes its own on first use.
+        return {**self.__dict__, "_landmarker": None, "_owner": None}
+
+
+def _bounding_box_area(xy: np.ndarray) -> float:
+    return float(np.prod(xy.max(axis=0) - xy.min(axis=0)))
+
+
+# Each strategy scores a pose from its confident joints' (x, y); the highest score is selected.
+_STRATEGIES = {
+    "maximum_bounding_box_area": _bounding_box_area,
+    "highest_joint_location": lambda xy: -float(xy[:, 1].min()),  # image y grows downwards
+    "lowest_joint_location": lambda xy: float(xy[:, 1].max()),
+    "leftmost_joint_location": lambda xy: -float(xy[:, 0].min()),
+    "rightmost_joint_location": lambda xy: float(xy[:, 0].max()),
+}
+STRATEGIES: tuple[str, ...] = tuple(_STRATEGIES)
+
+
+class PoseSelector(Transformer):
+    """Picks one person's pose out of the people in a frame, or None when nobody qualifies.
+
+    Only joints at or above ``confidence_threshold`` count towards a strategy.
+    """
+
+    def __init__(self, strategy: str = "maximum_bounding_box_area", confidence_threshold: float = 0.2):
+        self.strategy = strategy
+        self.confidence_threshold = confidence_threshold
+
+    def applied(self, poses: list[Pose]) -> Pose | None:
+        score = _STRATEGIES.get(self.strategy)
+        if score is None:
+            raise ValueError(f"PoseSelector: unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        best, best_score = None, -np.inf
+        for pose in poses:
+            mask = pose.confident(self.confidence_threshold)
+            if not mask.any():
+                continue
+            s = score(pose.keypoints[mask, :2])
+            if s > best_score:
+                best, best_score = pose, s
+        return best

@@ -1,0 +1,172 @@
+"""Video and camera readers: streams of :class:`Frame` from OpenCV."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import CameraError, EmptyVideoError, InvalidVideoError, VideoNotFoundError
+
+DEFAULT_FPS = 30.0
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One decoded frame: a BGR ``uint8`` image (as OpenCV decodes), its index and its time in seconds."""
+
+    image: np.ndarray
+    index: int
+    timestamp: float
+    source: str = ""
+
+
+class _ThreadedAsyncIteration:
+    """``async for`` over a blocking reader: each read runs in a thread, the loop stays free."""
+
+    async def __aiter__(self) -> AsyncIterator[Frame]:
+        iterator = iter(self)
+        end = object()
+        while (frame := await asyncio.to_thread(next, iterator, end)) is not end:
+            yield frame
+
+
+def _open(source: str | int) -> cv2.VideoCapture:
+    if isinstance(source, int):
+        return cv2.VideoCapture(source)
+    return cv2.VideoCapture(str(source), cv2.CAP_FFMPEG)
+
+
+class VideoStream(_ThreadedAsyncIteration):
+    """A video file as a re-iterable stream of frames; use :func:`read_video` to make one."""
+
+    def __init__(self, path: str | os.PathLike, fps: float, frame_count: int, width: int, height: int):
+        self.path = str(path)
+        self.fps = fps
+        self.frame_count = frame_count
+        self.width = width
+        self.height = height
+
+    @property
+    def duration(self) -> float:
+        return self.frame_count / self.fps
+
+    def __length_hint__(self) -> int:
+        return self.frame_count
+
+    def __iter__(self) -> Iterator[Frame]:
+        capture = _open(self.path)
+        try:
+            index = 0
+            while True:
+                ok, image = capture.read()
+                if not ok:
+                    break
+                yield Frame(image, index, index / self.fps, self.path)
+                index += 1
+        finally:
+            capture.release()
+
+    def __repr__(self) -> str:
+        return (f"VideoStream({self.path!r}, {self.width}x{self.height}, {self.fps:g} fps, "
+                f"{self.frame_count} frames)")
+
+
+def read_video(path: str | os.PathLike) -> VideoStream:
+    """Open a video file and check it decodes; raise a typed error naming the file if not."""
+    p = Path(path)
+    if not p.exists():
+        raise VideoNotFoundError(path, "no such file", "check the path")
+    if p.is_dir():
+        raise InvalidVideoError(path, "is a folder, not a video file")
+    if not os.access(p, os.R_OK):
+        raise InvalidVideoError(path, "is not readable", "check its permissions")
+    if p.stat().st_size == 0:
+        raise EmptyVideoError(path, "is an empty file (0 bytes)")
+    capture = _open(p)
+    try:
+        if not capture.isOpened():
+            raise InvalidVideoError(path, "is not a video OpenCV can decode (corrupt, or not a video at all)",
+                                    "try playing it, or re-encode it with ffmpeg -i IN -c:v libx264 OUT.mp4")
+        ok, image = capture.read()
+        if not ok or image is None:
+            raise EmptyVideoError(path, "holds no decodable frame")
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        fps = fps if math.isfinite(fps) and 1 <= fps <= 1000 else DEFAULT_FPS
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        return VideoStream(p, fps, max(count, 1), image.shape[1], image.shape[0])
+    finally:
+        capture.release()
+
+
+class CameraStream(_ThreadedAsyncIteration):
+    """Frames from a camera index or a stream URL, timestamped on arrival; use :func:`read_camera`."""
+
+    def __init__(self, source: int | str, capture: cv2.VideoCapture):
+        self.source = source
+        self._capture = capture
+        self.fps = capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS
+
+    def __iter__(self) -> Iterator[Frame]:
+        capture, self._capture = self._capture, None
+        if capture is None:
+            capture = _open(self.source)
+        start = time.monotonic()
+        index = 0
+        try:
+            while True:
+                ok, image = capture.read()
+                if not ok:
+                    if index == 0:
+                        raise CameraError(self.source, "delivered no frame")
+                    break
+                yield Frame(image, index, time.monotonic() - start, str(self.source))
+                index += 1
+        finally:
+            capture.release()
+
+
+def read_camera(source: int | str) -> CameraStream:
+    """Open a camera by index (``0``) or a stream URL (``rtsp://``, ``http://.../stream.mjpg``)."""
+    if isinstance(source, str) and source.isdigit():
+        source = int(source)
+    capture = _open(source)
+    if not capture.isOpened():
+        capture.release()
+        what = f"camera {source}" if isinstance(source, int) else f"stream {source}"
+        raise CameraError(source, f"could not open {what}",
+                          "no camera at that index on this machine?" if isinstance(source, int)
+                          else "is the URL right and the stream up?")
+    return CameraStream(source, capture)
+
+
+class ConcatenatedStream(_ThreadedAsyncIteration):
+    """Several videos played back to back as one stream, with continuous indexes and times."""
+
+    def __init__(self, streams: Iterable[VideoStream]):
+        self.streams = list(streams)
+
+    def __length_hint__(self) -> int:
+        return sum(s.frame_count for s in self.streams)
+
+    def __iter__(self) -> Iterator[Frame]:
+        index, offset = 0, 0.0
+        for stream in self.streams:
+            last = 0.0
+            for frame in stream:
+                last = frame.timestamp
+                yield Frame(frame.image, index, offset + frame.timestamp, frame.source)
+                index += 1
+            offset += last + 1.0 / stream.fps
+
+
+def concatenate(*paths: str | os.PathLike) -> ConcatenatedStream:
+    """Read several videos as one stream (each checked by :func:`read_video`)."""
+    return ConcatenatedStream(read_video(p) for p in paths)
