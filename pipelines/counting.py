@@ -1,9 +1,9 @@
 """Class-agnostic repetition counting from windows of poses.
 
 :class:`HumanBodyActionCounter` needs no training and no per-exercise rule.  Each frame's pose
-becomes a body-shape vector (joint x, y min-max normalised within the frame, so position and
+becomes a body-shape vector (joint x, y relative to the body's bounding box, so position and
 distance to the camera do not matter).  The dominant motion is the first principal component of
-the recent frames; the signal along it is followed by a zig-zag (hysteresis) tracker, and every
+the recent frames (less their slow trend); the signal along it is followed by a zig-zag (hysteresis) tracker, and every
 swing between two turning points larger than an adaptive threshold is half a repetition.  The
 leg in progress adds its fraction, so partial reps count.
 
@@ -18,6 +18,7 @@ from collections import deque
 from typing import Any
 
 import numpy as np
+from scipy.ndimage import uniform_filter1d
 
 from .base import TemporalSession, TemporalTransformer
 from .pose import Pose
@@ -25,28 +26,35 @@ from .temporal import Window
 
 
 def body_shape(pose: Pose | None) -> np.ndarray | None:
-    """Joint (x, y) min-max normalised per axis within the frame, flattened; None without a person."""
+    """Joint (x, y) relative to the body's bounding box, in units of its larger side; None without a person.
+
+    One scale for both axes keeps a lying body (plank, push-up) from having its small height, and
+    with it the landmark jitter, blown up.  On RepCount sequences, already min-max normalised per
+    axis, both sides are 1 and this changes nothing.
+    """
     if pose is None:
         return None
     xy = pose.keypoints[:, :2].astype(np.float64)
-    low, high = xy.min(axis=0), xy.max(axis=0)
-    extent = np.where(high - low > 1e-6, high - low, 1.0)
-    return ((xy - low) / extent).ravel()
+    low = xy.min(axis=0)
+    extent = float((xy.max(axis=0) - low).max())
+    return ((xy - low) / (extent if extent > 1e-6 else 1.0)).ravel()
 
 
 class HumanBodyActionCounter(TemporalTransformer):
     """Windows of poses (``Pose`` or None per frame) in, one cumulative fractional count per window out.
 
     ``threshold`` is the share of the recent motion range a swing must cover to count;
-    ``minimum_amplitude`` (in body-size units) keeps still holds and jitter at zero.
+    ``minimum_amplitude`` (in body-size units) keeps still holds and jitter at zero;
+    ``history`` frames are kept for the axis; ``smoothing`` frames are averaged against jitter.
     """
 
-    def __init__(self, history: int = 450, threshold: float = 0.5, minimum_amplitude: float = 0.08,
-                 smoothing: int = 5):
+    def __init__(self, history: int = 450, threshold: float = 0.35, minimum_amplitude: float = 0.25,
+                 smoothing: int = 5, trend_window: int = 241):
         self.history = history
         self.threshold = threshold
         self.minimum_amplitude = minimum_amplitude
         self.smoothing = smoothing
+        self.trend_window = trend_window
 
     def session(self) -> TemporalSession:
         if self.history < 30:
@@ -102,14 +110,19 @@ class _CounterSession(TemporalSession):
         data = np.asarray(self.shapes)
         if len(data) < 3:
             return
-        centred = data - data.mean(axis=0)
-        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        # The axis of motion: PCA of the shapes less their slow trend, so that a change of person,
+        # view or stance (an offset) cannot take over the axis from the repeated motion.
+        trend = uniform_filter1d(data, size=min(self.p.trend_window, len(data)), axis=0, mode="nearest")
+        _, _, vt = np.linalg.svd(data - trend, full_matrices=False)
         axis = vt[0]
         if self.axis is not None and axis @ self.axis < 0:
             axis = -axis
         self.axis = axis
-        projected = centred @ axis
-        spread = np.percentile(projected, 95) - np.percentile(projected, 5)
+        # The motion's range from its inner half (scaled to a 5-95 % range), so a few large
+        # excursions do not raise the bar for the ordinary reps around them.
+        projected = data @ axis
+        q25, q75 = np.percentile(projected, [25, 75])
+        spread = (q75 - q25) * 1.8
         self.swing_threshold = max(self.p.minimum_amplitude, self.p.threshold * spread)
 
     # -- the zig-zag tracker -----------------------------------------------------------------

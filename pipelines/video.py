@@ -170,3 +170,65 @@ class ConcatenatedStream(_ThreadedAsyncIteration):
 def concatenate(*paths: str | os.PathLike) -> ConcatenatedStream:
     """Read several videos as one stream (each checked by :func:`read_video`)."""
     return ConcatenatedStream(read_video(p) for p in paths)
+
+
+class LiveStream:
+    """Reads a source on a background thread and hands out only the newest frames.
+
+    A live consumer slower than the camera would otherwise fall ever further behind; here the
+    oldest waiting frame is dropped instead and counted in ``dropped``, never silently.  File
+    sources are paced at their frame rate, as if a camera were filming them.
+    """
+
+    def __init__(self, source: Iterable[Frame], capacity: int = 2, pace: bool = False):
+        self.source = source
+        self.capacity = capacity
+        self.pace = pace
+        self.dropped = 0
+        self.delivered = 0
+
+    def __iter__(self) -> Iterator[Frame]:
+        import collections
+        import threading
+
+        queue: collections.deque = collections.deque()
+        ready = threading.Condition()
+        state = {"done": False, "error": None}
+        stop = threading.Event()
+
+        def read() -> None:
+            start = time.monotonic()
+            try:
+                for frame in self.source:
+                    if stop.is_set():
+                        break
+                    if self.pace:
+                        time.sleep(max(0.0, start + frame.timestamp - time.monotonic()))
+                    with ready:
+                        if len(queue) >= self.capacity:
+                            queue.popleft()
+                            self.dropped += 1
+                        queue.append(frame)
+                        ready.notify()
+            except BaseException as e:  # handed to the consumer, raised there
+                state["error"] = e
+            finally:
+                with ready:
+                    state["done"] = True
+                    ready.notify()
+
+        reader = threading.Thread(target=read, name="cadence-live-reader", daemon=True)
+        reader.start()
+        try:
+            while True:
+                with ready:
+                    ready.wait_for(lambda: queue or state["done"])
+                    if not queue:
+                        break
+                    frame = queue.popleft()
+                self.delivered += 1
+                yield frame
+            if state["error"] is not None:
+                raise state["error"]
+        finally:
+            stop.set()

@@ -1,0 +1,84 @@
+"""The ``cadence`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _quiet_native_logging() -> None:
+    """Send native (C++) stderr to /dev/null; Python's own messages keep the real stderr.
+
+    MediaPipe and TensorFlow Lite print start-up chatter from C++ threads straight to file
+    descriptor 2, which no Python setting reaches.  ``--verbose`` keeps it.
+    """
+    warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype")
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    try:
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    sys.stderr.flush()
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = os.fdopen(saved, "w", buffering=1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pipelines.pose import STRATEGIES
+
+    parser = argparse.ArgumentParser(
+        prog="cadence",
+        description="Temporal machine learning on streams: count exercise repetitions in videos and camera feeds.",
+    )
+    parser.add_argument("--verbose", action="store_true", help="keep MediaPipe's native log output on stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    count = commands.add_parser(
+        "count", help="count exercise repetitions in videos or live feeds",
+        description="Count repetitions of the selected person in each video: poses (MediaPipe) -> one person "
+                    "-> sliding windows -> a class-agnostic counter. Prints the running cumulative count.",
+        epilog="Exit status: 0 when every source was counted, 2 when any source could not be read "
+               "(the others are still counted), 130 on Ctrl-C (the counts so far are printed).")
+    count.add_argument("sources", nargs="+", metavar="VIDEO",
+                       help="video files; with --live also camera indexes (0) or stream URLs")
+    count.add_argument("--window", type=int, default=90, help="poses per counting window (default 90)")
+    count.add_argument("--stride", type=int, default=None,
+                       help="poses between window starts (default: the window, or 15 with --live)")
+    count.add_argument("--strategy", choices=STRATEGIES, default="maximum_bounding_box_area",
+                       help="which person to follow when several are in view (default maximum_bounding_box_area)")
+    count.add_argument("--live", action="store_true",
+                       help="read cameras or stream URLs (or files paced at their frame rate) as they come; "
+                            "frames the counter cannot keep up with are dropped and reported")
+    count.add_argument("--annotate", metavar="OUT.mp4",
+                       help="write the video with the selected skeleton and the running count drawn on it "
+                            "(with several videos, one file each: OUT-NAME.mp4)")
+    count.add_argument("--json", action="store_true",
+                       help="print one JSON object per source at the end instead of the running counts")
+    count.set_defaults(run=_run_count)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.verbose:
+        _quiet_native_logging()
+    return args.run(args)
+
+
+def _run_count(args: argparse.Namespace) -> int:
+    from .count import count_sources
+
+    return count_sources(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Drawing a pose and a running count onto frames, and writing annotated video."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+from .pose import JOINT_INDEX, SKELETON, Pose
+
+
+def draw_pose(image: np.ndarray, pose: Pose, threshold: float = 0.2, color: tuple = (0, 220, 255)) -> None:
+    """Draw the confident joints and bones of ``pose`` onto a BGR image, in place."""
+    h, w = image.shape[:2]
+    points = {i: (int(k[0] * w), int(k[1] * h)) for i, k in enumerate(pose.keypoints) if k[3] >= threshold}
+    thickness = max(2, w // 400)
+    for a, b in SKELETON:
+        ia, ib = JOINT_INDEX[a], JOINT_INDEX[b]
+        if ia in points and ib in points:
+            cv2.line(image, points[ia], points[ib], color, thickness, cv2.LINE_AA)
+    for p in points.values():
+        cv2.circle(image, p, thickness + 2, (255, 255, 255), -1, cv2.LINE_AA)
+
+
+def draw_count(image: np.ndarray, count: float) -> None:
+    """Draw the running count in the top-left corner, in place."""
+    scale = max(0.8, image.shape[1] / 800)
+    text = f"reps {count:.1f}"
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
+    cv2.rectangle(image, (10, 10), (30 + tw, 30 + th + base), (0, 0, 0), -1)
+    cv2.putText(image, text, (20, 20 + th), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 2, cv2.LINE_AA)
+
+
+class AnnotatedVideoWriter:
+    """Writes frames to an MP4 file, opened on the first frame (its size sets the video's)."""
+
+    def __init__(self, path: str | os.PathLike, fps: float):
+        self.path = Path(path)
+        self.fps = fps
+        self._writer: cv2.VideoWriter | None = None
+
+    def write(self, image: np.ndarray) -> None:
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            h, w = image.shape[:2]
+            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            if not self._writer.isOpened():
+                raise InputError(self.path, "cannot be written as an MP4 video", "check the folder exists and is writable")
+        self._writer.write(image)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+    def __enter__(self) -> AnnotatedVideoWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,107 @@
+"""The repetition-counting job in one process: frames -> poses -> one person -> windows -> counts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from .base import ComposedTemporalTransformer
+from .counting import HumanBodyActionCounter
+from .errors import NoPersonError
+from .pose import HumanBodyPoseExtractor, Pose, PoseSelector
+from .temporal import SlidingWindow
+from .video import Frame
+
+
+@dataclass(frozen=True)
+class CountUpdate:
+    """The cumulative count after a window ending at ``frame_index``."""
+
+    source: str
+    frame_index: int
+    timestamp: float
+    count: float
+
+
+@dataclass
+class CountResult:
+    source: str
+    count: float
+    frames: int
+    seconds: float
+    frames_with_person: int
+    processing_seconds: float
+    updates: list[CountUpdate] = field(default_factory=list, repr=False)
+
+    def summary(self) -> dict:
+        fps = self.frames / self.processing_seconds if self.processing_seconds > 0 else None
+        return {"source": self.source, "count": round(self.count, 3), "frames": self.frames,
+                "seconds": round(self.seconds, 3), "frames_with_person": self.frames_with_person,
+                "processing_seconds": round(self.processing_seconds, 3),
+                "frames_per_second": None if fps is None else round(fps, 2)}
+
+
+@dataclass
+class RepetitionCounting:
+    """Settings of the counting job; :meth:`pipeline` gives it as one composed component."""
+
+    window: int = 90
+    stride: int = 90
+    strategy: str = "maximum_bounding_box_area"
+    confidence_threshold: float = 0.2
+    counter: HumanBodyActionCounter = field(default_factory=HumanBodyActionCounter)
+
+    def pipeline(self) -> ComposedTemporalTransformer:
+        """Frames in, cumulative counts out: the whole job as a component."""
+        return (HumanBodyPoseExtractor()
+                .appending(PoseSelector(self.strategy, self.confidence_threshold))
+                .appending(SlidingWindow(self.window, self.stride))
+                .appending(self.counter))
+
+    def run(self, frames: Iterable[Frame], source: str = "stream",
+            on_update: Callable[[CountUpdate], None] | None = None,
+            on_frame: Callable[[Frame, Pose | None, float], None] | None = None) -> CountResult:
+        """Count the repetitions of one person in a stream of frames.
+
+        Stage by stage rather than through :meth:`pipeline`, so the caller sees each frame's
+        selected pose (for annotation) and each count as it comes.  Raises :class:`NoPersonError`
+        when nobody was found in any frame.
+        """
+        extractor = HumanBodyPoseExtractor()
+        selector = PoseSelector(self.strategy, self.confidence_threshold)
+        windows = SlidingWindow(self.window, self.stride).session()
+        counter = self.counter.session()
+        result = CountResult(source, 0.0, 0, 0.0, 0, 0.0)
+        started, last = time.perf_counter(), None
+
+        def emit(window_list: list) -> None:
+            for window in window_list:
+                for count in counter.push(window):
+                    result.count = count
+                    update = CountUpdate(source, window.stop - 1, stamps.get(window.stop - 1, 0.0), count)
+                    result.updates.append(update)
+                    if on_update:
+                        on_update(update)
+
+        stamps: dict[int, float] = {}
+        try:
+            for frame in frames:
+                pose = selector.applied(extractor.applied(frame))
+                stamps[result.frames] = frame.timestamp
+                stamps.pop(result.frames - self.window - self.stride, None)
+                result.frames += 1
+                result.frames_with_person += pose is not None
+                last = frame
+                emit(windows.push(pose))
+                if on_frame:
+                    on_frame(frame, pose, result.count)
+            emit(windows.finish())
+        finally:
+            extractor.close()
+            result.processing_seconds = time.perf_counter() - started
+            if last is not None and result.frames > 1:  # the last frame lasts one frame interval too
+                result.seconds = last.timestamp * result.frames / (result.frames - 1)
+        if result.frames and result.frames_with_person == 0:
+            raise NoPersonError(source, f"no person was detected in any of its {result.frames} frames")
+        return result

@@ -1,0 +1,167 @@
+"""The component model: composition, functions as components, streams, events, conformance."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+
+import numpy as np
+import pytest
+
+from pipelines import (AnnotatedFeature, ComposedEstimator, ComposedTemporalTransformer, ComposedTransformer,
+                       Downsample, Estimator, Event, FunctionTransformer, HumanBodyActionCounter, SlidingWindow,
+                       TemporalTransformer, Transformer)
+
+
+class Scale(Transformer):
+    def __init__(self, factor: float = 2.0):
+        self.factor = factor
+
+    def applied(self, x):
+        return x * self.factor
+
+
+class MeanCenter(Estimator):
+    """Learns the mean of the features and subtracts it."""
+
+    def fitted(self, data, event_handler=None):
+        mean = float(np.mean([d.feature for d in data]))
+        return FunctionTransformer(lambda x: x - mean)
+
+
+def test_transformers_compose_by_appending_and_pipe():
+    composed = Scale(2).appending(Scale(3))
+    assert isinstance(composed, ComposedTransformer)
+    assert composed.applied(1) == 6
+    assert (Scale(2) | Scale(3) | Scale(5)).applied(1) == 30
+    assert len((Scale(2) | Scale(3) | Scale(5)).steps) == 3  # flattened, not nested
+
+
+def test_plain_functions_are_components():
+    assert Scale(2).map(lambda x: x + 1).applied(3) == 7
+    assert (Scale(2) | str).applied(3) == "6"
+    with pytest.raises(TypeError, match="cannot compose"):
+        Scale(2).appending(42)
+
+
+def test_transformer_then_temporal_is_temporal_and_lazy():
+    pipeline = Scale(10).appending(SlidingWindow(2, 2))
+    assert isinstance(pipeline, TemporalTransformer)
+    consumed = []
+
+    def source():
+        for i in range(100):
+            consumed.append(i)
+            yield i
+
+    stream = iter(pipeline.applied(source()))
+    first = next(stream)
+    assert list(first) == [0, 10] and first.start == 0
+    assert len(consumed) == 2  # one element at a time, not the whole source
+
+
+def test_temporal_then_transformer_maps_each_element():
+    pipeline = Downsample(2).appending(Scale(10))
+    assert isinstance(pipeline, ComposedTemporalTransformer)
+    assert list(pipeline.applied(range(6))) == [0, 20, 40]
+
+
+def test_estimator_appended_to_transformer_fits_a_composed_transformer():
+    composed = Scale(2).appending(MeanCenter())
+    assert isinstance(composed, ComposedEstimator)
+    data = [AnnotatedFeature(x, "label") for x in (1, 2, 3)]
+    model = composed.fitted(data)
+    assert isinstance(model, Transformer)
+    assert model.applied(2) == pytest.approx(0.0)  # 2*2 - mean(2, 4, 6)
+    pre = composed.preprocessed(data)
+    assert [d.feature for d in pre] == [2, 4, 6]
+    assert composed.fitted_to_preprocessed(pre).applied(2) == pytest.approx(0.0)
+
+
+def test_async_iteration_gives_the_same_stream():
+    pipeline = Scale(1).appending(SlidingWindow(3, 2))
+
+    async def collect():
+        return [list(w) async for w in pipeline.applied(range(8))]
+
+    assert asyncio.run(collect()) == [list(w) for w in pipeline.applied(range(8))]
+
+
+def test_async_source_is_consumed_with_async_for():
+    async def numbers():
+        for i in range(5):
+            await asyncio.sleep(0)
+            yield i
+
+    async def collect():
+        return [x async for x in Downsample(2).applied(numbers())]
+
+    assert asyncio.run(collect()) == [0, 2, 4]
+    with pytest.raises(TypeError, match="async for"):
+        list(Downsample(2).applied(numbers()))
+
+
+def test_event_handler_reports_progress_against_the_length_hint():
+    events: list[Event] = []
+    list(Downsample(2).applied(list(range(4)), event_handler=events.append))
+    assert [e.item_count for e in events] == [1, 2, 3, 4]
+    assert events[-1].total_item_count == 4 and events[-1].fraction_completed == 1.0
+
+
+def test_constructor_only_stores_arguments_and_repr_shows_them():
+    window = SlidingWindow(90, 15)
+    assert repr(window) == "SlidingWindow(length=90, stride=15, partial=True, as_array=False)"
+    assert window == SlidingWindow(90, 15) and window != SlidingWindow(90, 30)
+    SlidingWindow(0)  # invalid values are reported when used, with the component named
+    with pytest.raises(ValueError, match="SlidingWindow: length"):
+        list(SlidingWindow(0).applied([1]))
+
+
+# -- conformance: every temporal component --------------------------------------------------------
+
+def _pose_stream(n=300):
+    from pipelines import Pose
+    t = np.arange(n)
+    base = np.random.default_rng(0).uniform(0.2, 0.8, (33, 4)).astype(np.float32)
+    out = []
+    for i in t:
+        k = base.copy()
+        k[15:17, 1] += 0.3 * np.sin(2 * np.pi * i / 40)  # wrists go up and down
+        k[:, 3] = 1
+        out.append(Pose(k))
+    return out
+
+
+TEMPORAL = [
+    (Downsample(3), list(range(50))),
+    (SlidingWindow(7, 3), list(range(50))),
+    (SlidingWindow(4, 9), list(range(50))),
+    (SlidingWindow(90, 15).appending(HumanBodyActionCounter()), _pose_stream()),
+]
+
+
+@pytest.mark.parametrize("component,stream", TEMPORAL, ids=lambda c: type(c).__name__)
+def test_applying_is_pure_and_repeatable(component, stream):
+    before = copy.deepcopy(component)
+    first = list(component.applied(stream))
+    assert _same(first, list(component.applied(stream)))
+    assert component == before
+
+
+@pytest.mark.parametrize("component,stream", TEMPORAL, ids=lambda c: type(c).__name__)
+def test_snapshot_round_trips_mid_stream(component, stream):
+    whole = list(component.applied(stream))
+    half = len(stream) // 2
+    session = component.session()
+    outputs = [y for x in stream[:half] for y in session.push(x)]
+    state = copy.deepcopy(session.snapshot())
+    resumed = component.session()  # a restarted worker: a fresh session, then the saved state
+    resumed.restore(state)
+    outputs += [y for x in stream[half:] for y in resumed.push(x)] + resumed.finish()
+    assert _same(outputs, whole)
+
+
+def _same(a, b):
+    if len(a) != len(b):
+        return False
+    return all((list(x) == list(y) and x.start == y.start) if hasattr(x, "start") else x == y for x, y in zip(a, b))

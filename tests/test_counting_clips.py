@@ -1,0 +1,60 @@
+"""Real MediaPipe on the real clips: the counts the counting issue asks for."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines import HumanBodyActionCounter, SlidingWindow, concatenate
+from pipelines.repetitions import RepetitionCounting
+
+from .conftest import selected_poses, video
+
+SINGLE_SQUATS = ["squat_correct_001.avi", "squat_correct_007.mp4", "squat_correct_010.mp4",
+                 "squat_correct_013.mp4", "squat_correct_016.mp4"]
+
+
+def count(poses, window=90, stride=90):
+    counts = list(HumanBodyActionCounter().applied(SlidingWindow(window, stride).applied(list(poses))))
+    return counts[-1]
+
+
+@pytest.mark.parametrize("name", SINGLE_SQUATS)
+def test_each_single_squat_counts_one(name):
+    assert count(selected_poses(name)) == pytest.approx(1, abs=0.5)
+
+
+@pytest.mark.parametrize("window,stride", [(90, 90), (90, 15)])
+def test_five_squat_clips_back_to_back_count_five(window, stride):
+    poses = [p for name in SINGLE_SQUATS for p in selected_poses(name)]
+    assert count(poses, window, stride) == pytest.approx(5, abs=1)
+
+
+def test_jumping_jacks_count_two_to_three():
+    assert 2 <= count(selected_poses("jumpingjack_correct_001.mp4")) <= 3
+
+
+def test_plank_hold_counts_nothing():
+    assert count(selected_poses("plank_correct_005.mp4")) < 0.5
+
+
+def test_partial_squats_count_fractions():
+    assert count(selected_poses("squat_correct_003.mp4")) == pytest.approx(0.5, abs=0.3)
+    assert count(selected_poses("squat_correct_005.mp4")) == pytest.approx(0.75, abs=0.3)
+
+
+def test_the_job_streams_a_concatenated_video_end_to_end():
+    """The whole job from decoded frames, on one stream made of five clips: the same as stage by stage."""
+    updates = []
+    result = RepetitionCounting().run(concatenate(*(video(n) for n in SINGLE_SQUATS)),
+                                      source="five squats", on_update=updates.append)
+    assert result.frames == 49 + 75 + 90 + 48 + 29
+    assert result.count == pytest.approx(5, abs=1)
+    assert [u.frame_index for u in updates] == [89, 179, 269, 290]
+    assert all(b.count >= a.count - 0.5 for a, b in zip(updates, updates[1:]))
+
+
+def test_the_composed_pipeline_matches_the_job():
+    from pipelines import read_video
+    job = RepetitionCounting()
+    path = video("jumpingjack_correct_001.mp4")
+    assert list(job.pipeline().applied(read_video(path)))[-1] == pytest.approx(job.run(read_video(path)).count)

@@ -1,0 +1,129 @@
+"""Readers and every kind of bad input: a typed error naming the file and the problem."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from pipelines import (CameraError, EmptyVideoError, InvalidVideoError, NoPersonError, VideoNotFoundError,
+                       concatenate, read_camera, read_video)
+from pipelines.repetitions import RepetitionCounting
+from pipelines.video import LiveStream
+
+from .conftest import video
+
+
+def test_read_video_yields_indexed_timestamped_frames():
+    stream = read_video(video("squat_correct_007.mp4"))
+    frames = list(stream)
+    assert len(frames) == stream.frame_count == 75
+    assert [f.index for f in frames[:3]] == [0, 1, 2]
+    assert frames[30].timestamp == pytest.approx(30 / stream.fps)
+    assert frames[0].image.shape == (stream.height, stream.width, 3) and frames[0].image.dtype == np.uint8
+    assert len(list(stream)) == 75  # re-iterable
+
+
+def test_async_for_over_a_video():
+    async def count():
+        return sum([1 async for _ in read_video(video("squat_correct_016.mp4"))])
+
+    assert asyncio.run(count()) == 29
+
+
+def test_concatenated_videos_are_one_continuous_stream():
+    names = ["squat_correct_016.mp4", "squat_correct_013.mp4"]
+    frames = list(concatenate(*(video(n) for n in names)))
+    assert len(frames) == 29 + 48
+    assert [f.index for f in frames] == list(range(77))
+    assert np.all(np.diff([f.timestamp for f in frames]) > 0)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(VideoNotFoundError, match="nope.mp4: no such file"):
+        read_video(tmp_path / "nope.mp4")
+
+
+def test_a_folder_is_not_a_video(tmp_path):
+    with pytest.raises(InvalidVideoError, match="is a folder"):
+        read_video(tmp_path)
+
+
+def test_text_file_named_mp4(tmp_path):
+    path = tmp_path / "notes.mp4"
+    path.write_text("this is not a video\n" * 50)
+    with pytest.raises(InvalidVideoError, match="notes.mp4: is not a video"):
+        read_video(path)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.mp4"
+    path.touch()
+    with pytest.raises(EmptyVideoError, match="empty.mp4: is an empty file"):
+        read_video(path)
+
+
+def test_video_with_no_frames(tmp_path):
+    path = tmp_path / "no_frames.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (64, 64))
+    writer.release()
+    with pytest.raises(InvalidVideoError, match="no_frames.avi"):
+        read_video(path)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zeroed"])
+def test_corrupt_video(tmp_path, damage):
+    data = video("squat_correct_007.mp4").read_bytes()
+    n = len(data)
+    broken = data[: n // 3] if damage == "truncated" else data[: n // 4] + bytes(n // 2) + data[3 * n // 4:]
+    path = tmp_path / f"{damage}.mp4"
+    path.write_bytes(broken)
+    with pytest.raises(InvalidVideoError, match=f"{damage}.mp4"):
+        read_video(path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file(tmp_path):
+    path = tmp_path / "locked.mp4"
+    path.write_bytes(video("squat_correct_016.mp4").read_bytes())
+    path.chmod(0)
+    with pytest.raises(InvalidVideoError, match="not readable"):
+        read_video(path)
+
+
+def write_video_without_people(path, frames=20):
+    """A real video of trees: the left edge of the jumping-jack clip, where nobody stands."""
+    background = next(iter(read_video(video("jumpingjack_correct_001.mp4")))).image[:, :240]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (240, 720))
+    for i in range(frames):
+        writer.write(np.ascontiguousarray(np.roll(background, i, axis=0)))
+    writer.release()
+    return path
+
+
+def test_video_with_no_person(tmp_path):
+    path = write_video_without_people(tmp_path / "trees.avi")
+    with pytest.raises(NoPersonError, match="trees.avi: no person was detected in any of its 20 frames"):
+        RepetitionCounting().run(read_video(path), source=str(path))
+
+
+def test_no_camera_on_this_machine():
+    with pytest.raises(CameraError, match="could not open camera 7"):
+        read_camera(7)
+
+
+def test_live_stream_drops_frames_a_slow_consumer_cannot_take_and_counts_them():
+    import time
+    from pipelines import Frame
+
+    source = [Frame(np.zeros((2, 2, 3), np.uint8), i, i / 100) for i in range(50)]
+    live = LiveStream(source, capacity=2, pace=True)
+    got = []
+    for frame in live:
+        got.append(frame.index)
+        time.sleep(0.03)  # three times slower than the 100 fps source
+    assert live.dropped > 0 and live.dropped + live.delivered == 50
+    assert got == sorted(got) and got[-1] == 49  # newest frames kept, in order
