@@ -1,0 +1,93 @@
+"""``cadence count`` as a user runs it: a real process, real clips, real MediaPipe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import subprocess
+import sys
+
+import cv2
+import pytest
+
+from .conftest import ROOT, video
+from .test_video_input import write_video_without_people
+
+
+def cadence(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cluster.cli", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def json_lines(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def test_help_explains_the_command():
+    result = cadence("count", "--help")
+    assert result.returncode == 0
+    for word in ("--window", "--stride", "--strategy", "rightmost_joint_location", "--live", "--annotate", "--json"):
+        assert word in result.stdout
+
+
+def test_json_counts_and_annotated_video(tmp_path):
+    out = tmp_path / "annotated.mp4"
+    result = cadence("count", str(video("squat_correct_007.mp4")), "--json", "--annotate", str(out))
+    assert result.returncode == 0, result.stderr
+    (summary,) = json_lines(result.stdout)
+    assert summary["source"].endswith("squat_correct_007.mp4")
+    assert summary["count"] == pytest.approx(1, abs=0.5)
+    assert summary["frames"] == 75 and summary["seconds"] == pytest.approx(2.5, abs=0.05)
+    annotated = cv2.VideoCapture(str(out))
+    assert annotated.isOpened() and int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == 75
+    annotated.release()
+
+
+def test_running_counts_are_printed_as_they_come():
+    result = cadence("count", str(video("jumpingjack_correct_001.mp4")), "--stride", "45")
+    assert result.returncode == 0, result.stderr
+    running = [line for line in result.stdout.splitlines() if ": frame " in line]
+    assert len(running) >= 3  # every 45 frames over 159 frames
+    assert "repetitions in 159 frames" in result.stdout
+
+
+def test_bad_inputs_are_named_and_good_videos_still_counted(tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    nobody = write_video_without_people(tmp_path / "trees.avi")
+    good = video("squat_correct_016.mp4")
+    result = cadence("count", str(tmp_path / "missing.mp4"), str(text), str(good), str(empty), str(nobody), "--json")
+    assert result.returncode == 2
+    by_source = {Path(r["source"]).name: r for r in json_lines(result.stdout)}
+    assert by_source["squat_correct_016.mp4"]["count"] == pytest.approx(1, abs=0.5)
+    assert "no such file" in by_source["missing.mp4"]["error"]
+    assert "not a video" in by_source["notes.mp4"]["error"]
+    assert "empty" in by_source["empty.mp4"]["error"]
+    assert "no person" in by_source["trees.avi"]["error"]
+    for name in ("missing.mp4", "notes.mp4", "empty.mp4", "trees.avi"):
+        assert name in result.stderr  # the message names the file
+    assert "Traceback" not in result.stderr
+
+
+def test_a_camera_that_is_not_there_is_a_clear_error():
+    result = cadence("count", "5", "--live")
+    assert result.returncode == 2
+    assert "could not open camera 5" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_camera_index_without_live_is_explained():
+    result = cadence("count", "0")
+    assert result.returncode == 2 and "add --live" in result.stderr
+
+
+def test_live_file_is_paced_and_reports_drops():
+    result = cadence("count", str(video("squat_correct_016.mp4")), "--live", "--json")
+    assert result.returncode == 0, result.stderr
+    (summary,) = json_lines(result.stdout)
+    assert summary["frames"] + summary["frames_dropped"] == 29
+    assert summary["processing_seconds"] >= 0.9  # 29 frames at 30 fps take about a second to film
+
+
+
