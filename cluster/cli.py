@@ -64,6 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
     count.add_argument("--json", action="store_true",
                        help="print one JSON object per source at the end instead of the running counts")
     count.set_defaults(run=_run_count)
+
+    bench = commands.add_parser("bench", help="benchmarks that print figures",
+                                description="Benchmarks that print figures (nothing is asserted).")
+    benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    repcount = benches.add_parser(
+        "repcount", help="score the repetition counter on RepCount-format pose sequences",
+        description="Run HumanBodyActionCounter as a stream (the same sliding windows and cumulative counts as "
+                    "'cadence count') over every pose sequence listed in LABELS, and print MAE, OBO and the "
+                    "per-video predictions. MAE = mean(|pred - gt| / max(gt, 1)); OBO = share with "
+                    "|round(pred) - gt| <= 1.")
+    repcount.add_argument("--poses", required=True, metavar="DIR", help="folder of NAME.npy arrays (T, 104)")
+    repcount.add_argument("--labels", required=True, metavar="CSV", help="labels.csv with columns name,count")
+    repcount.add_argument("--window", type=int, default=90, help="poses per window (default 90)")
+    repcount.add_argument("--stride", type=int, default=90, help="poses between window starts (default 90)")
+    repcount.add_argument("--json", metavar="OUT", help="also write {mae, obo, videos: [{name, gt, pred}]} to OUT")
+    repcount.set_defaults(run=_run_bench_repcount)
     return parser
 
 
@@ -78,6 +94,31 @@ def _run_count(args: argparse.Namespace) -> int:
     from .count import count_sources
 
     return count_sources(args)
+
+
+def _run_bench_repcount(args: argparse.Namespace) -> int:
+    import json
+
+    from tqdm import tqdm
+
+    from pipelines.errors import InputError
+    from pipelines.repcount import read_labels, score
+
+    try:
+        sequences = read_labels(args.poses, args.labels)
+    except InputError as e:
+        print(f"cadence bench repcount: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    with tqdm(total=len(sequences), unit="video", leave=False, file=sys.stderr, disable=None) as bar:
+        result = score(sequences, args.window, args.stride, progress=lambda _: bar.update(1))
+    for v in result.videos:
+        print(f"{v['name']:>16}  gt {v['gt']:6.1f}  pred {v['pred']:7.2f}")
+    print(f"window {args.window} stride {args.stride}: MAE {result.mae:.3f}  OBO {result.obo:.3f}  "
+          f"({len(result.videos)} videos, {result.poses_per_second:,.0f} poses/s counted)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result.to_dict(), f, indent=1)
+    return 0
 
 
 if __name__ == "__main__":

@@ -83,3 +83,46 @@ def off_by_one_accuracy(predictions: Sequence[float], truths: Sequence[float]) -
 def iterate_labelled(sequences: Sequence[LabelledSequence]) -> Iterator[tuple[LabelledSequence, list[Pose | None]]]:
     for seq in sequences:
         yield seq, read_poses(seq.path)
+
+
+@dataclass
+class Score:
+    """A counter's results on a labelled set, streamed with the given windows."""
+
+    window: int
+    stride: int
+    videos: list[dict]
+    poses_per_second: float
+
+    @property
+    def mae(self) -> float:
+        return mean_absolute_error([v["pred"] for v in self.videos], [v["gt"] for v in self.videos])
+
+    @property
+    def obo(self) -> float:
+        return off_by_one_accuracy([v["pred"] for v in self.videos], [v["gt"] for v in self.videos])
+
+    def to_dict(self) -> dict:
+        return {"mae": round(self.mae, 4), "obo": round(self.obo, 4), "window": self.window, "stride": self.stride,
+                "poses_per_second": round(self.poses_per_second), "videos": self.videos}
+
+
+def score(sequences: Sequence[LabelledSequence], window: int = 90, stride: int = 90, counter=None,
+          progress=None) -> Score:
+    """Count each sequence as a stream (the same windows as ``cadence count``) and compare with the truth."""
+    import time
+
+    from .counting import HumanBodyActionCounter
+    from .temporal import SlidingWindow
+
+    counter = counter or HumanBodyActionCounter()
+    videos, poses_counted, seconds = [], 0, 0.0
+    for seq, poses in iterate_labelled(sequences):
+        started = time.perf_counter()
+        counts = list(counter.applied(SlidingWindow(window, stride).applied(poses)))
+        seconds += time.perf_counter() - started
+        poses_counted += len(poses)
+        videos.append({"name": seq.name, "gt": seq.count, "pred": round(float(counts[-1]) if counts else 0.0, 3)})
+        if progress:
+            progress(seq)
+    return Score(window, stride, videos, poses_counted / seconds if seconds else 0.0)

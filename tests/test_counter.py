@@ -1,0 +1,127 @@
+"""The counter on synthetic pose streams with known answers, and a regression on real RepCount sequences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipelines import HumanBodyActionCounter, Pose, SlidingWindow
+from pipelines.repcount import mean_absolute_error, poses_from_array, read_labels, read_poses, score
+
+RNG_SEED = 7
+
+
+def squatting_person(phase: np.ndarray, noise: float = 0.01, seed: int = RNG_SEED) -> list[Pose | None]:
+    """A stick figure whose hips and knees go down and up with ``cos(phase)``: one rep per 2*pi."""
+    rng = np.random.default_rng(seed)
+    base = np.zeros((33, 4), np.float32)
+    base[:, 0] = np.linspace(0.4, 0.6, 33)
+    base[:, 1] = np.linspace(0.1, 0.9, 33)  # head at the top, feet at the bottom
+    base[:, 3] = 1.0
+    poses = []
+    for p in phase:
+        k = base.copy()
+        depth = 0.5 * (1 - np.cos(p))  # 0 standing, 1 at the bottom
+        k[:25, 1] += 0.25 * depth  # everything above the knees goes down
+        k[23:27, 0] += np.array([-1, 1, -1, 1]) * 0.08 * depth  # knees and hips spread
+        k[:, :2] += rng.normal(0, noise, (33, 2))
+        poses.append(Pose(k))
+    return poses
+
+
+def stream_count(poses, window=90, stride=90, counter=None) -> float:
+    counts = list((counter or HumanBodyActionCounter()).applied(SlidingWindow(window, stride).applied(poses)))
+    return counts[-1] if counts else 0.0
+
+
+BOTH_WINDOWS = pytest.mark.parametrize("window,stride", [(90, 90), (90, 15)])
+
+
+@BOTH_WINDOWS
+def test_steady_reps_with_noise(window, stride):
+    phase = 2 * np.pi * np.arange(600) / 50  # 12 reps of 50 frames
+    assert stream_count(squatting_person(phase), window, stride) == pytest.approx(12, abs=0.5)
+
+
+@BOTH_WINDOWS
+def test_changing_tempo(window, stride):
+    period = np.linspace(30, 120, 900)  # reps slow down from 1 s to 4 s
+    phase = np.cumsum(2 * np.pi / period)
+    truth = phase[-1] / (2 * np.pi)
+    assert stream_count(squatting_person(phase), window, stride) == pytest.approx(truth, abs=1)
+
+
+@BOTH_WINDOWS
+def test_slow_reps_spanning_several_windows_are_counted_once(window, stride):
+    phase = 2 * np.pi * np.arange(1000) / 250  # 4 reps of 250 frames: each spans about three windows
+    assert stream_count(squatting_person(phase), window, stride) == pytest.approx(4, abs=0.5)
+
+
+@BOTH_WINDOWS
+def test_a_pause_between_sets_adds_nothing(window, stride):
+    phase = np.concatenate([2 * np.pi * np.arange(250) / 50, np.full(300, 2 * np.pi * 5),
+                            2 * np.pi * 5 + 2 * np.pi * np.arange(1, 201) / 50])
+    assert stream_count(squatting_person(phase), window, stride) == pytest.approx(9, abs=0.5)
+
+
+def test_a_partial_last_rep_counts_as_a_fraction():
+    phase = 2 * np.pi * np.arange(int(50 * 4.5) + 1) / 50  # four reps, then down to the bottom
+    count = stream_count(squatting_person(phase))
+    assert count == pytest.approx(4.5, abs=0.25)
+    assert count != round(count)
+
+
+@BOTH_WINDOWS
+def test_a_person_lost_for_20_frames(window, stride):
+    poses = squatting_person(2 * np.pi * np.arange(500) / 50)
+    poses[230:250] = [None] * 20
+    assert stream_count(poses, window, stride) == pytest.approx(10, abs=0.6)
+
+
+def test_standing_still_counts_nothing():
+    assert stream_count(squatting_person(np.zeros(400), noise=0.01)) < 0.5
+
+
+def test_no_person_at_all_counts_zero():
+    assert stream_count([None] * 200) == 0.0
+    assert stream_count([]) == 0.0
+
+
+def test_windows_of_90_90_and_90_15_agree():
+    poses = squatting_person(np.cumsum(2 * np.pi / np.linspace(40, 80, 700)))
+    assert stream_count(poses, 90, 90) == pytest.approx(stream_count(poses, 90, 15), abs=0.3)
+
+
+def test_counting_is_fast_compared_with_pose_extraction():
+    """Not a timing assertion: just that the figure exists; bench prints the real one."""
+    poses = squatting_person(2 * np.pi * np.arange(900) / 45)
+    assert stream_count(poses) > 0
+
+
+def test_repcount_rows_become_poses():
+    rows = np.zeros((3, 104), np.float32)
+    rows[0, :99] = np.tile([0.1, 0.2, 0.3], 33)
+    poses = poses_from_array(rows)
+    assert poses[1] is None and poses[2] is None
+    assert poses[0].joint("nose").tolist() == pytest.approx([0.1, 0.2, 0.3, 1.0])
+
+
+# -- real data ------------------------------------------------------------------------------------
+
+REGRESSION = ["stu6_63", "stu6_24", "stu3_18", "stu10_43", "stu13_31"]
+
+
+def test_regression_on_dev_sequences(repcount_dir):
+    sequences = [s for s in read_labels(repcount_dir / "poses", repcount_dir / "labels.csv") if s.name in REGRESSION]
+    assert len(sequences) == len(REGRESSION)
+    preds = [stream_count(read_poses(s.path)) for s in sequences]
+    truths = [s.count for s in sequences]
+    assert mean_absolute_error(preds, truths) < 0.1
+    assert all(abs(round(p) - t) <= 1 for p, t in zip(preds, truths))
+
+
+def test_score_reports_the_benchmark_figures(repcount_dir):
+    sequences = read_labels(repcount_dir / "poses", repcount_dir / "labels.csv")[:6]
+    result = score(sequences)
+    assert len(result.videos) == 6 and 0 <= result.obo <= 1 and result.mae >= 0
+    assert set(result.to_dict()) >= {"mae", "obo", "videos"}
