@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import operator
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from tqdm import tqdm
 
 from pipelines.drawing import AnnotatedVideoWriter, draw_count, draw_pose
 from pipelines.errors import CadenceError
-from pipelines.repetitions import CountResult, CountUpdate, RepetitionCounting
+from pipelines.repetitions import CountUpdate, RepetitionCounting
 from pipelines.video import LiveStream, read_camera, read_video
 
 from .cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED
@@ -39,9 +40,10 @@ def annotation_path(out: str, source: str, several: bool) -> Path:
     return out_path.with_name(f"{out_path.stem}-{Path(source).stem}{out_path.suffix or '.mp4'}")
 
 
-def _count_one(source: str, args: argparse.Namespace, job: RepetitionCounting, bar: tqdm) -> CountResult:
+def _count_one(source: str, args: argparse.Namespace, job: RepetitionCounting, bar: tqdm) -> dict:
+    """Count one source; return its JSON summary."""
     frames, fps = _open(source, args.live)
-    bar.reset(total=getattr(frames, "frame_count", None) or getattr(getattr(frames, "source", None), "frame_count", None))
+    bar.reset(total=operator.length_hint(frames) or None)
     bar.set_description(Path(source).name if not _is_camera(source) else source)
 
     def on_update(update: CountUpdate) -> None:
@@ -70,8 +72,7 @@ def _count_one(source: str, args: argparse.Namespace, job: RepetitionCounting, b
     summary = result.summary()
     if isinstance(frames, LiveStream):
         summary["frames_dropped"] = frames.dropped
-    result.summary_extra = summary  # type: ignore[attr-defined]
-    return result
+    return summary
 
 
 def count_sources(args: argparse.Namespace) -> int:
@@ -84,7 +85,7 @@ def count_sources(args: argparse.Namespace) -> int:
     with tqdm(total=None, unit="frame", leave=False, file=sys.stderr, disable=None) as bar:
         for source in args.sources:
             try:
-                result = _count_one(source, args, job, bar)
+                summary = _count_one(source, args, job, bar)
             except CadenceError as e:
                 failures += 1
                 bar.write(f"cadence count: error: {e}", file=sys.stderr)
@@ -94,7 +95,6 @@ def count_sources(args: argparse.Namespace) -> int:
             except KeyboardInterrupt:
                 bar.write("cadence count: interrupted", file=sys.stderr)
                 return EXIT_INTERRUPTED
-            summary = result.summary_extra  # type: ignore[attr-defined]
             if args.json:
                 print(json.dumps(summary), flush=True)
             else:

@@ -187,6 +187,9 @@ class LiveStream:
         self.dropped = 0
         self.delivered = 0
 
+    def __length_hint__(self) -> int:
+        return 0  # unknown: frames may be dropped, and cameras have no end
+
     def __iter__(self) -> Iterator[Frame]:
         import collections
         import threading
