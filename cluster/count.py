@@ -11,7 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipelines.drawing import AnnotatedVideoWriter, draw_count, draw_pose
-from pipelines.errors import CadenceError
+from pipelines.errors import CadenceError, InputError
 from pipelines.repetitions import CountUpdate, RepetitionCounting
 from pipelines.video import LiveStream, read_camera, read_video
 
@@ -26,7 +26,7 @@ def _open(source: str, live: bool):
     """The frame stream of one source, and its frame rate."""
     if _is_camera(source):
         if not live:
-            raise CadenceError(f"{source}: looks like a camera or stream URL; add --live to read it")
+            raise InputError(source, "looks like a camera or stream URL", "add --live to read it")
         stream = read_camera(source)
         return LiveStream(stream), stream.fps
     video = read_video(source)

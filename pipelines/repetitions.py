@@ -32,7 +32,6 @@ class CountResult:
     seconds: float
     frames_with_person: int
     processing_seconds: float
-    updates: list[CountUpdate] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict:
         fps = self.frames / self.processing_seconds if self.processing_seconds > 0 else None
@@ -75,28 +74,24 @@ class RepetitionCounting:
         result = CountResult(source, 0.0, 0, 0.0, 0, 0.0)
         started, last = time.perf_counter(), None
 
-        def emit(window_list: list) -> None:
+        def emit(window_list: list, timestamp: float) -> None:
+            # Every window ends at the frame just pushed (or, at the end, at the last frame).
             for window in window_list:
                 for count in counter.push(window):
                     result.count = count
-                    update = CountUpdate(source, window.stop - 1, stamps.get(window.stop - 1, 0.0), count)
-                    result.updates.append(update)
                     if on_update:
-                        on_update(update)
+                        on_update(CountUpdate(source, window.stop - 1, timestamp, count))
 
-        stamps: dict[int, float] = {}
         try:
             for frame in frames:
                 pose = selector.applied(extractor.applied(frame))
-                stamps[result.frames] = frame.timestamp
-                stamps.pop(result.frames - self.window - self.stride, None)
                 result.frames += 1
                 result.frames_with_person += pose is not None
                 last = frame
-                emit(windows.push(pose))
+                emit(windows.push(pose), frame.timestamp)
                 if on_frame:
                     on_frame(frame, pose, result.count)
-            emit(windows.finish())
+            emit(windows.finish(), last.timestamp if last is not None else 0.0)
         finally:
             extractor.close()
             result.processing_seconds = time.perf_counter() - started
