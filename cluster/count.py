@@ -40,13 +40,15 @@ def annotation_path(out: str, source: str, several: bool) -> Path:
     return out_path.with_name(f"{out_path.stem}-{Path(source).stem}{out_path.suffix or '.mp4'}")
 
 
-def _count_one(source: str, args: argparse.Namespace, job: RepetitionCounting, bar: tqdm) -> dict:
-    """Count one source; return its JSON summary."""
+def _count_one(source: str, args: argparse.Namespace, job: RepetitionCounting, bar: tqdm,
+               running: dict[str, float]) -> dict:
+    """Count one source; return its JSON summary.  ``running`` holds its latest count meanwhile."""
     frames, fps = _open(source, args.live)
     bar.reset(total=operator.length_hint(frames) or None)
     bar.set_description(Path(source).name if not _is_camera(source) else source)
 
     def on_update(update: CountUpdate) -> None:
+        running[source] = update.count
         bar.set_postfix(count=f"{update.count:.2f}")
         if not args.json:
             bar.write(f"{source}: frame {update.frame_index + 1} ({update.timestamp:.1f} s): count {update.count:.2f}")
@@ -82,10 +84,11 @@ def count_sources(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     job = RepetitionCounting(window=args.window, stride=stride, strategy=args.strategy)
     failures = 0
+    running: dict[str, float] = {}
     with tqdm(total=None, unit="frame", leave=False, file=sys.stderr, disable=None) as bar:
         for source in args.sources:
             try:
-                summary = _count_one(source, args, job, bar)
+                summary = _count_one(source, args, job, bar, running)
             except CadenceError as e:
                 failures += 1
                 bar.write(f"cadence count: error: {e}", file=sys.stderr)
@@ -93,7 +96,10 @@ def count_sources(args: argparse.Namespace) -> int:
                     print(json.dumps({"source": source, "error": str(e)}), flush=True)
                 continue
             except KeyboardInterrupt:
-                bar.write("cadence count: interrupted", file=sys.stderr)
+                count = running.get(source, 0.0)
+                bar.write(f"cadence count: interrupted; {source}: {count:.2f} repetitions so far", file=sys.stderr)
+                if args.json:
+                    print(json.dumps({"source": source, "count": round(count, 3), "interrupted": True}), flush=True)
                 return EXIT_INTERRUPTED
             if args.json:
                 print(json.dumps(summary), flush=True)
