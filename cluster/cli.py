@@ -48,8 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "-> sliding windows -> a class-agnostic counter. Prints the running cumulative count.",
         epilog="Exit status: 0 when every source was counted, 2 when any source could not be read "
                "(the others are still counted), 130 on Ctrl-C (the counts so far are printed).")
-    count.add_argument("sources", nargs="+", metavar="VIDEO",
+    count.add_argument("sources", nargs="*", metavar="VIDEO",
                        help="video files; with --live also camera indexes (0) or stream URLs")
+    count.add_argument("--feeds", metavar="FILE",
+                       help="a text file with one source per line (relative paths from the file's folder)")
     count.add_argument("--window", type=int, default=90, help="poses per counting window (default 90)")
     count.add_argument("--stride", type=int, default=None,
                        help="poses between window starts (default: the window, or 15 with --live)")
@@ -63,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
                             "(with several videos, one file each: OUT-NAME.mp4)")
     count.add_argument("--json", action="store_true",
                        help="print one JSON object per source at the end instead of the running counts")
+    count.add_argument("--out", metavar="FILE.parquet",
+                       help="write every count update (feed, frame_index, timestamp, count) as a Parquet table")
+    count.add_argument("--runner", choices=("ray", "inline"), default=None,
+                       help="ray (default): every feed at once through Ray actors with bounded queues; "
+                            "inline: one source after another in this process (the default with --annotate)")
+    count.add_argument("--address", metavar="ADDR", default=None,
+                       help="join the Ray cluster at ADDR (default: $RAY_ADDRESS, else start Ray locally)")
+    count.add_argument("--pose-actors", type=int, default=None, metavar="N",
+                       help="pose extraction actors shared by the feeds (default: one per CPU of the cluster)")
     count.set_defaults(run=_run_count)
 
     bench = commands.add_parser("bench", help="benchmarks that print figures",

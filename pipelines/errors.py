@@ -16,6 +16,9 @@ class InputError(CadenceError, ValueError):
         self.hint = hint
         super().__init__(f"{self.source}: {problem}" + (f" ({hint})" if hint else ""))
 
+    def __reduce__(self):  # travels between processes (Ray) with its fields intact
+        return type(self), (self.source, self.problem, self.hint)
+
 
 class VideoNotFoundError(InputError, FileNotFoundError):
     """The video path does not exist."""

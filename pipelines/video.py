@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import math
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
@@ -177,7 +179,8 @@ class LiveStream:
 
     A live consumer slower than the camera would otherwise fall ever further behind; here the
     oldest waiting frame is dropped instead and counted in ``dropped``, never silently.  File
-    sources are paced at their frame rate, as if a camera were filming them.
+    sources are paced at their frame rate, as if a camera were filming them.  Iterate it, or call
+    :meth:`take` for batches of ``(frame, capture_time)``.
     """
 
     def __init__(self, source: Iterable[Frame], capacity: int = 2, pace: bool = False):
@@ -186,52 +189,80 @@ class LiveStream:
         self.pace = pace
         self.dropped = 0
         self.delivered = 0
+        self._reader: threading.Thread | None = None
 
     def __length_hint__(self) -> int:
         return 0  # unknown: frames may be dropped, and cameras have no end
 
-    def __iter__(self) -> Iterator[Frame]:
-        import collections
-        import threading
+    def start(self) -> None:
+        """Start reading (once); :meth:`take` and iteration call it."""
+        if self._reader is not None:
+            return
+        self._queue: collections.deque = collections.deque()
+        self._ready = threading.Condition()
+        self._done = False
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="cadence-live-reader", daemon=True)
+        self._reader.start()
 
-        queue: collections.deque = collections.deque()
-        ready = threading.Condition()
-        state = {"done": False, "error": None}
-        stop = threading.Event()
-
-        def read() -> None:
-            start = time.monotonic()
-            try:
-                for frame in self.source:
-                    if stop.is_set():
-                        break
-                    if self.pace:
-                        time.sleep(max(0.0, start + frame.timestamp - time.monotonic()))
-                    with ready:
-                        if len(queue) >= self.capacity:
-                            queue.popleft()
-                            self.dropped += 1
-                        queue.append(frame)
-                        ready.notify()
-            except BaseException as e:  # handed to the consumer, raised there
-                state["error"] = e
-            finally:
-                with ready:
-                    state["done"] = True
-                    ready.notify()
-
-        reader = threading.Thread(target=read, name="cadence-live-reader", daemon=True)
-        reader.start()
+    def _read(self) -> None:
+        start = time.monotonic()
         try:
-            while True:
-                with ready:
-                    ready.wait_for(lambda: queue or state["done"])
-                    if not queue:
-                        break
-                    frame = queue.popleft()
-                self.delivered += 1
-                yield frame
-            if state["error"] is not None:
-                raise state["error"]
+            for frame in self.source:
+                if self._stop.is_set():
+                    break
+                if self.pace:
+                    time.sleep(max(0.0, start + frame.timestamp - time.monotonic()))
+                with self._ready:
+                    if len(self._queue) >= self.capacity:
+                        self._queue.popleft()
+                        self.dropped += 1
+                    self._queue.append((frame, time.time()))
+                    self._ready.notify()
+        except BaseException as e:  # handed to the consumer, raised there
+            self._error = e
         finally:
-            stop.set()
+            with self._ready:
+                self._done = True
+                self._ready.notify()
+
+    def take(self, max_count: int, gather: float = 0.0) -> list[tuple[Frame, float]]:
+        """Up to ``max_count`` waiting frames with their capture times; ``[]`` at the end.
+
+        Blocks for the first frame, then waits at most ``gather`` seconds for more, so batches
+        stay small when the consumer keeps up (low latency) and grow when it falls behind.
+        """
+        self.start()
+        deadline = None
+        taken: list[tuple[Frame, float]] = []
+        with self._ready:
+            while len(taken) < max_count:
+                if not self._queue:
+                    if self._done:
+                        break
+                    if deadline is None:
+                        self._ready.wait_for(lambda: self._queue or self._done)
+                    elif not self._ready.wait_for(lambda: self._queue or self._done,
+                                                  timeout=max(0.0, deadline - time.monotonic())):
+                        break
+                    continue
+                taken.append(self._queue.popleft())
+                if deadline is None:
+                    deadline = time.monotonic() + gather
+        self.delivered += len(taken)
+        if not taken and self._error is not None:
+            raise self._error
+        return taken
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._stop.set()
+
+    def __iter__(self) -> Iterator[Frame]:
+        self.start()
+        try:
+            while batch := self.take(1):
+                yield batch[0][0]
+        finally:
+            self.close()

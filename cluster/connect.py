@@ -1,0 +1,35 @@
+"""Joining Ray: an existing cluster by address, or an embedded local one."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import ray
+
+
+@contextlib.contextmanager
+def connected(address: str | None = None, num_cpus: int | None = None) -> Iterator[dict]:
+    """Connect for the duration of a job; yields where it runs.
+
+    ``address`` (or ``RAY_ADDRESS``) joins a running cluster; without one a local Ray starts inside
+    this process and stops with it.  The dashboard is not started: Ray has no authentication, so
+    nothing should listen beyond localhost unless the operator chose it.
+    """
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    started_here = False
+    if not ray.is_initialized():
+        kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=num_cpus, **kwargs)
+        started_here = True
+    try:
+        resources = ray.cluster_resources()
+        yield {"address": address or "local", "nodes": len([n for n in ray.nodes() if n.get("Alive")]),
+               "cpus": int(resources.get("CPU", 0))}
+    finally:
+        if started_here:
+            ray.shutdown()
