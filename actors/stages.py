@@ -105,6 +105,10 @@ class PoseExtraction:
         self.extractor.applied(np.zeros((64, 64, 3), np.uint8))  # build the graph before frames arrive
         return True
 
+    def node(self) -> str:
+        """The id of the node this actor runs on (to see how a pool spread)."""
+        return ray.get_runtime_context().get_node_id()
+
     def extract(self, frames: pa.RecordBatch) -> pa.RecordBatch:
         poses = [self.extractor.applied(frame) for frame in schemas.batch_to_frames(frames)]
         return schemas.poses_to_batch(frames, poses)

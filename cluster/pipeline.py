@@ -61,7 +61,8 @@ class FeedResult:
 
     def summary(self) -> dict:
         if self.error is not None:
-            return {"source": self.source, "error": str(self.error)}
+            failed = {"source": self.source, "error": str(self.error)}
+            return failed | ({"count_so_far": round(self.count, 3), "frames": self.frames} if self.frames else {})
         fps = self.frames / self.processing_seconds if self.processing_seconds > 0 else None
         lat = np.asarray(self.latencies) if self.latencies else None
         return {"source": self.source, "count": round(self.count, 3), "frames": self.frames,
@@ -91,7 +92,7 @@ def _on_this_node() -> dict:
     losing a worker node then costs only stateless pose actors, which Ray restarts."""
     try:
         node = ray.get_runtime_context().get_node_id()
-        return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=True)}
+        return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
     except Exception:  # noqa: BLE001  (Ray Client has no local node; any placement works)
         return {}
 
@@ -170,7 +171,7 @@ class _Feed:
             entry = self.posing.pop()
             self.pool.done(entry.pose_actor)
             self._submit(entry)
-        if self.ended and not self.reading and not self.posing and not self.finishing:
+        if self.ended and not (self.reading or self.posing or self.finishing or self.counting.full()):
             self.finishing = True
             self.seq += 1
             self._submit(_Entry(self.seq, final=True))

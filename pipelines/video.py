@@ -75,6 +75,9 @@ class VideoStream(_ThreadedAsyncIteration):
                 index += 1
         finally:
             capture.release()
+        if index < self.frame_count * 0.95 - 1:  # container frame counts can be off by a little
+            raise InvalidVideoError(self.path, f"decoding stopped at frame {index} of {self.frame_count}",
+                                    "the file is truncated or corrupt from there on")
 
     def __repr__(self) -> str:
         return (f"VideoStream({self.path!r}, {self.width}x{self.height}, {self.fps:g} fps, "

@@ -1,0 +1,224 @@
+"""The actor pipeline on real Ray, real MediaPipe and real clips: same counts as inline, order,
+backpressure, faults."""
+
+from __future__ import annotations
+
+import time
+
+import cloudpickle
+import numpy as np
+import pyarrow as pa
+import pytest
+import ray
+
+from actors import schemas
+from actors.queues import BoundedQueue, QueueFullError
+from cluster.pipeline import CountingPipeline, PipelineSettings, count_feeds
+from pipelines import HumanBodyActionCounter, Pose, Window
+from pipelines.repetitions import RepetitionCounting
+from pipelines.video import Frame, read_video
+
+from . import test_actors as this_module
+from .conftest import video
+from .test_video_input import write_video_without_people
+
+cloudpickle.register_pickle_by_value(this_module)  # Ray workers get the test's own components by value
+
+
+# -- without Ray ------------------------------------------------------------------------------
+def _pose(seed: int) -> Pose:
+    return Pose(np.random.default_rng(seed).random((33, 4), dtype=np.float32))
+
+
+def test_frame_batches_round_trip_images_exactly():
+    rng = np.random.default_rng(0)
+    frames = [Frame(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), i, i / 30, "cam")
+              for i, (h, w) in enumerate([(48, 64), (30, 40), (48, 64)])]
+    batch = schemas.frames_to_batch("cam", frames, [1.0, 2.0, 3.0])
+    assert batch.schema == schemas.FRAMES and batch.num_rows == 3
+    back = schemas.batch_to_frames(batch)
+    for a, b in zip(frames, back):
+        assert np.array_equal(a.image, b.image) and (a.index, a.timestamp) == (b.index, b.timestamp)
+
+
+def test_pose_batches_keep_people_nobody_and_nulls():
+    frames = schemas.frames_to_batch("f", [Frame(np.zeros((2, 2, 3), np.uint8), i, 0.0) for i in range(3)], [0.0] * 3)
+    people = [[_pose(1), _pose(2)], [], [_pose(3)]]
+    back = schemas.batch_to_poses(schemas.poses_to_batch(frames, people))
+    assert [len(p) for p in back] == [2, 0, 1] and back[0][1] == people[0][1]
+    selected = [people[0][0], None, people[2][0]]
+    assert schemas.batch_to_selected(schemas.selected_to_batch(frames, selected)) == selected
+    # a slice of a batch (as Arrow hands out) decodes the right rows
+    sliced = schemas.selected_to_batch(frames, selected).slice(1, 2)
+    assert schemas.batch_to_selected(sliced) == selected[1:]
+    windows = [Window(0, [_pose(4), None]), Window(2, [None, _pose(5)])]
+    decoded = schemas.batch_to_windows(schemas.windows_to_batch("f", windows, [0.1, 0.2], [5.0, 6.0]))
+    assert [(w.start, list(w.elements)) for w in decoded] == [(w.start, list(w.elements)) for w in windows]
+
+
+def test_bounded_queue_refuses_past_its_bound():
+    queue = BoundedQueue(2, "q")
+    queue.put(1), queue.put(2)
+    assert queue.full()
+    with pytest.raises(QueueFullError, match="q: full"):
+        queue.put(3)
+    assert queue.pop() == 1 and queue.max_depth == 2
+
+
+# -- on a local Ray ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def inline_count(path, window=90, stride=90) -> float:
+    return RepetitionCounting(window=window, stride=stride).run(read_video(path)).count
+
+
+def test_three_feeds_at_once_count_as_the_inline_path(local_ray):
+    clips = {name: video(name) for name in ("squat_correct_016.mp4", "squat_correct_001.avi", "pullup_correct_002.mp4")}
+    results = count_feeds({name: str(path) for name, path in clips.items()})
+    for result in results:
+        assert result.error is None
+        assert result.frames == read_video(clips[result.feed]).frame_count
+        assert result.count == pytest.approx(inline_count(clips[result.feed]), abs=1e-9)
+
+
+def test_order_is_kept_with_a_pool_of_two_pose_actors(local_ray):
+    path = video("jumpingjack_correct_001.mp4")
+    updates = []
+    settings = PipelineSettings(window=30, stride=10, batch_size=2, pose_actors=2)
+    (result,) = count_feeds({"jj": str(path)}, settings, on_update=updates.append)
+    indexes = [u.frame_index for u in updates]
+    assert indexes == sorted(indexes) and indexes[-1] == 158
+    expected = RepetitionCounting(window=30, stride=10)
+    counts: list[float] = []
+    expected.run(read_video(path), on_update=lambda u: counts.append(u.count))
+    assert [u.count for u in updates] == pytest.approx(counts, abs=1e-9)
+
+
+class SlowCounter(HumanBodyActionCounter):
+    """The real counter, slowed down: a consumer that cannot keep up."""
+
+    def session(self):
+        real = super().session()
+        push = real.push
+
+        def slow_push(window):
+            time.sleep(0.3)
+            return push(window)
+        real.push = slow_push
+        return real
+
+
+def test_a_slow_consumer_holds_the_capture_back(local_ray):
+    path = video("jumpingjack_correct_001.mp4")
+    settings = PipelineSettings(window=8, stride=8, batch_size=4, queue_size=2, counter=SlowCounter())
+    captured, lead = [0], []
+
+    def on_update(update):  # how far capture ran ahead of the count when this count arrived
+        lead.append(captured[0] - (update.frame_index + 1))
+
+    pipeline = CountingPipeline({"jj": str(path)}, settings)
+    try:
+        (result,) = pipeline.run(on_update, on_frames=lambda _, n: captured.__setitem__(0, captured[0] + n))
+    finally:
+        pipeline.close()
+    assert result.frames == 159
+    assert all(depth <= settings.queue_size for depth in result.max_queue_depth.values())
+    # frames in flight never exceed the two queues' worth of batches, though pose extraction is far faster
+    assert max(lead) <= 2 * settings.queue_size * settings.batch_size + settings.window
+
+
+def test_a_killed_pose_actor_is_restarted_and_the_count_is_unchanged(local_ray):
+    path = video("pushup_incorrect_001.mp4")
+    pipeline = CountingPipeline({"pushup": str(path)}, PipelineSettings(pose_actors=2, batch_size=4))
+    killed = []
+
+    def kill_once(_, n):
+        if not killed and sum(r.frames for r in pipeline.results) >= 60:
+            killed.append(True)
+            ray.kill(pipeline._pool.actors[0], no_restart=False)
+
+    try:
+        (result,) = pipeline.run(on_frames=kill_once)
+    finally:
+        pipeline.close()
+    assert killed and result.error is None and result.frames == 290
+    assert result.count == pytest.approx(inline_count(path), abs=1e-9)
+
+
+def test_a_killed_counting_actor_resumes_from_its_state(local_ray):
+    path = video("jumpingjack_correct_001.mp4")
+    pipeline = CountingPipeline({"jj": str(path)}, PipelineSettings(window=30, stride=15, batch_size=4))
+    updates, killed = [], []
+
+    def on_update(update):
+        updates.append(update)
+        if len(updates) == 3 and not killed:
+            killed.append(True)
+            for feed in pipeline._feeds:
+                ray.kill(feed.stages[2], no_restart=False)  # the counter, mid-stream, state and all
+                ray.kill(feed.stages[1], no_restart=False)  # and the window
+
+    try:
+        (result,) = pipeline.run(on_update)
+    finally:
+        pipeline.close()
+    expected: list[float] = []
+    RepetitionCounting(window=30, stride=15).run(read_video(path), on_update=lambda u: expected.append(u.count))
+    assert killed and result.recoveries >= 1 and result.error is None
+    assert [u.count for u in updates] == pytest.approx(expected, abs=1e-9)  # nothing lost or counted twice
+
+
+def test_bad_feeds_end_with_their_error_while_the_others_are_counted(local_ray, tmp_path):
+    import cv2
+
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video")
+    nobody = write_video_without_people(tmp_path / "trees.avi")
+    # a real clip cut short: it opens, then decoding stops part way
+    clip = tmp_path / "squat.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 360))
+    for frame in read_video(video("squat_correct_007.mp4")):
+        writer.write(cv2.resize(frame.image, (640, 360)))
+    writer.release()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(clip.read_bytes()[: int(clip.stat().st_size * 0.6)])
+    good = video("squat_correct_016.mp4")
+    results = {r.feed: r for r in count_feeds({"notes": str(notes), "nobody": str(nobody), "cut": str(cut),
+                                               "good": str(good)})}
+    assert results["good"].error is None and results["good"].count == pytest.approx(inline_count(good), abs=1e-9)
+    assert "not a video" in str(results["notes"].error) and "notes.mp4" in str(results["notes"].error)
+    assert "no person" in str(results["nobody"].error)
+    assert "decoding stopped at frame" in str(results["cut"].error) and 0 < results["cut"].frames < 75
+    assert results["cut"].summary()["count_so_far"] >= 0
+
+
+def test_live_file_feed_is_paced_and_reports_latency(local_ray):
+    path = video("squat_correct_007.mp4")  # 75 frames, 2.5 s
+    started = time.perf_counter()
+    (result,) = count_feeds({"live": str(path)}, PipelineSettings(window=90, stride=15, live=True))
+    assert time.perf_counter() - started >= 2.4  # paced at the clip's frame rate
+    summary = result.summary()
+    assert result.frames + result.frames_dropped == 75
+    assert summary["latency_p50_seconds"] is not None and summary["latency_p95_seconds"] < 5
+
+
+def test_parquet_out_has_every_update(local_ray, tmp_path):
+    import pyarrow.parquet as pq
+
+    from cluster.count import CountTable
+
+    table = CountTable(tmp_path / "counts.parquet")
+    updates = []
+    count_feeds({"a": str(video("squat_correct_016.mp4")), "b": str(video("squat_correct_001.avi"))},
+                PipelineSettings(window=30, stride=15), on_update=updates.append, on_counts=table.write_batch)
+    table.close()
+    written = pq.read_table(tmp_path / "counts.parquet")
+    assert written.num_rows == len(updates) > 2
+    assert set(written.column("feed").to_pylist()) == {"a", "b"}
+    assert written.schema.names == ["feed", "frame_index", "timestamp", "count"]
+    assert isinstance(written, pa.Table)
