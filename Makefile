@@ -16,13 +16,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-# The main job on real data: count the reps in a two-person jumping-jack clip and write it annotated.
+# The main job on real data: three clips counted at once by the Ray actor pipeline (a local Ray
+# starts inside the command), every count update written to Parquet; then one clip annotated.
 demo: install
 	@test -d $(DATA)/videos || { echo "demo: $(DATA)/videos not found (set DATA=path/to/data)"; exit 2; }
 	mkdir -p demo-out
 	$(BIN)/cadence count $(DATA)/videos/jumpingjack_correct_001.mp4 $(DATA)/videos/squat_correct_001.avi \
-		--annotate demo-out/annotated.mp4
-	@echo "annotated videos written to demo-out/"
+		$(DATA)/videos/pullup_correct_002.mp4 --out demo-out/counts.parquet
+	$(BIN)/cadence count $(DATA)/videos/jumpingjack_correct_001.mp4 --annotate demo-out/annotated.mp4
+	@echo "count updates in demo-out/counts.parquet; annotated video in demo-out/annotated.mp4"
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -13,6 +13,7 @@ driver restores that state and resubmits the later batches.  Nothing is counted 
 
 from __future__ import annotations
 
+import operator
 import time
 from typing import Any
 
@@ -24,7 +25,7 @@ from pipelines.counting import HumanBodyActionCounter
 from pipelines.errors import InputError
 from pipelines.pose import HumanBodyPoseExtractor, PoseSelector
 from pipelines.temporal import SlidingWindow, Window
-from pipelines.video import LiveStream, read_camera, read_video
+from pipelines.video import LiveStream, concatenate, read_camera, read_video
 
 from . import schemas
 
@@ -40,7 +41,7 @@ class Capture:
     a live feed (camera, URL, or a file with ``live=True``) keeps reading and drops the oldest
     waiting frames when the pipeline falls behind, counting them."""
 
-    def __init__(self, feed: str, source: str, live: bool, batch_size: int = 8, live_capacity: int = 16):
+    def __init__(self, feed: str, source: str | list[str], live: bool, batch_size: int = 8, live_capacity: int = 16):
         self.feed, self.source, self.live = feed, source, live
         self.batch_size, self.live_capacity = batch_size, live_capacity
         self._frames: Any = None
@@ -50,15 +51,15 @@ class Capture:
     def open(self, next_index: int = 0) -> dict:
         """Open the source (raising :class:`InputError` with the reason); skip to ``next_index``
         when resuming after a restart.  Returns fps and frame count (0 when unknown)."""
-        if is_camera(self.source):
+        if isinstance(self.source, str) and is_camera(self.source):
             if not self.live:
                 raise InputError(self.source, "looks like a camera or stream URL", "add --live to read it")
             stream = read_camera(int(self.source) if self.source.isdigit() else self.source)
             self._live = LiveStream(stream, capacity=self.live_capacity)
             self.info = {"fps": stream.fps, "frames": 0}
-        else:
-            video = read_video(self.source)
-            self.info = {"fps": video.fps, "frames": video.frame_count}
+        else:  # a file, or a playlist of files played back to back as one feed
+            video = read_video(self.source) if isinstance(self.source, str) else concatenate(*self.source)
+            self.info = {"fps": video.fps, "frames": operator.length_hint(video)}
             if self.live:
                 self._live = LiveStream(video, capacity=self.live_capacity, pace=True)
             else:

@@ -100,9 +100,9 @@ def _on_this_node() -> dict:
 class _Feed:
     """The driver's side of one feed: its actors, its two bounded queues, its result."""
 
-    def __init__(self, name: str, source: str, settings: PipelineSettings, pool: ActorPool):
+    def __init__(self, name: str, source: str | list[str], settings: PipelineSettings, pool: ActorPool):
         self.settings, self.pool = settings, pool
-        self.result = FeedResult(name, source)
+        self.result = FeedResult(name, source if isinstance(source, str) else f"{source[0]} (x{len(source)})")
         here = _on_this_node()
         self.capture = Capture.options(**here).remote(name, source, settings.live, settings.batch_size)
         self.opened = self.capture.open.remote()
@@ -125,8 +125,10 @@ class _Feed:
             self.reading.put(self.capture.next_batch.remote())
 
     def waiting(self) -> list:
+        """References whose completion lets this feed move on (a ready one that cannot move on
+        would make the driver spin)."""
         refs = [meta for _, meta in self.reading]
-        refs += [self.posing.head().poses] if self.posing else []
+        refs += [self.posing.head().poses] if self.posing and not self.counting.full() else []
         refs += [self.counting.head().counts] if self.counting else []
         return refs
 
@@ -258,11 +260,12 @@ class _Feed:
 class CountingPipeline:
     """Counts repetitions on many feeds at once on the connected Ray cluster.
 
-    ``feeds`` maps a feed name to its source (file, camera index, stream URL).  ``on_update``
+    ``feeds`` maps a feed name to its source (file, camera index, stream URL, or a list of files
+    played back to back).  ``on_update``
     receives every count as it comes; ``on_counts`` every count batch (for writing them out).
     """
 
-    def __init__(self, feeds: dict[str, str], settings: PipelineSettings | None = None):
+    def __init__(self, feeds: dict[str, str | list[str]], settings: PipelineSettings | None = None):
         self.feeds = feeds
         self.settings = settings or PipelineSettings()
         self._feeds: list[_Feed] = []

@@ -38,3 +38,15 @@ class CameraError(InputError):
 
 class NoPersonError(InputError):
     """No person was detected in any frame of a stream, so there is nothing to count."""
+
+
+class AudioNotFoundError(InputError, FileNotFoundError):
+    """The audio path does not exist."""
+
+
+class InvalidAudioError(InputError):
+    """The file exists but is not audio soundfile can decode (not audio, corrupt, unreadable)."""
+
+
+class EmptyAudioError(InvalidAudioError):
+    """The file decodes but holds no samples."""

@@ -158,6 +158,10 @@ class ConcatenatedStream(_ThreadedAsyncIteration):
     def __init__(self, streams: Iterable[VideoStream]):
         self.streams = list(streams)
 
+    @property
+    def fps(self) -> float:
+        return self.streams[0].fps if self.streams else DEFAULT_FPS
+
     def __length_hint__(self) -> int:
         return sum(s.frame_count for s in self.streams)
 

@@ -1,0 +1,258 @@
+"""The feature store and ``cadence features``: extract a corpus once, on all cores, never twice.
+
+A store is a folder of Parquet parts under ``ROOT/<extractor fingerprint>/``: features made by any
+other extractor (another class, parameter or version) live elsewhere and are never mixed in.
+Each part holds every row of a set of whole files and appears atomically (written under a hidden
+name, then renamed), and its name is derived from the files it holds, so a part written twice (a
+retried task) replaces itself.  A run that is killed leaves only whole parts; the next run skips
+every file whose content hash is in them and extracts the rest.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from pipelines.audio import AudioFeaturePrint
+from pipelines.errors import CadenceError, InputError
+
+CLIP = -1  # window_index of the row that pools a whole file's windows
+
+
+def feature_schema(dimension: int) -> pa.Schema:
+    return pa.schema([
+        ("path", pa.string()), ("content_hash", pa.string()), ("label", pa.string()), ("split", pa.string()),
+        ("window_index", pa.int32()), ("start_time", pa.float32()), ("duration", pa.float32()),
+        ("vector", pa.list_(pa.float32(), dimension)),
+    ])
+
+
+ERRORS = pa.schema([("path", pa.string()), ("content_hash", pa.string()), ("error", pa.string()),
+                    ("time", pa.timestamp("s"))])
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    path: str
+    label: str
+    split: str
+
+
+def read_manifest(manifest: str | os.PathLike) -> list[ManifestRow]:
+    """``path,label[,split]`` with a header; paths relative to the manifest's folder."""
+    m = Path(manifest)
+    try:
+        with m.open(newline="") as f:
+            reader = csv.DictReader(f)
+            fields = set(reader.fieldnames or [])
+            if not {"path", "label"} <= fields:
+                raise InputError(m, f"has columns {sorted(fields)}", "the header must be path,label[,split]")
+            rows = [ManifestRow(str((m.parent / r["path"]).resolve()) if r["path"] else "",
+                                (r["label"] or "").strip(), (r.get("split") or "train").strip())
+                    for r in reader]
+    except OSError as e:
+        raise InputError(m, f"cannot be read ({e.strerror})", "give a CSV file with path,label[,split]") from e
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise InputError(m, f"is not a readable CSV file ({e})") from e
+    if not rows:
+        raise InputError(m, "lists no files", "add one line per audio file: path,label[,split]")
+    return rows
+
+
+def content_hash(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class FeatureStore:
+    """The features of one extractor under ``root``: write whole parts, read rows back in chunks."""
+
+    def __init__(self, root: str | os.PathLike, extractor: AudioFeaturePrint):
+        self.root = Path(root)
+        self.extractor = extractor
+        self.path = self.root / extractor.fingerprint()
+        self.schema = feature_schema(extractor.DIMENSION)
+
+    def create(self) -> FeatureStore:
+        self.path.mkdir(parents=True, exist_ok=True)
+        spec = self.path / "extractor.json"
+        if not spec.exists():
+            _atomic_write(spec, json.dumps({"class": type(self.extractor).__name__,
+                                            "params": self.extractor.get_params(),
+                                            "fingerprint": self.extractor.fingerprint()}, indent=1).encode())
+        return self
+
+    def _parts(self, prefix: str) -> list[str]:
+        return sorted(str(p) for p in self.path.glob(f"{prefix}-*.parquet")) if self.path.exists() else []
+
+    def dataset(self) -> ds.Dataset:
+        return ds.dataset(self._parts("part"), schema=self.schema, format="parquet")
+
+    def hashes(self) -> set[str]:
+        """Content hashes of every file already in the store."""
+        return set(self.dataset().to_table(columns=["content_hash"]).column("content_hash").to_pylist())
+
+    def write_part(self, rows: pa.Table, errors: pa.Table) -> None:
+        """Rows of whole files, named after those files: a repeat write replaces, never duplicates."""
+        key = hashlib.sha256("".join(sorted(set(rows.column("content_hash").to_pylist() +
+                                                errors.column("path").to_pylist()))).encode()).hexdigest()[:24]
+        if rows.num_rows:
+            _atomic_parquet(rows, self.path / f"part-{key}.parquet")
+        if errors.num_rows:
+            _atomic_parquet(errors, self.path / f"errors-{key}.parquet")
+
+    def table(self, columns: Sequence[str] | None = None, split: str | None = None,
+              level: str = "clip") -> pa.Table:
+        return self.dataset().to_table(columns=columns, filter=self._filter(split, level))
+
+    def iter_batches(self, batch_size: int, split: str | None = None, level: str = "clip",
+                     columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """Rows in batches of at most ``batch_size``, reading only as much as each batch needs."""
+        return self.dataset().to_batches(columns=columns, filter=self._filter(split, level), batch_size=batch_size)
+
+    def count_rows(self, split: str | None = None, level: str = "clip") -> int:
+        return self.dataset().count_rows(filter=self._filter(split, level))
+
+    @staticmethod
+    def _filter(split: str | None, level: str) -> ds.Expression:
+        if level not in ("clip", "window"):
+            raise ValueError(f"FeatureStore: level must be 'clip' or 'window', got {level!r}")
+        expression = ds.field("window_index") == CLIP if level == "clip" else ds.field("window_index") >= 0
+        return expression if split is None else expression & (ds.field("split") == split)
+
+    def errors(self) -> pa.Table:
+        return ds.dataset(self._parts("errors"), schema=ERRORS, format="parquet").to_table()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    hidden = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    hidden.write_bytes(data)
+    os.replace(hidden, path)
+
+
+def _atomic_parquet(table: pa.Table, path: Path) -> None:
+    hidden = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    pq.write_table(table, hidden)
+    os.replace(hidden, path)
+
+
+def extract_files(rows: Sequence[tuple[ManifestRow, str]], extractor: AudioFeaturePrint) -> tuple[pa.Table, pa.Table]:
+    """Feature rows (every window, then the clip) of each file, and an error row per bad file."""
+    schema = feature_schema(extractor.DIMENSION)
+    out: dict[str, list] = {name: [] for name in schema.names}
+    errors: dict[str, list] = {name: [] for name in ERRORS.names}
+    for row, digest in rows:
+        try:
+            features = list(extractor.applied(extractor.read(row.path)))
+            if not features:
+                raise InputError(row.path, "gave no audio window")
+            clip = (CLIP, 0.0, sum(f.duration for f in features), extractor.clip_vector(features))
+        except (CadenceError, OSError, ValueError) as e:
+            for name, value in zip(ERRORS.names, (row.path, digest or None, str(e), int(time.time()))):
+                errors[name].append(value)
+            continue
+        for index, start, duration, vector in [(f.index, f.start_time, f.duration, f.vector) for f in features] + [clip]:
+            for name, value in zip(schema.names, (row.path, digest, row.label, row.split, index, start, duration,
+                                                  vector)):
+                out[name].append(value)
+    vectors = np.stack(out.pop("vector")) if out["path"] else np.zeros((0, extractor.DIMENSION), np.float32)
+    arrays = [pa.array(out[name], schema.field(name).type) for name in schema.names[:-1]]
+    arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), extractor.DIMENSION))
+    return pa.Table.from_arrays(arrays, schema=schema), pa.Table.from_pydict(errors, schema=ERRORS)
+
+
+@dataclass
+class ExtractionSummary:
+    extracted: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    store: str = ""
+
+    def to_dict(self) -> dict:
+        return {"extracted": self.extracted, "skipped": self.skipped, "failed": self.failed,
+                "seconds": round(self.seconds, 3), "store": self.store}
+
+
+def plan(manifest_rows: Sequence[ManifestRow], store: FeatureStore) -> tuple[list[tuple[ManifestRow, str]], int]:
+    """The files still to extract (with their content hashes, unreadable ones with ""), and how many are
+    skipped because their content is already in the store (or listed twice)."""
+    done = store.hashes()
+    todo, skipped = [], 0
+    for row in manifest_rows:
+        try:
+            digest = content_hash(row.path)
+        except OSError:
+            digest = ""  # the extraction names the problem (missing, a folder, unreadable)
+        if digest and digest in done:
+            skipped += 1
+            continue
+        if digest:
+            done.add(digest)
+        todo.append((row, digest))
+    return todo, skipped
+
+
+def extract_corpus(manifest: str | os.PathLike, store_root: str | os.PathLike,
+                   extractor: AudioFeaturePrint | None = None, files_per_task: int = 64,
+                   use_ray: bool = True, progress: Callable[[int], None] | None = None) -> ExtractionSummary:
+    """Extract every file of the manifest not yet in the store; on Ray (the connected cluster, else
+    a local one) or, with ``use_ray=False``, in this process."""
+    started = time.perf_counter()
+    extractor = extractor or AudioFeaturePrint()
+    store = FeatureStore(store_root, extractor).create()
+    todo, skipped = plan(read_manifest(manifest), store)
+    summary = ExtractionSummary(skipped=skipped, store=str(store.path))
+    shards = [todo[i:i + files_per_task] for i in range(0, len(todo), files_per_task)]
+
+    def done(rows: int, failed: int, files: int) -> None:
+        summary.extracted += files - failed
+        summary.failed += failed
+        if progress:
+            progress(files)
+
+    if use_ray:
+        _extract_on_ray(shards, store, done)
+    else:
+        for shard in shards:
+            rows, errors = extract_files(shard, extractor)
+            store.write_part(rows, errors)
+            done(rows.num_rows, errors.num_rows, len(shard))
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _extract_on_ray(shards: list, store: FeatureStore, done: Callable[[int, int, int], None]) -> None:
+    import ray
+
+    @ray.remote(num_cpus=1, max_retries=3)
+    def extract_shard(shard: list, store: FeatureStore) -> tuple[int, int, int]:
+        rows, errors = extract_files(shard, store.extractor)
+        store.write_part(rows, errors)
+        return rows.num_rows, errors.num_rows, len(shard)
+
+    limit = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))  # tasks in flight: a bounded queue
+    pending: list = []
+    for shard in shards:
+        if len(pending) >= limit:
+            ready, pending = ray.wait(pending, num_returns=1)
+            done(*ray.get(ready[0]))
+        pending.append(extract_shard.remote(shard, store))
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        done(*ray.get(ready[0]))

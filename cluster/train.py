@@ -1,0 +1,353 @@
+"""``cadence train``, ``evaluate`` and ``predict``: classifiers on a feature store, never re-extracting.
+
+Training streams chunks of ``chunk_size`` rows from the Parquet store (memory follows the chunk,
+not the corpus), in an order shuffled per epoch from the seed, one ``update`` per chunk; validates
+every epoch; stops after ``patience`` epochs without improvement and keeps the best model;
+checkpoints atomically; and resumes to the very model an uninterrupted run reaches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from pipelines import modelfile
+from pipelines.audio import AudioFeaturePrint
+from pipelines.classifiers import ClassifierModel, FullyConnectedNetworkClassifier, LogisticRegressionClassifier
+from pipelines.errors import InputError
+from pipelines.events import Event, EventHandler
+
+from .features import FeatureStore
+
+
+class StoreError(InputError):
+    """A feature store that cannot be trained or evaluated on."""
+
+
+def open_store(path: str | os.PathLike) -> FeatureStore:
+    """A store folder (holding ``extractor.json``), or a root holding exactly one."""
+    p = Path(path)
+    candidates = [p] if (p / "extractor.json").exists() else sorted(q.parent for q in p.glob("*/extractor.json"))
+    if not p.exists():
+        raise StoreError(p, "no such feature store", "make one with cadence features MANIFEST --store DIR")
+    if not candidates:
+        raise StoreError(p, "holds no feature store", "make one with cadence features MANIFEST --store DIR")
+    if len(candidates) > 1:
+        raise StoreError(p, f"holds stores of {len(candidates)} extractors: {', '.join(c.name for c in candidates)}",
+                         "give the folder of one of them")
+    spec = json.loads((candidates[0] / "extractor.json").read_text())
+    extractor = AudioFeaturePrint(**spec["params"])
+    store = FeatureStore(candidates[0].parent, extractor)
+    if store.path != candidates[0]:
+        raise StoreError(candidates[0], "was made by another version of AudioFeaturePrint",
+                         "extract the corpus again with this version")
+    return store
+
+
+@dataclass
+class TrainSettings:
+    classifier: str = "mlp"
+    l2_penalty: float | None = None  # default: 1.0 for logreg, 1e-4 for mlp
+    epochs: int = 100
+    chunk_size: int = 1024
+    patience: int = 10
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 1
+    resume: bool = False
+    seed: int = 0
+    hidden_unit_counts: tuple[int, ...] = (100,)
+    batch_size: int = 32
+    learning_rate: float = 0.001
+    level: str = "clip"
+
+    def estimator(self) -> LogisticRegressionClassifier | FullyConnectedNetworkClassifier:
+        if self.classifier == "logreg":
+            return LogisticRegressionClassifier(l2_penalty=self.l2_penalty if self.l2_penalty is not None else 1.0)
+        if self.classifier == "mlp":
+            return FullyConnectedNetworkClassifier(
+                self.hidden_unit_counts, self.batch_size, self.learning_rate,
+                self.l2_penalty if self.l2_penalty is not None else 1e-4, self.seed, self.patience, self.epochs)
+        raise ValueError(f"unknown classifier {self.classifier!r}: choose logreg or mlp")
+
+
+@dataclass
+class TrainResult:
+    model: ClassifierModel
+    epochs: int = 0
+    best_epoch: int = 0
+    validation_accuracy: float = 0.0
+    test_accuracy: float | None = None
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    rows_per_second: float = 0.0
+
+    def metrics(self) -> dict:
+        return {"classifier": self.model.kind, "epochs": self.epochs, "best_epoch": self.best_epoch,
+                "validation_accuracy": round(self.validation_accuracy, 4),
+                "test_accuracy": None if self.test_accuracy is None else round(self.test_accuracy, 4),
+                "seconds": round(self.seconds, 2), "rows_per_second": round(self.rows_per_second)}
+
+
+class _Rows:
+    """The store's rows for training: train, validation (the ``val`` split, else every tenth train
+    file by content hash) and test, read in chunks."""
+
+    COLUMNS = ["content_hash", "label", "vector"]
+
+    def __init__(self, store: FeatureStore, level: str):
+        self.store, self.level = store, level
+        self.has_val = store.count_rows("val", level) > 0
+        self.train_rows = store.count_rows("train", level)
+        if self.train_rows == 0:
+            raise StoreError(store.path, "holds no training rows", "add files with split train (or no split) and "
+                                                                   "run cadence features again")
+
+    @staticmethod
+    def _held(batch: pa.RecordBatch) -> np.ndarray:
+        return np.array([int(h[:8], 16) % 10 == 0 for h in batch.column("content_hash").to_pylist()], bool)
+
+    def _batches(self, split: str, chunk: int, order: np.random.Generator | None = None) -> Iterator[pa.RecordBatch]:
+        dataset = self.store.dataset()
+        fragments = list(dataset.get_fragments())
+        if order is not None:
+            fragments = [fragments[i] for i in order.permutation(len(fragments))]
+        expression = self.store._filter(split, self.level)
+        for fragment in fragments:
+            yield from fragment.to_batches(columns=self.COLUMNS, filter=expression, batch_size=chunk)
+
+    def chunks(self, name: str, chunk: int, order: np.random.Generator | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(vectors, labels) of at most ``chunk`` rows of ``name`` (train, val or test)."""
+        split = "val" if name == "val" and self.has_val else ("train" if name in ("train", "val") else name)
+        buffered: list[tuple[np.ndarray, np.ndarray]] = []
+        size = 0
+        for batch in self._batches(split, chunk, order):
+            if split == "train" and not self.has_val:
+                keep = self._held(batch) if name == "val" else ~self._held(batch)
+                batch = batch.filter(pa.array(keep))
+            if not batch.num_rows:
+                continue
+            x = batch.column("vector").flatten().to_numpy().reshape(batch.num_rows, -1)
+            buffered.append((x, np.array(batch.column("label").to_pylist())))
+            size += batch.num_rows
+            while size >= chunk:
+                x, y = np.concatenate([b[0] for b in buffered]), np.concatenate([b[1] for b in buffered])
+                yield self._shuffled(x[:chunk], y[:chunk], order)
+                buffered, size = [(x[chunk:], y[chunk:])], len(y) - chunk
+        if size:
+            yield self._shuffled(np.concatenate([b[0] for b in buffered]), np.concatenate([b[1] for b in buffered]),
+                                 order)
+
+    @staticmethod
+    def _shuffled(x: np.ndarray, y: np.ndarray, order: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+        if order is None:
+            return x, y
+        p = order.permutation(len(y))
+        return x[p], y[p]
+
+    def statistics(self, chunk: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Labels, mean and standard deviation of the training rows, in one streaming pass."""
+        labels: set[str] = set()
+        total, squares, n = 0.0, 0.0, 0
+        for x, y in self.chunks("train", chunk):
+            labels.update(y.tolist())
+            total = total + x.sum(axis=0, dtype=np.float64)
+            squares = squares + (x.astype(np.float64) ** 2).sum(axis=0)
+            n += len(y)
+        if n == 0:
+            raise StoreError(self.store.path, "has no training rows left once every tenth file is held back for "
+                                              "validation", "add files, or give some the split val")
+        mean = total / n
+        std = np.sqrt(np.maximum(squares / n - mean ** 2, 0))
+        if len(labels) < 2:
+            raise StoreError(self.store.path, f"holds training rows of one label only ({', '.join(labels)})",
+                             "a classifier needs at least two labels")
+        return sorted(labels), mean.astype(np.float32), np.where(std > 1e-8, std, 1).astype(np.float32)
+
+    def accuracy(self, model: ClassifierModel, name: str, chunk: int) -> float | None:
+        right = total = 0
+        for x, y in self.chunks(name, chunk):
+            right += int((model.predicted(x) == y).sum())
+            total += len(y)
+        return right / total if total else None
+
+
+def _identity(settings: TrainSettings, store: FeatureStore) -> dict:
+    """What a resumed run must share with the checkpointed one to reach the same model (as JSON reads it back)."""
+    kept = ("classifier", "l2_penalty", "chunk_size", "seed", "hidden_unit_counts", "batch_size", "learning_rate",
+            "level")
+    return json.loads(json.dumps({"settings": {k: v for k, v in asdict(settings).items() if k in kept},
+                                  "store": store.path.name}))
+
+
+def train(store: FeatureStore, settings: TrainSettings, event_handler: EventHandler | None = None) -> TrainResult:
+    started = time.perf_counter()
+    rows = _Rows(store, settings.level)
+    estimator = settings.estimator()
+    if isinstance(estimator, LogisticRegressionClassifier):
+        result = _train_in_one_go(rows, estimator, settings)
+    else:
+        result = _train_in_chunks(rows, estimator, settings, event_handler)
+    result.test_accuracy = rows.accuracy(result.model, "test", settings.chunk_size)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _train_in_one_go(rows: _Rows, estimator: LogisticRegressionClassifier, settings: TrainSettings) -> TrainResult:
+    parts = list(rows.chunks("train", settings.chunk_size))
+    x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    started = time.perf_counter()
+    model = estimator.fitted_arrays(x, y)
+    result = TrainResult(model, epochs=1, best_epoch=1)
+    result.rows_per_second = len(y) / (time.perf_counter() - started)
+    result.validation_accuracy = rows.accuracy(model, "val", settings.chunk_size) or 0.0
+    return result
+
+
+def _train_in_chunks(rows: _Rows, estimator: FullyConnectedNetworkClassifier, settings: TrainSettings,
+                     event_handler: EventHandler | None) -> TrainResult:
+    checkpoint = Path(settings.checkpoint_dir) / "checkpoint.npz" if settings.checkpoint_dir else None
+    identity = _identity(settings, rows.store) if checkpoint else {}
+    if settings.resume and checkpoint and checkpoint.exists():
+        models, extra = modelfile.load(checkpoint)
+        if extra.get("identity") != identity:
+            raise StoreError(checkpoint, "was written by a run with other settings or another store",
+                             "resume with the same settings, or start afresh without --resume")
+        model, best, state = models["model"], models["best"], extra["state"]
+    else:
+        classes, mean, scale = rows.statistics(settings.chunk_size)
+        model = estimator.make_transformer(classes, mean, scale)
+        best, state = model.copy(), {"epoch": 0, "best_epoch": 0, "best_accuracy": -1.0, "waited": 0, "history": [],
+                                     "train_rows_seen": 0, "train_seconds": 0.0}
+    while state["epoch"] < settings.epochs and state["waited"] < settings.patience:
+        epoch, began = state["epoch"] + 1, time.perf_counter()
+        losses, seen = [], 0
+        for x, y in rows.chunks("train", settings.chunk_size, np.random.default_rng([settings.seed, epoch])):
+            losses.append(estimator.update(model, x, y) * len(y))
+            seen += len(y)
+        train_seconds = time.perf_counter() - began
+        accuracy = rows.accuracy(model, "val", settings.chunk_size) or 0.0
+        state["epoch"], state["train_rows_seen"] = epoch, state["train_rows_seen"] + seen
+        state["train_seconds"] += train_seconds
+        if accuracy > state["best_accuracy"]:
+            best, state["best_accuracy"], state["best_epoch"], state["waited"] = model.copy(), accuracy, epoch, 0
+        else:
+            state["waited"] += 1
+        record = {"epoch": epoch, "loss": sum(losses) / max(seen, 1), "validation_accuracy": accuracy,
+                  "seconds": time.perf_counter() - began}
+        state["history"].append(record)
+        if event_handler:
+            event_handler(Event("cadence train", epoch, settings.epochs, record))
+        if checkpoint and (epoch % settings.checkpoint_every == 0 or state["waited"] >= settings.patience):
+            modelfile.save(checkpoint, {"model": model, "best": best}, {"identity": identity, "state": state})
+    result = TrainResult(best, state["epoch"], state["best_epoch"], max(state["best_accuracy"], 0.0),
+                         history=state["history"])
+    result.rows_per_second = state["train_rows_seen"] / max(state["train_seconds"], 1e-9)
+    return result
+
+
+def save_model(path: str | os.PathLike, result: TrainResult, store: FeatureStore, settings: TrainSettings) -> Path:
+    extractor = {"class": type(store.extractor).__name__, "params": store.extractor.get_params(),
+                 "fingerprint": store.extractor.fingerprint()}
+    return modelfile.save(path, {"model": result.model},
+                          {"extractor": extractor, "level": settings.level, "metrics": result.metrics()})
+
+
+def load_model(path: str | os.PathLike) -> tuple[ClassifierModel, AudioFeaturePrint, dict]:
+    models, extra = modelfile.load(path)
+    if "model" not in models or extra.get("extractor", {}).get("class") != "AudioFeaturePrint":
+        raise modelfile.ModelFileError(path, "is a checkpoint or another kind of model file, not a trained model",
+                                       "give the file written by cadence train --model")
+    extractor = AudioFeaturePrint(**extra["extractor"]["params"])
+    if extractor.fingerprint() != extra["extractor"]["fingerprint"]:
+        raise modelfile.ModelFileError(path, "was trained on features of another AudioFeaturePrint version",
+                                       "train it again on a store made by this version")
+    return models["model"], extractor, extra
+
+
+def plot_curve(history: list[dict], path: str | os.PathLike) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    figure, loss_axis = plt.subplots(figsize=(7, 4))
+    loss_axis.plot(epochs, [h["loss"] for h in history], color="tab:blue", label="training loss")
+    loss_axis.set_xlabel("epoch")
+    loss_axis.set_ylabel("training loss", color="tab:blue")
+    accuracy_axis = loss_axis.twinx()
+    accuracy_axis.plot(epochs, [h["validation_accuracy"] for h in history], color="tab:orange")
+    accuracy_axis.set_ylabel("validation accuracy", color="tab:orange")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def evaluate(model: ClassifierModel, store: FeatureStore, split: str, level: str = "clip",
+             chunk: int = 4096) -> dict:
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix on one split."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    truth, predicted = [], []
+    for batch in store.iter_batches(chunk, split, level, columns=["label", "vector"]):
+        if not batch.num_rows:
+            continue
+        x = batch.column("vector").flatten().to_numpy().reshape(batch.num_rows, -1)
+        truth += batch.column("label").to_pylist()
+        predicted += model.predicted(x).tolist()
+    if not truth:
+        raise StoreError(store.path, f"holds no rows of split {split!r}", "choose another --split")
+    unknown = sorted(set(truth) - set(model.classes))
+    if unknown:
+        raise StoreError(store.path, f"has labels the model was not trained on: {', '.join(unknown)}",
+                         f"the model knows {', '.join(model.classes)}")
+    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, labels=model.classes,
+                                                                     zero_division=0)
+    return {"split": split, "rows": len(truth), "accuracy": float(np.mean(np.array(truth) == np.array(predicted))),
+            "classes": {c: {"precision": round(float(p), 4), "recall": round(float(r), 4), "f1": round(float(f), 4),
+                            "support": int(s)} for c, p, r, f, s in zip(model.classes, precision, recall, f1, support)},
+            "confusion_matrix": confusion_matrix(truth, predicted, labels=model.classes).tolist()}
+
+
+def plot_confusion(report: dict, classes: list[str], path: str | os.PathLike) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.array(report["confusion_matrix"])
+    figure, axis = plt.subplots(figsize=(1 + 0.5 * len(classes), 1 + 0.5 * len(classes)))
+    axis.imshow(matrix, cmap="Blues")
+    axis.set_xticks(range(len(classes)), classes)
+    axis.set_yticks(range(len(classes)), classes)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    for (i, j), v in np.ndenumerate(matrix):
+        axis.text(j, i, str(v), ha="center", va="center", fontsize=8, color="white" if v > matrix.max() / 2 else "black")
+    axis.set_title(f"{report['split']}: accuracy {report['accuracy']:.3f}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def predict_files(model: ClassifierModel, extractor: AudioFeaturePrint, paths: list[str],
+                  on_result: Callable[[str, object], None]) -> int:
+    """Classify each file with the model's own extractor; returns how many failed."""
+    from pipelines.errors import CadenceError
+
+    failed = 0
+    for path in paths:
+        try:
+            features = list(extractor.applied(extractor.read(path)))
+            on_result(path, model.applied(extractor.clip_vector(features)))
+        except CadenceError as e:
+            failed += 1
+            on_result(path, e)
+    return failed

@@ -1,0 +1,251 @@
+"""Audio: :func:`read_audio` (a stream of mono buffers) and :class:`AudioFeaturePrint`.
+
+AudioFeaturePrint turns an audio stream into one feature vector per window of
+``window_duration`` seconds, windows starting every ``window_duration * (1 - overlap_factor)``.
+Each vector (``AudioFeaturePrint.DIMENSION`` = 178 float32) is built from 25 ms frames every
+10 ms: a 40-band log-mel spectrogram and its first 20 cepstral coefficients (MFCC), over the
+frames that carry sound (within 35 dB of the loudest frame), floored 60 dB under the loudest band:
+
+====== =====================================================================================
+  19   mean of MFCC 1..19 (the spectral envelope; MFCC 0, the loudness, is left out)
+  20   standard deviation of MFCC 0..19
+  78   MFCC 0..12 less their mean, averaged over 6 equal segments of the sounding part: the
+       envelope's course in time, which spoken words and most sound events are made of
+  20   standard deviation of the MFCC deltas (how fast the envelope moves)
+  40   mean log-mel energy per band
+   1   the sounding part's duration in seconds
+====== =====================================================================================
+
+Only numpy and scipy; deterministic (the same samples give the same bits).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from math import gcd
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from scipy.fft import dct, rfft
+from scipy.signal import resample_poly
+
+from .base import TemporalSession, TemporalTransformer
+from .errors import AudioNotFoundError, EmptyAudioError, InvalidAudioError
+
+FEATURE_VERSION = 1  # bump when the vector's content changes: stores made by another version are not reused
+
+
+@dataclass(frozen=True, eq=False)
+class AudioBuffer:
+    """Mono float32 samples at ``sample_rate``, starting ``start_time`` seconds into the source."""
+
+    samples: np.ndarray
+    sample_rate: int
+    start_time: float
+    source: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class AudioFeature:
+    """The feature vector of one window of a stream."""
+
+    index: int
+    start_time: float
+    duration: float
+    vector: np.ndarray
+
+
+class AudioStream:
+    """An audio file as a re-iterable stream of mono buffers; use :func:`read_audio`."""
+
+    def __init__(self, path: str, source_rate: int, channels: int, frames: int, sample_rate: int,
+                 buffer_duration: float):
+        self.path, self.source_rate, self.channels, self.frames = path, source_rate, channels, frames
+        self.sample_rate, self.buffer_duration = sample_rate, buffer_duration
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.source_rate
+
+    def __iter__(self) -> Iterator[AudioBuffer]:
+        g = gcd(self.sample_rate, self.source_rate)
+        up, down = self.sample_rate // g, self.source_rate // g
+        block = max(1, int(self.buffer_duration * self.source_rate))
+        start = 0
+        try:
+            with sf.SoundFile(self.path) as f:
+                for data in f.blocks(blocksize=block, dtype="float32", always_2d=True):
+                    mono = data.mean(axis=1, dtype=np.float32)
+                    samples = mono if up == down else resample_poly(mono, up, down).astype(np.float32)
+                    yield AudioBuffer(samples, self.sample_rate, start / self.source_rate, self.path)
+                    start += len(mono)
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise InvalidAudioError(self.path, f"decoding failed after {start / self.source_rate:.2f} s ({e})",
+                                    "the file is truncated or corrupt") from e
+
+    def __repr__(self) -> str:
+        return (f"AudioStream({self.path!r}, {self.source_rate} Hz x {self.channels} channels -> "
+                f"{self.sample_rate} Hz mono, {self.duration:.2f} s)")
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int = 16000, buffer_duration: float = 1.0) -> AudioStream:
+    """Open an audio file (any format and channel count soundfile reads) as mono buffers resampled to
+    ``sample_rate``.  Checks the file now, so a bad one fails here with its name and the reason."""
+    p = Path(path)
+    if not p.exists():
+        raise AudioNotFoundError(p, "no such file", "check the path")
+    if p.is_dir():
+        raise InvalidAudioError(p, "is a folder, not an audio file")
+    try:
+        info = sf.info(str(p))
+    except (sf.LibsndfileError, RuntimeError) as e:
+        if p.stat().st_size == 0:
+            raise EmptyAudioError(p, "is an empty file") from e
+        raise InvalidAudioError(p, "is not audio soundfile can decode (corrupt, or not audio at all)",
+                                "convert it to WAV or FLAC") from e
+    except PermissionError as e:
+        raise InvalidAudioError(p, "cannot be read (permission denied)") from e
+    if info.frames <= 0:
+        raise EmptyAudioError(p, "holds no samples")
+    return AudioStream(str(p), info.samplerate, info.channels, info.frames, sample_rate, buffer_duration)
+
+
+# -- the feature print ------------------------------------------------------------------------
+_FRAME, _HOP, _FFT, _MELS, _CEPS, _SEGMENTS, _SEG_CEPS = 0.025, 0.010, 512, 40, 20, 6, 13
+
+
+def _mel_filterbank(sample_rate: int, n_fft: int, bands: int) -> np.ndarray:
+    mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)  # noqa: E731
+    hz = lambda m: 700.0 * (10 ** (m / 2595.0) - 1.0)  # noqa: E731
+    edges = hz(np.linspace(mel(20.0), mel(sample_rate / 2), bands + 2))
+    bins = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (bins - lower) / (centre - lower)
+    falling = (upper - bins) / (upper - centre)
+    return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+
+
+class AudioFeaturePrint(TemporalTransformer):
+    """Audio buffers in, one :class:`AudioFeature` per window out (see the module docstring)."""
+
+    DIMENSION = 19 + 20 + _SEGMENTS * _SEG_CEPS + 20 + _MELS + 1
+
+    def __init__(self, window_duration: float = 0.975, overlap_factor: float = 0.5, sample_rate: int = 16000):
+        self.window_duration = window_duration
+        self.overlap_factor = overlap_factor
+        self.sample_rate = sample_rate
+
+    def _check(self) -> None:
+        if not 0.5 <= self.window_duration <= 15:
+            raise ValueError(f"{self!r}: window_duration must be within [0.5, 15] seconds")
+        if not 0 <= self.overlap_factor < 1:
+            raise ValueError(f"{self!r}: overlap_factor must be within [0, 1)")
+        if self.sample_rate < 8000:
+            raise ValueError(f"{self!r}: sample_rate must be at least 8000 Hz")
+
+    def session(self) -> TemporalSession:
+        self._check()
+        return _FeaturePrintSession(self)
+
+    def fingerprint(self) -> str:
+        """Names what these features are: any change of class, parameter or version changes it."""
+        spec = {"class": type(self).__name__, "params": self.get_params(), "version": FEATURE_VERSION}
+        digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+        return f"{type(self).__name__}-{digest}"
+
+    def read(self, path: str | os.PathLike) -> AudioStream:
+        """The file as buffers at this extractor's sample rate."""
+        return read_audio(path, self.sample_rate)
+
+    def clip_vector(self, features: list[AudioFeature]) -> np.ndarray:
+        """Clip-level pooling: the windows' vectors averaged, weighted by their duration."""
+        if not features:
+            raise ValueError(f"{self!r}: no windows to pool")
+        weights = np.array([f.duration for f in features])
+        return (np.stack([f.vector for f in features]) * weights[:, None]).sum(0).astype(np.float32) / weights.sum()
+
+    def vector(self, samples: np.ndarray) -> np.ndarray:
+        """The feature vector of one window of samples at ``sample_rate``."""
+        return _vector(samples, self.sample_rate)
+
+
+class _FeaturePrintSession(TemporalSession):
+    def __init__(self, p: AudioFeaturePrint):
+        self.p = p
+        self.window = int(round(p.window_duration * p.sample_rate))
+        self.hop = max(1, int(round(self.window * (1 - p.overlap_factor))))
+        self.buffer = np.zeros(0, np.float32)
+        self.buffer_start = 0  # sample index of buffer[0]
+        self.emitted = 0
+        self.covered = 0  # samples before this index were in an emitted window
+
+    def _emit(self, start: int, samples: np.ndarray) -> AudioFeature:
+        feature = AudioFeature(self.emitted, start / self.p.sample_rate, len(samples) / self.p.sample_rate,
+                               _vector(samples, self.p.sample_rate))
+        self.emitted += 1
+        self.covered = start + len(samples)
+        return feature
+
+    def push(self, buffer: AudioBuffer) -> list:
+        if buffer.sample_rate != self.p.sample_rate:
+            raise ValueError(f"{self.p!r}: got {buffer.sample_rate} Hz buffers; read the audio with "
+                             f"read_audio(path, sample_rate={self.p.sample_rate})")
+        self.buffer = np.concatenate([self.buffer, buffer.samples.astype(np.float32, copy=False)])
+        out = []
+        while len(self.buffer) >= self.window:
+            out.append(self._emit(self.buffer_start, self.buffer[:self.window]))
+            self.buffer = self.buffer[self.hop:]
+            self.buffer_start += self.hop
+        return out
+
+    def finish(self) -> list:
+        end = self.buffer_start + len(self.buffer)
+        if end == 0 or (self.emitted and end - self.covered < 0.25 * self.window):
+            return []
+        # the stream's last window: its final `window` samples (all of it when shorter)
+        start = max(self.buffer_start, end - self.window)
+        return [self._emit(start, self.buffer[start - self.buffer_start:])]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"buffer": self.buffer.copy(), "buffer_start": self.buffer_start, "emitted": self.emitted,
+                "covered": self.covered}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.buffer = np.asarray(state["buffer"], np.float32)
+        self.buffer_start, self.emitted, self.covered = (int(state[k]) for k in ("buffer_start", "emitted", "covered"))
+
+
+_FILTERBANKS: dict[int, np.ndarray] = {}
+
+
+def _vector(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    frame, hop = int(_FRAME * sample_rate), int(_HOP * sample_rate)
+    x = np.asarray(samples, np.float32)
+    x = np.append(x[:1], x[1:] - 0.97 * x[:-1])  # pre-emphasis
+    if len(x) < frame:
+        x = np.pad(x, (0, frame - len(x)))
+    n = 1 + (len(x) - frame) // hop
+    frames = np.lib.stride_tricks.as_strided(x, (n, frame), (x.strides[0] * hop, x.strides[0]))
+    power = np.abs(rfft(frames * np.hanning(frame).astype(np.float32), _FFT)) ** 2
+    if sample_rate not in _FILTERBANKS:
+        _FILTERBANKS[sample_rate] = _mel_filterbank(sample_rate, _FFT, _MELS)
+    mel = power @ _FILTERBANKS[sample_rate].T
+    # a floor 60 dB under the loudest band: silence and bands a band-limited source leaves empty
+    # (8 kHz audio above 4 kHz) sit at the same relative level in every clip
+    logmel = np.log(np.maximum(mel, mel.max() * 1e-6) + 1e-20)
+    ceps = dct(logmel, type=2, norm="ortho", axis=1)[:, :_CEPS]
+    energy = np.log(power.sum(axis=1) + 1e-10)
+    active = np.flatnonzero(energy > energy.max() - np.log(10 ** 3.5))  # within 35 dB of the loudest frame
+    ceps, logmel = ceps[active[0]:active[-1] + 1], logmel[active[0]:active[-1] + 1]
+    deltas = np.diff(ceps, axis=0) if len(ceps) > 1 else np.zeros((1, _CEPS), np.float32)
+    normalised = ceps[:, :_SEG_CEPS] - ceps[:, :_SEG_CEPS].mean(axis=0)
+    edges = np.linspace(0, len(ceps), _SEGMENTS + 1)
+    segments = [normalised[int(a):max(int(a) + 1, int(b))].mean(axis=0) for a, b in zip(edges[:-1], edges[1:])]
+    return np.concatenate([ceps[:, 1:].mean(axis=0), ceps.std(axis=0), np.concatenate(segments),
+                           deltas.std(axis=0), logmel.mean(axis=0), [len(ceps) * _HOP]]).astype(np.float32)

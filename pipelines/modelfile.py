@@ -1,0 +1,115 @@
+"""Model and checkpoint files: numpy arrays plus one JSON header in an ``.npz``, never pickle.
+
+Loading uses ``np.load(allow_pickle=False)`` and reads only plain numeric and text arrays, so a
+model file from someone else cannot run code here; anything unexpected is refused with a clear
+error.  Files are written under a hidden name and renamed into place, so a crash (even ``kill -9``)
+while writing leaves the previous file whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .classifiers import Adam, ClassifierModel
+from .errors import InputError
+
+FORMAT = "cadence-model"
+VERSION = 1
+KINDS = ("logistic_regression", "fully_connected_network")
+
+
+class ModelFileError(InputError):
+    """A model or checkpoint file that is missing, corrupt, or not one of cadence's."""
+
+
+def _arrays(model: ClassifierModel, prefix: str = "") -> dict[str, np.ndarray]:
+    arrays = {f"{prefix}mean": model.mean, f"{prefix}scale": model.scale}
+    for i, (w, b) in enumerate(zip(model.weights, model.biases)):
+        arrays[f"{prefix}w{i}"], arrays[f"{prefix}b{i}"] = w, b
+    if model.optimizer is not None:
+        for i, (m, v) in enumerate(zip(model.optimizer.m, model.optimizer.v)):
+            arrays[f"{prefix}adam_m{i}"], arrays[f"{prefix}adam_v{i}"] = m, v
+    return arrays
+
+
+def _header(model: ClassifierModel) -> dict:
+    return {"kind": model.kind, "classes": model.classes, "params": model.params, "layers": len(model.weights),
+            "optimizer_step": None if model.optimizer is None else model.optimizer.step}
+
+
+def save(path: str | os.PathLike, models: dict[str, ClassifierModel], extra: dict | None = None) -> Path:
+    """Write named models (``{"model": m}``, or a checkpoint's several) and a JSON ``extra``."""
+    path = Path(path)
+    header = {"format": FORMAT, "version": VERSION, "models": {k: _header(m) for k, m in models.items()},
+              "extra": extra or {}}
+    arrays = {"header": np.array(json.dumps(header))}
+    for name, model in models.items():
+        arrays.update(_arrays(model, f"{name}/"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    hidden = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(hidden, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(hidden, path)
+    return path
+
+
+def load(path: str | os.PathLike) -> tuple[dict[str, ClassifierModel], dict]:
+    """The models in a file and its ``extra``; :class:`ModelFileError` for anything else."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(path, "no such model file", "check the path, or train one with cadence train")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise ModelFileError(path, f"is not a cadence model file ({type(e).__name__})",
+                             "it may be corrupt or of another program; models are never loaded with pickle") from e
+    try:
+        header = json.loads(str(arrays.pop("header")))
+        if header.get("format") != FORMAT:
+            raise ValueError("format")
+        if header.get("version") != VERSION:
+            raise ModelFileError(path, f"is version {header.get('version')} of the model format; this cadence reads "
+                                       f"version {VERSION}")
+        models = {name: _model(name, spec, arrays) for name, spec in header["models"].items()}
+    except ModelFileError:
+        raise
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
+        raise ModelFileError(path, "is not a cadence model file (its header or arrays are not as expected)",
+                             "it may be corrupt or of another program") from e
+    return models, header.get("extra", {})
+
+
+def _numeric(arrays: dict[str, np.ndarray], key: str) -> np.ndarray:
+    a = arrays[key]
+    if a.dtype.kind not in "fiu":
+        raise ValueError(f"{key} is not numeric")
+    return a
+
+
+def _model(name: str, spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> ClassifierModel:
+    if spec["kind"] not in KINDS:
+        raise ValueError(f"unknown kind {spec['kind']!r}")
+    layers = int(spec["layers"])
+    weights = [_numeric(arrays, f"{name}/w{i}") for i in range(layers)]
+    biases = [_numeric(arrays, f"{name}/b{i}") for i in range(layers)]
+    mean, scale = _numeric(arrays, f"{name}/mean"), _numeric(arrays, f"{name}/scale")
+    classes = [str(c) for c in spec["classes"]]
+    sizes = [len(mean)] + [w.shape[1] for w in weights]
+    if any(w.shape != (a, b) for w, a, b in zip(weights, sizes, sizes[1:])) or sizes[-1] != len(classes):
+        raise ValueError("layer shapes do not fit together")
+    optimizer = None
+    if spec.get("optimizer_step") is not None:
+        count = 2 * layers
+        optimizer = Adam([_numeric(arrays, f"{name}/adam_m{i}") for i in range(count)],
+                         [_numeric(arrays, f"{name}/adam_v{i}") for i in range(count)], int(spec["optimizer_step"]))
+    return ClassifierModel(spec["kind"], classes, mean, scale, weights, biases, spec.get("params", {}), optimizer)

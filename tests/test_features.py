@@ -1,0 +1,138 @@
+"""The feature store and ``cadence features``: incremental, bad files in the errors table, kill-safe."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray
+
+from cluster.connect import connected
+from cluster.features import FeatureStore, content_hash, extract_corpus, read_manifest
+from pipelines.audio import AudioFeaturePrint
+from pipelines.errors import InputError
+
+from .conftest import DATA, ROOT
+
+FSDD = DATA / "fsdd" / "recordings"
+
+
+def corpus(folder: Path, names: list[str], extra: str = "") -> Path:
+    """A manifest over shared FSDD files (by relative path from a folder beside them)."""
+    if not FSDD.exists():
+        pytest.skip(f"{FSDD} is absent")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        target = folder / name
+        if not target.exists():
+            target.symlink_to(FSDD / name)
+    manifest = folder / "manifest.csv"
+    lines = ["path,label,split"] + [f"{n},{n.split('_')[0]},{'test' if int(n.split('_')[2][:-4]) < 5 else 'train'}"
+                                    for n in names]
+    manifest.write_text("\n".join(lines) + "\n" + extra)
+    return manifest
+
+
+def names(count: int, start: int = 0) -> list[str]:
+    speakers = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
+    return [f"{d}_{speakers[(d + i) % 6]}_{i}.wav" for i in range(start, start + count // 10) for d in range(10)]
+
+
+def stored_hashes(store: FeatureStore) -> list[str]:
+    return store.table(columns=["content_hash"]).column("content_hash").to_pylist()
+
+
+def test_rerun_extracts_nothing_and_new_files_only_are_extracted(tmp_path):
+    first = names(40)
+    manifest = corpus(tmp_path / "audio", first)
+    summary = extract_corpus(manifest, tmp_path / "store", use_ray=False)
+    assert (summary.extracted, summary.skipped, summary.failed) == (40, 0, 0)
+    again = extract_corpus(manifest, tmp_path / "store", use_ray=False)
+    assert (again.extracted, again.skipped) == (0, 40)
+    manifest = corpus(tmp_path / "audio", first + names(20, start=4))
+    more = extract_corpus(manifest, tmp_path / "store", use_ray=False)
+    assert (more.extracted, more.skipped) == (20, 40)
+    store = FeatureStore(tmp_path / "store", AudioFeaturePrint())
+    hashes = stored_hashes(store)
+    assert len(hashes) == len(set(hashes)) == 60  # one clip row per file, each file once
+    assert store.count_rows(level="window") >= 60 and set(store.table(columns=["split"]).column("split").to_pylist()) \
+        == {"train", "test"}
+
+
+def test_another_extractor_never_reuses_the_features(tmp_path):
+    manifest = corpus(tmp_path / "audio", names(10))
+    extract_corpus(manifest, tmp_path / "store", use_ray=False)
+    other = extract_corpus(manifest, tmp_path / "store", AudioFeaturePrint(window_duration=2.0), use_ray=False)
+    assert other.extracted == 10 and other.store != str(FeatureStore(tmp_path / "store", AudioFeaturePrint()).path)
+
+
+def test_bad_files_go_to_the_errors_table_and_the_rest_is_extracted(tmp_path):
+    good = names(10)
+    audio = tmp_path / "audio"
+    manifest = corpus(audio, good, extra="corrupt.wav,0,train\nnotes.wav,1,train\nempty.wav,2,train\n"
+                                         "missing.wav,3,train\n")
+    wav = bytearray((FSDD / good[0]).read_bytes())
+    wav[20:36] = bytes(16)  # a WAV whose format chunk is zeroed out
+    (audio / "corrupt.wav").write_bytes(bytes(wav))
+    (audio / "notes.wav").write_text("not audio, just text")
+    (audio / "empty.wav").touch()
+    summary = extract_corpus(manifest, tmp_path / "store", use_ray=False)
+    assert (summary.extracted, summary.failed) == (10, 4)
+    errors = FeatureStore(tmp_path / "store", AudioFeaturePrint()).errors().to_pylist()
+    by_file = {Path(e["path"]).name: e["error"] for e in errors}
+    assert "no such file" in by_file["missing.wav"] and "empty" in by_file["empty.wav"]
+    assert "not audio" in by_file["notes.wav"] and "not audio" in by_file["corrupt.wav"]
+    assert len(errors) == 4
+
+
+def test_a_manifest_without_the_columns_is_refused(tmp_path):
+    bad = tmp_path / "m.csv"
+    bad.write_text("file,class\na.wav,1\n")
+    with pytest.raises(InputError, match="path,label"):
+        read_manifest(bad)
+
+
+def test_a_run_killed_midway_then_rerun_stores_each_file_once(tmp_path):
+    files = names(500)  # every digit, indexes 0..49
+    manifest = corpus(tmp_path / "audio", files)
+    store_dir = tmp_path / "store"
+    command = [sys.executable, "-m", "cluster.cli", "features", str(manifest), "--store", str(store_dir), "--json"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    store = FeatureStore(store_dir, AudioFeaturePrint())
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(store.path.glob("part-*.parquet")):
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # the driver and every Ray process it started, mid-write or not
+    process.wait()
+    partial = len(stored_hashes(store))
+    assert 0 < partial < 500, "the kill should land mid-run"
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    hashes = stored_hashes(store)
+    assert len(hashes) == len(set(hashes)) == 500
+    assert set(hashes) == {content_hash(str(FSDD / n)) for n in files}
+
+
+def test_extraction_on_a_two_node_cluster(tmp_path):
+    from ray.cluster_utils import Cluster
+
+    manifest = corpus(tmp_path / "audio", names(60))
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        with connected(cluster.address) as where:
+            assert where["nodes"] == 2
+            summary = extract_corpus(manifest, tmp_path / "store", files_per_task=10)
+        assert (summary.extracted, summary.failed) == (60, 0)
+        assert len(set(stored_hashes(FeatureStore(tmp_path / "store", AudioFeaturePrint())))) == 60
+    finally:
+        cluster.shutdown()
+    assert not ray.is_initialized()
+    shutil.rmtree(tmp_path / "store")

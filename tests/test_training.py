@@ -1,0 +1,144 @@
+"""Classifiers, safe model files and the training driver, on real FSDD features."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pytest
+
+from cluster.features import extract_corpus
+from cluster.train import StoreError, TrainSettings, evaluate, open_store, save_model, train
+from pipelines import AnnotatedFeature
+from pipelines.audio import AudioFeaturePrint, read_audio
+from pipelines.classifiers import FullyConnectedNetworkClassifier, LogisticRegressionClassifier
+from pipelines.modelfile import ModelFileError, load, save
+
+from .conftest import DATA, ROOT
+from .test_features import corpus, names
+
+FSDD = DATA / "fsdd" / "recordings"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fsdd")
+    manifest = corpus(folder / "audio", names(300))  # 30 per digit, 5 speakers each
+    extract_corpus(manifest, folder / "store", use_ray=False)
+    return open_store(folder / "store")
+
+
+def small(**overrides) -> TrainSettings:
+    return TrainSettings(**{"classifier": "mlp", "epochs": 40, "chunk_size": 64, "patience": 3, "seed": 1} | overrides)
+
+
+def test_early_stopping_stops_and_keeps_the_best(store):
+    result = train(store, small(epochs=200))
+    assert result.epochs < 200 and result.epochs == result.best_epoch + 3
+    assert result.validation_accuracy == max(h["validation_accuracy"] for h in result.history)
+    assert result.test_accuracy is not None and result.test_accuracy > 0.8
+
+
+def test_resume_reaches_the_model_of_an_uninterrupted_run(store, tmp_path):
+    whole = train(store, small(epochs=6, patience=100))
+    train(store, small(epochs=3, patience=100, checkpoint_dir=str(tmp_path)))
+    resumed = train(store, small(epochs=6, patience=100, checkpoint_dir=str(tmp_path), resume=True))
+    assert resumed.epochs == 6 and resumed.model == whole.model
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
+
+
+def test_resume_with_other_settings_is_refused(store, tmp_path):
+    train(store, small(epochs=1, checkpoint_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match="other settings"):
+        train(store, small(epochs=2, seed=7, checkpoint_dir=str(tmp_path), resume=True))
+
+
+WRITER = """
+import sys, numpy as np
+from pipelines.classifiers import FullyConnectedNetworkClassifier
+from pipelines.modelfile import save
+model = FullyConnectedNetworkClassifier((2000, 2000)).make_transformer(["a", "b"], np.zeros(500), np.ones(500))
+print("ready", flush=True)
+while True:
+    save(sys.argv[1], {"model": model, "best": model}, {"state": {"epoch": 2}})
+"""
+
+
+def test_a_checkpoint_killed_mid_write_leaves_the_previous_one_loadable(tmp_path):
+    path = tmp_path / "checkpoint.npz"
+    first = FullyConnectedNetworkClassifier((4,)).make_transformer(["a", "b"], np.zeros(3), np.ones(3))
+    save(path, {"model": first, "best": first}, {"state": {"epoch": 1}})
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=ROOT, stdout=subprocess.PIPE)
+    assert writer.stdout.readline().startswith(b"ready")
+    time.sleep(1.3)  # several writes of ~100 MB each: the kill lands in one of them
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    models, extra = load(path)
+    assert extra["state"]["epoch"] in (1, 2) and set(models) == {"model", "best"}
+
+
+def test_corrupt_or_foreign_model_files_are_refused(tmp_path):
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(os.urandom(2000))
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, header=np.array([{"format": "cadence-model"}], dtype=object))  # needs pickle to load
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, weights=np.zeros(3))
+    other_zip = tmp_path / "other.npz"
+    with zipfile.ZipFile(other_zip, "w") as z:
+        z.writestr("readme.txt", "hello")
+    for path in (garbage, pickled, foreign, other_zip, tmp_path / "missing.npz"):
+        with pytest.raises(ModelFileError, match=path.name):
+            load(path)
+
+
+def test_a_saved_model_predicts_the_same_and_the_cli_uses_its_extractor(store, tmp_path):
+    result = train(store, small(classifier="logreg"))
+    path = save_model(tmp_path / "digits.npz", result, store, small(classifier="logreg"))
+    model = load(path)[0]["model"]
+    assert model == result.model
+    wav = FSDD / "3_theo_2.wav"
+    run = subprocess.run([sys.executable, "-m", "cluster.cli", "predict", "--model", str(path), str(wav),
+                          str(tmp_path / "nothing.wav")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "nothing.wav: no such file" in run.stderr
+    label = run.stdout.split(": ")[1].split()[0]
+    extractor = AudioFeaturePrint()
+    expected = result.model.applied(extractor.clip_vector(list(extractor.applied(read_audio(wav)))))
+    assert label == expected.label
+
+
+def test_stores_that_cannot_be_trained_on_give_clear_errors(tmp_path, store):
+    with pytest.raises(StoreError, match="holds no feature store"):
+        open_store(tmp_path)
+    one = corpus(tmp_path / "one", [n for n in names(500) if n.startswith("4_")])
+    extract_corpus(one, tmp_path / "one-store", use_ray=False)
+    with pytest.raises(StoreError, match="one label only"):
+        train(open_store(tmp_path / "one-store"), small())
+    tests_only = corpus(tmp_path / "t", names(20))  # indexes 0, 1: all test
+    extract_corpus(tests_only, tmp_path / "t-store", use_ray=False)
+    with pytest.raises(StoreError, match="no training rows"):
+        train(open_store(tmp_path / "t-store"), small())
+    # a model that knows 0..3 evaluated on a store with other digits
+    partial = corpus(tmp_path / "p", [n for n in names(100) if n[0] in "0123"])
+    extract_corpus(partial, tmp_path / "p-store", use_ray=False)
+    narrow = train(open_store(tmp_path / "p-store"), small(classifier="logreg")).model
+    with pytest.raises(StoreError, match="labels the model was not trained on: 4, 5"):
+        evaluate(narrow, store, "test")
+
+
+def test_tuning_appends_a_new_classifier_to_the_same_features(store):
+    names_ = names(100)
+    data = [AnnotatedFeature(read_audio(FSDD / n), n[0]) for n in names_]
+    task = AudioFeaturePrint().appending(LogisticRegressionClassifier())
+    features = task.preprocessed(data)  # extracted once
+    assert len(features) == 100 and hasattr(features[0].feature[0], "vector")
+    for l2 in (0.1, 10.0):
+        tuned = AudioFeaturePrint().appending(LogisticRegressionClassifier(l2_penalty=l2))
+        model = tuned.fitted_to_preprocessed(features)  # AudioFeaturePrint | the fitted classifier
+        windows = list(model.applied(read_audio(FSDD / "5_lucas_40.wav")))  # one result per window
+        assert windows and all(w.label in "0123456789" and 0 < w.probability <= 1 for w in windows)
