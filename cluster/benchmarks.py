@@ -127,3 +127,102 @@ def run_actors(feeds: dict[str, list[str]], window: int, stride: int, live: bool
         figures["latency_p50_seconds"] = round(float(np.percentile(latencies, 50)), 3)
         figures["latency_p95_seconds"] = round(float(np.percentile(latencies, 95)), 3)
     return figures
+
+
+# -- cadence bench features -----------------------------------------------------------------
+def tile_corpus(source: Path, folder: Path, hours: float, seed: int = 0) -> tuple[Path, float]:
+    """Write FSDD copies with random gain (0.5-1.5x) and a time shift (0-200 ms of quiet noise in
+    front) until the corpus lasts ``hours``; returns the manifest and the audio seconds."""
+    import numpy as np
+    import soundfile as sf
+
+    originals = sorted(source.glob("*.wav"))
+    if not originals:
+        raise FileNotFoundError(f"no .wav files in {source}")
+    clips = [(p, *sf.read(str(p), dtype="float32")) for p in originals]
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, seconds, copy = ["path,label,split"], 0.0, 0
+    while seconds < hours * 3600:
+        for path, samples, rate in clips:
+            shift = np.zeros(int(rng.uniform(0, 0.2) * rate), np.float32) + rng.normal(0, 1e-3, 1).astype(np.float32)
+            audio = np.clip(np.concatenate([shift, samples * rng.uniform(0.5, 1.5)]), -1, 1)
+            name = f"{path.stem}_t{copy}.wav"
+            sf.write(str(folder / name), audio, rate, subtype="PCM_16")
+            digit, _, index = path.stem.split("_")
+            rows.append(f"{name},{digit},{'test' if int(index) < 5 else 'train'}")
+            seconds += len(audio) / rate
+        copy += 1
+    manifest = folder / "manifest.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    return manifest, seconds
+
+
+def librosa_seconds(paths: list[str]) -> float | None:
+    """What users usually write: librosa.load at the file's rate, then librosa.feature.mfcc."""
+    import warnings
+
+    try:
+        import librosa
+    except ImportError:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # short clips: "n_fft is too large" for every file
+        y, rate = librosa.load(paths[0], sr=None)
+        librosa.feature.mfcc(y=y, sr=rate, n_mfcc=20)  # warm-up: numba compiles on the first call
+        started = time.perf_counter()
+        for path in paths:
+            y, rate = librosa.load(path, sr=None)
+            librosa.feature.mfcc(y=y, sr=rate, n_mfcc=20)
+        return time.perf_counter() - started
+
+
+def bench_features(data: Path, hours: float, sample_rate: int, address: str | None, work: Path) -> dict:
+    import shutil
+
+    from pipelines.audio import AudioFeaturePrint
+
+    from .connect import connected
+    from .features import extract_corpus, read_manifest
+
+    extractor = AudioFeaturePrint(sample_rate=sample_rate)
+    manifest, audio_seconds = tile_corpus(data / "fsdd" / "recordings", work / "corpus", hours)
+    rows = read_manifest(manifest)
+    cut = int(len(rows) * 0.9)
+    lines = manifest.read_text().splitlines()
+    first = work / "corpus" / "first.csv"
+    first.write_text("\n".join(lines[: cut + 1]) + "\n")  # 90% now, the last 10% added later
+    figures: dict = {"files": len(rows), "audio_hours": round(audio_seconds / 3600, 2), "sample_rate": sample_rate}
+
+    sample = [r.path for r in rows[:: max(1, len(rows) // 3000)]]  # a fixed subset for the one-process figures
+    sample_seconds = sum(r[1] for r in [(p, _duration(p)) for p in sample])
+    extractor.clip_vector(list(extractor.applied(extractor.read(sample[0]))))  # warm-up, as for librosa
+    started = time.perf_counter()
+    for path in sample:
+        extractor.clip_vector(list(extractor.applied(extractor.read(path))))
+    one = time.perf_counter() - started
+    figures["one_process_x_realtime"] = round(sample_seconds / one)
+    rosa = librosa_seconds(sample)
+    figures["librosa_mfcc_x_realtime"] = None if rosa is None else round(sample_seconds / rosa)
+    if rosa:
+        figures["one_process_vs_librosa"] = round(rosa / one, 2)
+
+    store = work / "store"
+    shutil.rmtree(store, ignore_errors=True)
+    with connected(address) as cluster:
+        full = extract_corpus(first, store, extractor)
+        figures["ray_cpus"] = cluster["cpus"]
+        first_seconds = sum(_duration(r.path) for r in rows[:cut])
+        figures["ray_full_run"] = full.to_dict() | {"x_realtime": round(first_seconds / full.seconds)}
+        figures["ray_vs_one_process"] = round((first_seconds / full.seconds) / (sample_seconds / one), 2)
+        again = extract_corpus(manifest, store, extractor)
+        figures["incremental_run"] = again.to_dict()
+        figures["incremental_share_of_full"] = round(again.seconds / full.seconds, 3)
+    return figures
+
+
+def _duration(path: str) -> float:
+    import soundfile as sf
+
+    info = sf.info(path)
+    return info.frames / info.samplerate

@@ -39,7 +39,12 @@ class PipelineSettings:
     confidence_threshold: float = 0.2
     live: bool = False
     batch_size: int = 8  # frames per Ray call: a call costs ~1 ms, a 720p frame ~30 ms of pose work
-    queue_size: int = 4  # batches waiting per feed between two stages
+    queue_size: int | None = None  # batches waiting per feed between two stages: 4, or 2 for live feeds
+
+    def queue(self) -> int:
+        """Live feeds keep short queues: when the pool falls behind, frames are better dropped at
+        capture than left to wait (latency)."""
+        return self.queue_size or (2 if self.live else 4)
     pose_actors: int | None = None  # default: one per CPU of the cluster, at most what the feeds can use
     counter: HumanBodyActionCounter = field(default_factory=HumanBodyActionCounter)
 
@@ -104,14 +109,15 @@ class _Feed:
         self.settings, self.pool = settings, pool
         self.result = FeedResult(name, source if isinstance(source, str) else f"{source[0]} (x{len(source)})")
         here = _on_this_node()
-        self.capture = Capture.options(**here).remote(name, source, settings.live, settings.batch_size)
+        self.capture = Capture.options(**here).remote(name, source, settings.live, settings.batch_size,
+                                                      live_capacity=settings.batch_size)
         self.opened = self.capture.open.remote()
         self.stages = [Selection.options(**here).remote(PoseSelector(settings.strategy, settings.confidence_threshold)),
                        Windowing.options(**here).remote(SlidingWindow(settings.window, settings.stride), name),
                        Counting.options(**here).remote(settings.counter, name)]
-        self.reading: BoundedQueue[tuple] = BoundedQueue(settings.queue_size, f"{name}: capture -> pose")
-        self.posing: BoundedQueue[_Entry] = BoundedQueue(settings.queue_size, f"{name}: pose -> count")
-        self.counting: BoundedQueue[_Entry] = BoundedQueue(settings.queue_size, f"{name}: counting")
+        self.reading: BoundedQueue[tuple] = BoundedQueue(settings.queue(), f"{name}: capture -> pose")
+        self.posing: BoundedQueue[_Entry] = BoundedQueue(settings.queue(), f"{name}: pose -> count")
+        self.counting: BoundedQueue[_Entry] = BoundedQueue(settings.queue(), f"{name}: counting")
         self.states: list = [None, None, None]  # stage states after the last batch delivered
         self.seq = 0
         self.next_index = 0
@@ -121,7 +127,7 @@ class _Feed:
     # -- the three hand-overs ------------------------------------------------------------------
     def pump(self) -> None:
         """Ask the capture for more while there is room downstream."""
-        while not (self.ended or self.done) and len(self.reading) + len(self.posing) < self.settings.queue_size:
+        while not (self.ended or self.done) and len(self.reading) + len(self.posing) < self.settings.queue():
             self.reading.put(self.capture.next_batch.remote())
 
     def waiting(self) -> list:
@@ -275,7 +281,7 @@ class CountingPipeline:
         if self.settings.pose_actors:
             return self.settings.pose_actors
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        return max(1, min(cpus, len(self.feeds) * self.settings.queue_size))
+        return max(1, min(cpus, len(self.feeds) * self.settings.queue()))
 
     def start(self) -> None:
         """Start every actor and wait until each pose actor has built its MediaPipe graph."""
