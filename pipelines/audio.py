@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 from scipy.fft import dct, rfft
-from scipy.signal import resample_poly
 
 from .base import TemporalSession, TemporalTransformer
 from .errors import AudioNotFoundError, EmptyAudioError, InvalidAudioError
@@ -82,7 +81,7 @@ class AudioStream:
             with sf.SoundFile(self.path) as f:
                 for data in f.blocks(blocksize=block, dtype="float32", always_2d=True):
                     mono = data.mean(axis=1, dtype=np.float32)
-                    samples = mono if up == down else resample_poly(mono, up, down).astype(np.float32)
+                    samples = mono if up == down else _resample(mono, up, down)
                     yield AudioBuffer(samples, self.sample_rate, start / self.source_rate, self.path)
                     start += len(mono)
         except (sf.LibsndfileError, RuntimeError) as e:
@@ -92,6 +91,12 @@ class AudioStream:
     def __repr__(self) -> str:
         return (f"AudioStream({self.path!r}, {self.source_rate} Hz x {self.channels} channels -> "
                 f"{self.sample_rate} Hz mono, {self.duration:.2f} s)")
+
+
+def _resample(samples: np.ndarray, up: int, down: int) -> np.ndarray:
+    from scipy.signal import resample_poly  # imported on first use: a third of a second
+
+    return resample_poly(samples, up, down).astype(np.float32)
 
 
 def read_audio(path: str | os.PathLike, sample_rate: int = 16000, buffer_duration: float = 1.0) -> AudioStream:
