@@ -74,7 +74,7 @@ def main() -> None:
         store = open_store(work / "store")
 
         table = store.table(columns=["label", "vector", "split"])
-        x = table.column("vector").flatten().to_numpy().reshape(table.num_rows, -1)
+        x = table.column("vector").combine_chunks().flatten().to_numpy().reshape(table.num_rows, -1)
         y = np.array(table.column("label").to_pylist())
         train_rows = np.array(table.column("split").to_pylist()) == "train"
         started = time.perf_counter()
@@ -91,7 +91,7 @@ def main() -> None:
         result = train(store, TrainSettings(classifier="mlp", epochs=100, chunk_size=1024, patience=10))
         figures["mlp"] = result.metrics()
         if args.memory:
-            big_manifest, _ = tile_corpus(recordings, work / "tiled", hours=10 * 1312 / 3600)
+            big_manifest, _ = tile_corpus(recordings, work / "tiled", copies=10)
             extract_corpus(big_manifest, work / "big", extractor, use_ray=False)
             figures["train_peak_rss_mib"] = {"plain": round(peak_train_memory(work / "store", work)),
                                              "ten_times": round(peak_train_memory(work / "big", work))}

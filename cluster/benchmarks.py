@@ -130,9 +130,10 @@ def run_actors(feeds: dict[str, list[str]], window: int, stride: int, live: bool
 
 
 # -- cadence bench features -----------------------------------------------------------------
-def tile_corpus(source: Path, folder: Path, hours: float, seed: int = 0) -> tuple[Path, float]:
+def tile_corpus(source: Path, folder: Path, hours: float = 0.0, seed: int = 0, copies: int = 0) -> tuple[Path, float]:
     """Write FSDD copies with random gain (0.5-1.5x) and a time shift (0-200 ms of quiet noise in
-    front) until the corpus lasts ``hours``; returns the manifest and the audio seconds."""
+    front) until the corpus lasts ``hours`` (or holds ``copies`` copies); returns the manifest and
+    the audio seconds."""
     import numpy as np
     import soundfile as sf
 
@@ -143,7 +144,7 @@ def tile_corpus(source: Path, folder: Path, hours: float, seed: int = 0) -> tupl
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     rows, seconds, copy = ["path,label,split"], 0.0, 0
-    while seconds < hours * 3600:
+    while seconds < hours * 3600 or copy < copies:
         for path, samples, rate in clips:
             shift = np.zeros(int(rng.uniform(0, 0.2) * rate), np.float32) + rng.normal(0, 1e-3, 1).astype(np.float32)
             audio = np.clip(np.concatenate([shift, samples * rng.uniform(0.5, 1.5)]), -1, 1)

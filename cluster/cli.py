@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--store", required=True, metavar="DIR", help="the feature store (or the folder holding it)")
     train.add_argument("--classifier", choices=("logreg", "mlp"), default="mlp", help="default mlp")
     train.add_argument("--l2", type=float, default=None, dest="l2_penalty",
-                       help="L2 penalty (default 1.0 for logreg, 0.0001 for mlp)")
+                       help="L2 penalty (default 1.0 for logreg, 0.001 for mlp)")
     train.add_argument("--epochs", type=int, default=100, help="most epochs (default 100)")
     train.add_argument("--chunk-size", type=int, default=1024, help="rows read and updated at a time (default 1024)")
     train.add_argument("--patience", type=int, default=10, help="epochs without improvement before stopping (10)")

@@ -54,7 +54,7 @@ def open_store(path: str | os.PathLike) -> FeatureStore:
 @dataclass
 class TrainSettings:
     classifier: str = "mlp"
-    l2_penalty: float | None = None  # default: 1.0 for logreg, 1e-4 for mlp
+    l2_penalty: float | None = None  # default: 1.0 for logreg, 1e-3 for mlp
     epochs: int = 100
     chunk_size: int = 1024
     patience: int = 10
@@ -73,7 +73,7 @@ class TrainSettings:
         if self.classifier == "mlp":
             return FullyConnectedNetworkClassifier(
                 self.hidden_unit_counts, self.batch_size, self.learning_rate,
-                self.l2_penalty if self.l2_penalty is not None else 1e-4, self.seed, self.patience, self.epochs)
+                self.l2_penalty if self.l2_penalty is not None else 1e-3, self.seed, self.patience, self.epochs)
         raise ValueError(f"unknown classifier {self.classifier!r}: choose logreg or mlp")
 
 

@@ -152,7 +152,7 @@ class FullyConnectedNetworkClassifier(Estimator):
     """
 
     def __init__(self, hidden_unit_counts: Sequence[int] = (100,), batch_size: int = 32,
-                 learning_rate: float = 0.001, l2_penalty: float = 1e-4, random_seed: int = 0,
+                 learning_rate: float = 0.001, l2_penalty: float = 1e-3, random_seed: int = 0,
                  early_stop_iteration_count: int = 10, maximum_iterations: int = 200):
         self.hidden_unit_counts = tuple(hidden_unit_counts)
         self.batch_size = batch_size
