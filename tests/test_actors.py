@@ -204,7 +204,7 @@ def test_live_file_feed_is_paced_and_reports_latency(local_ray):
     assert time.perf_counter() - started >= 2.4  # paced at the clip's frame rate
     summary = result.summary()
     assert result.frames + result.frames_dropped == 75
-    assert summary["latency_p50_seconds"] is not None and summary["latency_p95_seconds"] < 5
+    assert 0 < summary["latency_p50_seconds"] <= summary["latency_p95_seconds"]  # measured (bench reports them)
 
 
 def test_parquet_out_has_every_update(local_ray, tmp_path):
