@@ -45,16 +45,19 @@ class HumanBodyActionCounter(TemporalTransformer):
 
     ``threshold`` is the share of the recent motion range a swing must cover to count;
     ``minimum_amplitude`` (in body-size units) keeps still holds and jitter at zero;
-    ``history`` frames are kept for the axis; ``smoothing`` frames are averaged against jitter.
+    ``history`` frames are kept for the axis; ``smoothing`` frames are averaged against jitter;
+    a swing out and back whose outward leg lasts less than ``glitch_share`` of the median recent
+    leg is a glitch (a pose error, a twitch) and is taken back rather than counted.
     """
 
     def __init__(self, history: int = 450, threshold: float = 0.35, minimum_amplitude: float = 0.25,
-                 smoothing: int = 5, trend_window: int = 241):
+                 smoothing: int = 5, trend_window: int = 241, glitch_share: float = 0.4):
         self.history = history
         self.threshold = threshold
         self.minimum_amplitude = minimum_amplitude
         self.smoothing = smoothing
         self.trend_window = trend_window
+        self.glitch_share = glitch_share
 
     def session(self) -> TemporalSession:
         if self.history < 30:
@@ -84,6 +87,10 @@ class _CounterSession(TemporalSession):
         self.high: np.ndarray | None = None
         self.last_swing = 0.0
         self.count = 0.0
+        self.t = 0  # stream index of the frame tracked last; the times below are stream indexes
+        self.peak_t = self.anchor_t = self.low_t = self.high_t = 0
+        self.before: tuple[np.ndarray, int] | None = None  # the turning point before the anchor
+        self.legs: deque = deque(maxlen=8)  # durations of the recent legs
 
     # -- per window ------------------------------------------------------------------------
     def push(self, window: Window) -> list:
@@ -91,18 +98,18 @@ class _CounterSession(TemporalSession):
         if window.stop > self.seen:
             self.seen = window.stop
         shapes = []
-        for _, pose in new:
+        for index, pose in new:
             shape = body_shape(pose)
             if shape is None:
                 continue
             self.raw.append(shape)
             smoothed = np.mean(self.raw, axis=0)
             self.shapes.append(smoothed)
-            shapes.append(smoothed)
+            shapes.append((index, smoothed))
         if shapes:
             self._update_axis()
-            for shape in shapes:
-                self._track(shape)
+            for index, shape in shapes:
+                self._track(shape, index)
             self.count = self._current_count()
         return [self.count]
 
@@ -129,30 +136,55 @@ class _CounterSession(TemporalSession):
     def _s(self, shape: np.ndarray) -> float:
         return float(shape @ self.axis)
 
-    def _track(self, shape: np.ndarray) -> None:
+    def _track(self, shape: np.ndarray, index: int) -> None:
         if self.axis is None:
             return
+        self.t = index  # stream time: a leg across frames without a person keeps its real length
         s, threshold = self._s(shape), self.swing_threshold
         if self.direction == 0:
             if self.low is None or s < self._s(self.low):
-                self.low = shape
+                self.low, self.low_t = shape, self.t
             if self.high is None or s > self._s(self.high):
-                self.high = shape
+                self.high, self.high_t = shape, self.t
             if self._s(self.high) - s >= threshold:
-                self._turn(self.high, -1, shape)
+                self._turn(self.high, self.high_t, -1, shape)
             elif s - self._s(self.low) >= threshold:
-                self._turn(self.low, +1, shape)
+                self._turn(self.low, self.low_t, +1, shape)
             return
         if (s - self._s(self.peak)) * self.direction > 0:
-            self.peak = shape
+            self.peak, self.peak_t = shape, self.t
         elif (self._s(self.peak) - s) * self.direction >= threshold:
-            self._turn(self.peak, -self.direction, shape)
+            if self._is_glitch():
+                self._take_back(shape)
+            else:
+                self._turn(self.peak, self.peak_t, -self.direction, shape)
 
-    def _turn(self, at: np.ndarray, direction: int, now: np.ndarray) -> None:
+    def _is_glitch(self) -> bool:
+        """The leg now ending was too short beside the recent ones to be part of a repetition."""
+        return (self.before is not None and len(self.legs) >= 4
+                and self.peak_t - self.anchor_t < self.p.glitch_share * float(np.median(self.legs)))
+
+    def _take_back(self, shape: np.ndarray) -> None:
+        """Undo the last turning point: the leg before it goes on, its extreme the anchor or now."""
+        assert self.before is not None and self.anchor is not None
+        self.extremes -= 1
+        self.legs.pop()
+        self.direction = -self.direction
+        turned_at, turned_t = self.anchor, self.anchor_t
+        self.anchor, self.anchor_t = self.before
+        self.before = None
+        if (self._s(shape) - self._s(turned_at)) * self.direction > 0:
+            self.peak, self.peak_t = shape, self.t
+        else:
+            self.peak, self.peak_t = turned_at, turned_t
+
+    def _turn(self, at: np.ndarray, at_t: int, direction: int, now: np.ndarray) -> None:
         if self.anchor is not None:
             self.last_swing = abs(self._s(at) - self._s(self.anchor))
+            self.legs.append(at_t - self.anchor_t)
+            self.before = (self.anchor, self.anchor_t)
         self.extremes += 1
-        self.anchor, self.direction, self.peak = at, direction, now
+        self.anchor, self.anchor_t, self.direction, self.peak, self.peak_t = at, at_t, direction, now, self.t
 
     def _current_count(self) -> float:
         if self.extremes == 0 or self.axis is None:
@@ -171,6 +203,8 @@ class _CounterSession(TemporalSession):
             "peak": one(self.peak), "low": one(self.low), "high": one(self.high),
             "last_swing": self.last_swing, "count": self.count,
             "swing_threshold": getattr(self, "swing_threshold", None),
+            "times": [self.t, self.peak_t, self.anchor_t, self.low_t, self.high_t], "legs": list(self.legs),
+            "before": None if self.before is None else [one(self.before[0]), self.before[1]],
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -184,3 +218,6 @@ class _CounterSession(TemporalSession):
         self.last_swing, self.count = float(state["last_swing"]), float(state["count"])
         if state.get("swing_threshold") is not None:
             self.swing_threshold = float(state["swing_threshold"])
+        self.t, self.peak_t, self.anchor_t, self.low_t, self.high_t = (int(x) for x in state["times"])
+        self.legs = deque((int(x) for x in state["legs"]), maxlen=self.legs.maxlen)
+        self.before = None if state["before"] is None else (one(state["before"][0]), int(state["before"][1]))
