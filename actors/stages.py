@@ -30,6 +30,14 @@ from pipelines.video import LiveStream, concatenate, read_camera, read_video
 from . import schemas
 
 
+class StateLost(RuntimeError):
+    """This stage actor was restarted by Ray and holds no state: the driver must restore it first."""
+
+
+def _reconstructed() -> bool:
+    return ray.get_runtime_context().was_current_actor_reconstructed
+
+
 def is_camera(source: str) -> bool:
     """Camera indexes ("0") and stream URLs ("rtsp://...") rather than files."""
     return source.isdigit() or "://" in source
@@ -47,10 +55,12 @@ class Capture:
         self._frames: Any = None
         self._live: LiveStream | None = None
         self.info: dict = {}
+        self.lost = _reconstructed()  # restarted: no source open until the driver reopens it
 
     def open(self, next_index: int = 0) -> dict:
         """Open the source (raising :class:`InputError` with the reason); skip to ``next_index``
         when resuming after a restart.  Returns fps and frame count (0 when unknown)."""
+        self.lost = False
         if isinstance(self.source, str) and is_camera(self.source):
             if not self.live:
                 raise InputError(self.source, "looks like a camera or stream URL", "add --live to read it")
@@ -71,6 +81,8 @@ class Capture:
     @ray.method(num_returns=2)
     def next_batch(self) -> tuple[pa.RecordBatch, dict]:
         """The next frames, and a small summary the driver reads without fetching the images."""
+        if self.lost:
+            raise StateLost(f"capture of {self.feed} was restarted")
         if self._live is not None:
             taken = self._live.take(self.batch_size, gather=0.05)
             frames, times = [f for f, _ in taken], [t for _, t in taken]
@@ -121,9 +133,13 @@ class _Stage:
     def __init__(self, component: Any):
         self.component = component
         self.restore(None)
+        # Restarted by Ray between two calls, this actor would otherwise carry on from an empty
+        # state without anyone noticing: refuse work until the driver has restored it.
+        self.lost = _reconstructed()
 
     def restore(self, state: dict | None) -> bool:
         """Back to the state after some earlier batch (None: a fresh stream)."""
+        self.lost = False
         self.session = self.component.session() if isinstance(self.component, TemporalTransformer) else None
         self._reset()
         if state is not None:
@@ -146,11 +162,17 @@ class _Stage:
 
     @ray.method(num_returns=2)
     def push(self, seq: int, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, dict]:
+        self._check()
         return self._push(batch), self.state()
+
+    def _check(self) -> None:
+        if self.lost:
+            raise StateLost(f"{type(self).__name__} was restarted")
 
     @ray.method(num_returns=2)
     def finish(self, seq: int, batch: pa.RecordBatch | None = None) -> tuple[pa.RecordBatch, dict]:
         """Push the last batch (if any), then end the stream."""
+        self._check()
         return self._finish(batch), self.state()
 
 

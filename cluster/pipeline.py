@@ -20,7 +20,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.queues import ActorPool, BoundedQueue, is_ready
-from actors.stages import Capture, Counting, PoseExtraction, Selection, Windowing
+from actors.stages import Capture, Counting, PoseExtraction, Selection, StateLost, Windowing
 from pipelines.counting import HumanBodyActionCounter
 from pipelines.errors import CadenceError, NoPersonError
 from pipelines.pose import PoseSelector
@@ -162,6 +162,11 @@ class _Feed:
             except _ACTOR_LOST:
                 self._recover_capture()
                 return
+            except RayTaskError as e:
+                if not isinstance(getattr(e, "cause", None), StateLost):
+                    raise
+                self._recover_capture()
+                return
             self.result.frames_dropped = max(self.result.frames_dropped, meta["dropped"])
             if meta["frames"]:
                 self.result.frames += meta["frames"]
@@ -200,6 +205,11 @@ class _Feed:
             try:
                 counts = ray.get(entry.counts)
             except _ACTOR_LOST:
+                self._recover_stages()
+                return
+            except RayTaskError as e:  # a stage restarted between calls says so instead of counting from zero
+                if not isinstance(getattr(e, "cause", None), StateLost):
+                    raise
                 self._recover_stages()
                 return
             self.counting.pop()

@@ -222,3 +222,25 @@ def test_parquet_out_has_every_update(local_ray, tmp_path):
     assert set(written.column("feed").to_pylist()) == {"a", "b"}
     assert written.schema.names == ["feed", "frame_index", "timestamp", "count"]
     assert isinstance(written, pa.Table)
+
+
+def test_a_stage_restarted_between_calls_refuses_work_until_restored(local_ray):
+    from actors.stages import Counting, StateLost
+
+    counter = Counting.remote(HumanBodyActionCounter(), "f")
+    windows = schemas.windows_to_batch("f", [Window(0, [_pose(i) for i in range(30)])], [1.0], [0.0])
+    counts, state = counter.push.remote(0, windows)
+    assert ray.get(counts).num_rows == 1
+    ray.kill(counter, no_restart=False)  # nothing in flight: no call would see the death
+    deadline, refusal = time.time() + 30, None
+    while refusal is None and time.time() < deadline:  # the kill lands asynchronously
+        try:
+            ray.get(counter.push.remote(1, windows)[0])
+        except ray.exceptions.RayTaskError as e:
+            refusal = e
+        except ray.exceptions.RayActorError:
+            pass  # dying or restarting
+        time.sleep(0.1)
+    assert refusal is not None and isinstance(refusal.cause, StateLost)
+    assert ray.get(counter.restore.remote(state))  # the driver's copy of the state after batch 0
+    assert ray.get(counter.push.remote(1, windows)[0]).num_rows == 1

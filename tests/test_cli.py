@@ -95,15 +95,14 @@ def test_live_file_is_paced_and_reports_drops():
 
 def test_ctrl_c_prints_the_count_so_far():
     import signal
-    import time
 
     process = subprocess.Popen([sys.executable, "-m", "cluster.cli", "count", str(video("pushup_incorrect_001.mp4")),
-                                "--live", "--stride", "15", "--json"], cwd=ROOT, stdout=subprocess.PIPE,
+                                "--live", "--stride", "15"], cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    time.sleep(6)  # model set-up, then a few seconds of the paced 9.7 s clip
+    first = process.stdout.readline()  # the first running count: the pipeline is up and counting
+    assert ": frame " in first, first
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
-    (summary,) = json_lines(out)
-    assert summary["interrupted"] is True and summary["count"] >= 0
     assert "repetitions so far" in err and "Traceback" not in err
+    assert "repetitions in" not in out  # it stopped: no final summary
