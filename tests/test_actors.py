@@ -244,3 +244,23 @@ def test_a_stage_restarted_between_calls_refuses_work_until_restored(local_ray):
     assert refusal is not None and isinstance(refusal.cause, StateLost)
     assert ray.get(counter.restore.remote(state))  # the driver's copy of the state after batch 0
     assert ray.get(counter.push.remote(1, windows)[0]).num_rows == 1
+
+
+def test_a_stream_url_is_a_live_feed(local_ray):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = video("squat_correct_007.mp4")  # one squat in 75 frames, served three times over: 7.5 s
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("mjpeg_server.py")), str(path), "3"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline())
+        (result,) = count_feeds({"camera": f"http://127.0.0.1:{port}/stream.mjpg"},
+                                PipelineSettings(window=90, stride=15, live=True))
+    finally:
+        server.kill()
+    summary = result.summary()
+    # frames that piled up while the pipeline started are stale for a camera: dropped, and counted
+    assert result.error is None and result.frames > 100 and result.frames + result.frames_dropped == 225, summary
+    assert 1.5 <= result.count <= 3.5, summary

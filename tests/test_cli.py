@@ -98,7 +98,9 @@ def test_ctrl_c_prints_the_count_so_far():
 
     process = subprocess.Popen([sys.executable, "-m", "cluster.cli", "count", str(video("pushup_incorrect_001.mp4")),
                                 "--live", "--stride", "15"], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               # as from a terminal: a shell's background job (CI) would inherit SIGINT ignored
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = process.stdout.readline()  # the first running count: the pipeline is up and counting
     assert ": frame " in first, first
     process.send_signal(signal.SIGINT)

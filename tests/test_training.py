@@ -115,6 +115,12 @@ def test_a_saved_model_predicts_the_same_and_the_cli_uses_its_extractor(store, t
 def test_stores_that_cannot_be_trained_on_give_clear_errors(tmp_path, store):
     with pytest.raises(StoreError, match="holds no feature store"):
         open_store(tmp_path)
+    empty = tmp_path / "empty"  # every file of its manifest failed: a store with no rows
+    empty.mkdir()
+    (empty / "m.csv").write_text("path,label\nnothing.wav,1\n")
+    extract_corpus(empty / "m.csv", tmp_path / "empty-store", use_ray=False)
+    with pytest.raises(StoreError, match="no training rows"):
+        train(open_store(tmp_path / "empty-store"), small())
     one = corpus(tmp_path / "one", [n for n in names(500) if n.startswith("4_")])
     extract_corpus(one, tmp_path / "one-store", use_ray=False)
     with pytest.raises(StoreError, match="one label only"):
