@@ -115,8 +115,9 @@ class _Feed:
         self.stages = [Selection.options(**here).remote(PoseSelector(settings.strategy, settings.confidence_threshold)),
                        Windowing.options(**here).remote(SlidingWindow(settings.window, settings.stride), name),
                        Counting.options(**here).remote(settings.counter, name)]
-        self.reading: BoundedQueue[tuple] = BoundedQueue(settings.queue(), f"{name}: capture -> pose")
-        self.posing: BoundedQueue[_Entry] = BoundedQueue(settings.queue(), f"{name}: pose -> count")
+        # frame batches being read, being posed, and going through selection, window and counter
+        self.reading: BoundedQueue[tuple] = BoundedQueue(settings.queue(), f"{name}: capture")
+        self.posing: BoundedQueue[_Entry] = BoundedQueue(settings.queue(), f"{name}: pose extraction")
         self.counting: BoundedQueue[_Entry] = BoundedQueue(settings.queue(), f"{name}: counting")
         self.states: list = [None, None, None]  # stage states after the last batch delivered
         self.seq = 0
@@ -304,6 +305,8 @@ class CountingPipeline:
                 ray.get(feed.opened)
             except RayTaskError as e:
                 feed.fail_with(e)
+            except _ACTOR_LOST as e:
+                feed._fail(CadenceError(f"{feed.result.source}: its capture actor died while opening it ({e})"))
             feed.started = time.perf_counter()
 
     @property
