@@ -6,6 +6,11 @@ Each part holds every row of a set of whole files and appears atomically (writte
 name, then renamed), and its name is derived from the files it holds, so a part written twice (a
 retried task) replaces itself.  A run that is killed leaves only whole parts; the next run skips
 every file whose content hash is in them and extracts the rest.
+
+Extraction runs as plain Ray tasks, one per shard of files, rather than through Ray Data: each
+task's output is exactly one part, written atomically under a name derived from its files, which is
+what makes retries and re-runs idempotent; and the driver hashes and submits shards as it reads the
+manifest, so work starts at once and at most two tasks per CPU wait (a bounded queue).
 """
 
 from __future__ import annotations

@@ -148,3 +148,26 @@ def test_tuning_appends_a_new_classifier_to_the_same_features(store):
         model = tuned.fitted_to_preprocessed(features)  # AudioFeaturePrint | the fitted classifier
         windows = list(model.applied(read_audio(FSDD / "5_lucas_40.wav")))  # one result per window
         assert windows and all(w.label in "0123456789" and 0 < w.probability <= 1 for w in windows)
+
+
+def test_the_train_and_evaluate_commands(store, tmp_path):
+    import json
+
+    model = tmp_path / "digits.npz"
+    run = subprocess.run([sys.executable, "-m", "cluster.cli", "train", "--store", str(store.path), "--epochs", "3",
+                          "--chunk-size", "128", "--checkpoint-dir", str(tmp_path / "ckpt"), "--model", str(model),
+                          "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    metrics = json.loads(run.stdout.splitlines()[-1])
+    assert metrics["epochs"] == 3 and 0 < metrics["test_accuracy"] <= 1
+    assert run.stderr.count("validation accuracy") == 3  # a line per epoch
+    assert (tmp_path / "digits-curve.png").stat().st_size > 1000 and (tmp_path / "ckpt" / "checkpoint.npz").exists()
+    shown = subprocess.run([sys.executable, "-m", "cluster.cli", "evaluate", "--model", str(model), "--store",
+                            str(store.path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    assert "test: accuracy" in shown.stdout and "precision" in shown.stdout
+    assert (tmp_path / "digits-confusion-test.png").stat().st_size > 1000
+    refused = subprocess.run([sys.executable, "-m", "cluster.cli", "evaluate", "--model",
+                              str(tmp_path / "ckpt" / "checkpoint.npz"), "--store", str(store.path)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "checkpoint" in refused.stderr
