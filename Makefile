@@ -29,5 +29,18 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# The benchmarks (figures only; several minutes each). librosa is a bench-only extra.
+bench: install
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
+	$(BIN)/python bench/pose_extraction.py $(DATA)
+	$(BIN)/cadence bench repcount --poses $(DATA)/repcount-dev/poses --labels $(DATA)/repcount-dev/labels.csv
+	$(BIN)/cadence bench repcount --poses $(DATA)/repcount-dev/poses --labels $(DATA)/repcount-dev/labels.csv --stride 15
+	$(BIN)/cadence bench pipeline --feeds 1 --seconds 30
+	$(BIN)/cadence bench pipeline --feeds 2 --seconds 30
+	$(BIN)/cadence bench pipeline --feeds 1 --seconds 30 --live
+	$(BIN)/cadence bench features --hours 10
+	$(BIN)/python bench/fsdd_accuracy.py
+	$(BIN)/python bench/training.py --memory
+
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache
