@@ -108,3 +108,22 @@ def test_ctrl_c_prints_the_count_so_far():
     assert process.returncode == 130, err
     assert "repetitions so far" in err and "Traceback" not in err
     assert "repetitions in" not in out  # it stopped: no final summary
+
+
+def test_feeds_file_and_parquet_out(tmp_path):
+    import pyarrow.parquet as pq
+
+    feeds = tmp_path / "feeds.txt"
+    clip = video("squat_correct_016.mp4")
+    (tmp_path / "squat.mp4").symlink_to(clip)
+    feeds.write_text(f"# one per line; relative paths are read from this file's folder\n\nsquat.mp4\n{clip}\n")
+    out = tmp_path / "counts.parquet"
+    result = cadence("count", "--feeds", str(feeds), "--json", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    summaries = json_lines(result.stdout)
+    assert len(summaries) == 2 and all(s["count"] == pytest.approx(1, abs=0.5) for s in summaries)
+    assert all("frames_dropped" in s and "latency_p95_seconds" in s for s in summaries)
+    table = pq.read_table(out)
+    assert table.num_rows == 2 and table.column("count").to_pylist()[0] == pytest.approx(summaries[0]["count"], abs=1e-3)
+    missing = cadence("count", "--feeds", str(tmp_path / "nope.txt"))
+    assert missing.returncode == 2 and "nope.txt" in missing.stderr
