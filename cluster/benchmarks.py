@@ -107,7 +107,8 @@ def run_actors(feeds: dict[str, list[str]], window: int, stride: int, live: bool
     from .pipeline import CountingPipeline, PipelineSettings
 
     with connected(address) as cluster:
-        pipeline = CountingPipeline(feeds, PipelineSettings(window=window, stride=stride, live=live))
+        settings = PipelineSettings(RepetitionCounting(window=window, stride=stride), live=live)
+        pipeline = CountingPipeline(feeds, settings)
         try:
             pipeline.start()
             started = time.perf_counter()

@@ -197,8 +197,8 @@ def _count_on_ray(sources: list[str], args: argparse.Namespace, stride: int, tab
     from .connect import connected
     from .pipeline import CountingPipeline, PipelineSettings, feed_names
 
-    settings = PipelineSettings(window=args.window, stride=stride, strategy=args.strategy, live=args.live,
-                                pose_actors=args.pose_actors)
+    settings = PipelineSettings(RepetitionCounting(window=args.window, stride=stride, strategy=args.strategy),
+                                live=args.live, pose_actors=args.pose_actors)
     feeds = feed_names(sources)
 
     def on_update(update: CountUpdate) -> None:

@@ -21,11 +21,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.queues import ActorPool, BoundedQueue, is_ready
 from actors.stages import Capture, Counting, PoseExtraction, Selection, StateLost, Windowing
-from pipelines.counting import HumanBodyActionCounter
 from pipelines.errors import CadenceError, NoPersonError
-from pipelines.pose import PoseSelector
-from pipelines.repetitions import CountUpdate
-from pipelines.temporal import SlidingWindow
+from pipelines.repetitions import CountUpdate, RepetitionCounting
 
 _ACTOR_LOST = (RayActorError, ActorUnavailableError)
 MAX_RECOVERIES = 5
@@ -33,10 +30,9 @@ MAX_RECOVERIES = 5
 
 @dataclass
 class PipelineSettings:
-    window: int = 90
-    stride: int = 90
-    strategy: str = "maximum_bounding_box_area"
-    confidence_threshold: float = 0.2
+    """How the actor pipeline runs ``job`` (window, stride, strategy and counter live there)."""
+
+    job: RepetitionCounting = field(default_factory=RepetitionCounting)
     live: bool = False
     batch_size: int = 8  # frames per Ray call: a call costs ~1 ms, a 720p frame ~30 ms of pose work
     queue_size: int | None = None  # batches waiting per feed between two stages: 4, or 2 for live feeds
@@ -46,7 +42,6 @@ class PipelineSettings:
         capture than left to wait (latency)."""
         return self.queue_size or (2 if self.live else 4)
     pose_actors: int | None = None  # default: one per CPU of the cluster, at most what the feeds can use
-    counter: HumanBodyActionCounter = field(default_factory=HumanBodyActionCounter)
 
 
 @dataclass
@@ -112,9 +107,9 @@ class _Feed:
         self.capture = Capture.options(**here).remote(name, source, settings.live, settings.batch_size,
                                                       live_capacity=settings.batch_size)
         self.opened = self.capture.open.remote()
-        self.stages = [Selection.options(**here).remote(PoseSelector(settings.strategy, settings.confidence_threshold)),
-                       Windowing.options(**here).remote(SlidingWindow(settings.window, settings.stride), name),
-                       Counting.options(**here).remote(settings.counter, name)]
+        _, selector, window, counter = settings.job.components()  # pose extraction is the shared pool's
+        self.stages = [Selection.options(**here).remote(selector), Windowing.options(**here).remote(window, name),
+                       Counting.options(**here).remote(counter, name)]
         # frame batches being read, being posed, and going through selection, window and counter
         self.reading: BoundedQueue[tuple] = BoundedQueue(settings.queue(), f"{name}: capture")
         self.posing: BoundedQueue[_Entry] = BoundedQueue(settings.queue(), f"{name}: pose extraction")

@@ -51,12 +51,15 @@ class RepetitionCounting:
     confidence_threshold: float = 0.2
     counter: HumanBodyActionCounter = field(default_factory=HumanBodyActionCounter)
 
+    def components(self) -> tuple[HumanBodyPoseExtractor, PoseSelector, SlidingWindow, HumanBodyActionCounter]:
+        """The job's four stages, for whoever runs them (this process, or one Ray actor each)."""
+        return (HumanBodyPoseExtractor(), PoseSelector(self.strategy, self.confidence_threshold),
+                SlidingWindow(self.window, self.stride), self.counter)
+
     def pipeline(self) -> ComposedTemporalTransformer:
         """Frames in, cumulative counts out: the whole job as a component."""
-        return (HumanBodyPoseExtractor()
-                .appending(PoseSelector(self.strategy, self.confidence_threshold))
-                .appending(SlidingWindow(self.window, self.stride))
-                .appending(self.counter))
+        extractor, selector, window, counter = self.components()
+        return extractor.appending(selector).appending(window).appending(counter)
 
     def run(self, frames: Iterable[Frame], source: str = "stream",
             on_update: Callable[[CountUpdate], None] | None = None,
@@ -67,10 +70,8 @@ class RepetitionCounting:
         selected pose (for annotation) and each count as it comes.  Raises :class:`NoPersonError`
         when nobody was found in any frame.
         """
-        extractor = HumanBodyPoseExtractor()
-        selector = PoseSelector(self.strategy, self.confidence_threshold)
-        windows = SlidingWindow(self.window, self.stride).session()
-        counter = self.counter.session()
+        extractor, selector, window, counter_component = self.components()
+        windows, counter = window.session(), counter_component.session()
         result = CountResult(source, 0.0, 0, 0.0, 0, 0.0)
         started, last = time.perf_counter(), None
 

@@ -89,7 +89,7 @@ def test_three_feeds_at_once_count_as_the_inline_path(local_ray):
 def test_order_is_kept_with_a_pool_of_two_pose_actors(local_ray):
     path = video("jumpingjack_correct_001.mp4")
     updates = []
-    settings = PipelineSettings(window=30, stride=10, batch_size=2, pose_actors=2)
+    settings = PipelineSettings(RepetitionCounting(window=30, stride=10), batch_size=2, pose_actors=2)
     (result,) = count_feeds({"jj": str(path)}, settings, on_update=updates.append)
     indexes = [u.frame_index for u in updates]
     assert indexes == sorted(indexes) and indexes[-1] == 158
@@ -115,7 +115,8 @@ class SlowCounter(HumanBodyActionCounter):
 
 def test_a_slow_consumer_holds_the_capture_back(local_ray):
     path = video("jumpingjack_correct_001.mp4")
-    settings = PipelineSettings(window=8, stride=8, batch_size=4, queue_size=2, counter=SlowCounter())
+    settings = PipelineSettings(RepetitionCounting(window=8, stride=8, counter=SlowCounter()), batch_size=4,
+                                queue_size=2)
     captured, lead = [0], []
 
     def on_update(update):  # how far capture ran ahead of the count when this count arrived
@@ -129,7 +130,7 @@ def test_a_slow_consumer_holds_the_capture_back(local_ray):
     assert result.frames == 159
     assert all(depth <= settings.queue_size for depth in result.max_queue_depth.values())
     # frames in flight never exceed the two queues' worth of batches, though pose extraction is far faster
-    assert max(lead) <= 2 * settings.queue_size * settings.batch_size + settings.window
+    assert max(lead) <= 2 * settings.queue_size * settings.batch_size + settings.job.window
 
 
 def test_a_killed_pose_actor_is_restarted_and_the_count_is_unchanged(local_ray):
@@ -152,7 +153,8 @@ def test_a_killed_pose_actor_is_restarted_and_the_count_is_unchanged(local_ray):
 
 def test_a_killed_counting_actor_resumes_from_its_state(local_ray):
     path = video("jumpingjack_correct_001.mp4")
-    pipeline = CountingPipeline({"jj": str(path)}, PipelineSettings(window=30, stride=15, batch_size=4))
+    settings = PipelineSettings(RepetitionCounting(window=30, stride=15), batch_size=4)
+    pipeline = CountingPipeline({"jj": str(path)}, settings)
     updates, killed = [], []
 
     def on_update(update):
@@ -200,7 +202,7 @@ def test_bad_feeds_end_with_their_error_while_the_others_are_counted(local_ray, 
 def test_live_file_feed_is_paced_and_reports_latency(local_ray):
     path = video("squat_correct_007.mp4")  # 75 frames, 2.5 s
     started = time.perf_counter()
-    (result,) = count_feeds({"live": str(path)}, PipelineSettings(window=90, stride=15, live=True))
+    (result,) = count_feeds({"live": str(path)}, PipelineSettings(RepetitionCounting(window=90, stride=15), live=True))
     assert time.perf_counter() - started >= 2.4  # paced at the clip's frame rate
     summary = result.summary()
     assert result.frames + result.frames_dropped == 75
@@ -215,7 +217,8 @@ def test_parquet_out_has_every_update(local_ray, tmp_path):
     table = CountTable(tmp_path / "counts.parquet")
     updates = []
     count_feeds({"a": str(video("squat_correct_016.mp4")), "b": str(video("squat_correct_001.avi"))},
-                PipelineSettings(window=30, stride=15), on_update=updates.append, on_counts=table.write_batch)
+                PipelineSettings(RepetitionCounting(window=30, stride=15)), on_update=updates.append,
+                on_counts=table.write_batch)
     table.close()
     written = pq.read_table(tmp_path / "counts.parquet")
     assert written.num_rows == len(updates) > 2
@@ -257,7 +260,7 @@ def test_a_stream_url_is_a_live_feed(local_ray):
     try:
         port = int(server.stdout.readline())
         (result,) = count_feeds({"camera": f"http://127.0.0.1:{port}/stream.mjpg"},
-                                PipelineSettings(window=90, stride=15, live=True))
+                                PipelineSettings(RepetitionCounting(window=90, stride=15), live=True))
     finally:
         server.kill()
     summary = result.summary()
