@@ -47,17 +47,20 @@ class HumanBodyActionCounter(TemporalTransformer):
     ``minimum_amplitude`` (in body-size units) keeps still holds and jitter at zero;
     ``history`` frames are kept for the axis; ``smoothing`` frames are averaged against jitter;
     a swing out and back whose outward leg lasts less than ``glitch_share`` of the median recent
-    leg is a glitch (a pose error, a twitch) and is taken back rather than counted.
+    leg is a glitch (a pose error, a twitch) and is taken back rather than counted; once reps
+    are under way the bar is at most ``swing_share`` of their median swing, so reps smaller than
+    the motion's overall range (arms only, after whole-body moves) still count.
     """
 
     def __init__(self, history: int = 450, threshold: float = 0.35, minimum_amplitude: float = 0.25,
-                 smoothing: int = 5, trend_window: int = 241, glitch_share: float = 0.4):
+                 smoothing: int = 5, trend_window: int = 241, glitch_share: float = 0.4, swing_share: float = 0.4):
         self.history = history
         self.threshold = threshold
         self.minimum_amplitude = minimum_amplitude
         self.smoothing = smoothing
         self.trend_window = trend_window
         self.glitch_share = glitch_share
+        self.swing_share = swing_share
 
     def session(self) -> TemporalSession:
         if self.history < 30:
@@ -91,6 +94,7 @@ class _CounterSession(TemporalSession):
         self.peak_t = self.anchor_t = self.low_t = self.high_t = 0
         self.before: tuple[np.ndarray, int] | None = None  # the turning point before the anchor
         self.legs: deque = deque(maxlen=8)  # durations of the recent legs
+        self.swings: deque = deque(maxlen=8)  # and their sizes
 
     # -- per window ------------------------------------------------------------------------
     def push(self, window: Window) -> list:
@@ -131,6 +135,9 @@ class _CounterSession(TemporalSession):
         q25, q75 = np.percentile(projected, [25, 75])
         spread = (q75 - q25) * 1.8
         self.swing_threshold = max(self.p.minimum_amplitude, self.p.threshold * spread)
+        if len(self.swings) >= 4:
+            typical = self.p.swing_share * float(np.median(self.swings))
+            self.swing_threshold = min(self.swing_threshold, max(self.p.minimum_amplitude, typical))
 
     # -- the zig-zag tracker -----------------------------------------------------------------
     def _s(self, shape: np.ndarray) -> float:
@@ -168,7 +175,7 @@ class _CounterSession(TemporalSession):
         """Undo the last turning point: the leg before it goes on, its extreme the anchor or now."""
         assert self.before is not None and self.anchor is not None
         self.extremes -= 1
-        self.legs.pop()
+        self.legs.pop()  # (its size stays among the recent swings: it was a real excursion of the body)
         self.direction = -self.direction
         turned_at, turned_t = self.anchor, self.anchor_t
         self.anchor, self.anchor_t = self.before
@@ -182,6 +189,7 @@ class _CounterSession(TemporalSession):
         if self.anchor is not None:
             self.last_swing = abs(self._s(at) - self._s(self.anchor))
             self.legs.append(at_t - self.anchor_t)
+            self.swings.append(self.last_swing)
             self.before = (self.anchor, self.anchor_t)
         self.extremes += 1
         self.anchor, self.anchor_t, self.direction, self.peak, self.peak_t = at, at_t, direction, now, self.t
@@ -203,7 +211,7 @@ class _CounterSession(TemporalSession):
             "peak": one(self.peak), "low": one(self.low), "high": one(self.high),
             "last_swing": self.last_swing, "count": self.count,
             "swing_threshold": getattr(self, "swing_threshold", None),
-            "times": [self.t, self.peak_t, self.anchor_t, self.low_t, self.high_t], "legs": list(self.legs),
+            "times": [self.t, self.peak_t, self.anchor_t, self.low_t, self.high_t], "legs": list(self.legs), "swings": list(self.swings),
             "before": None if self.before is None else [one(self.before[0]), self.before[1]],
         }
 
@@ -220,4 +228,5 @@ class _CounterSession(TemporalSession):
             self.swing_threshold = float(state["swing_threshold"])
         self.t, self.peak_t, self.anchor_t, self.low_t, self.high_t = (int(x) for x in state["times"])
         self.legs = deque((int(x) for x in state["legs"]), maxlen=self.legs.maxlen)
+        self.swings = deque((float(x) for x in state["swings"]), maxlen=self.swings.maxlen)
         self.before = None if state["before"] is None else (one(state["before"][0]), int(state["before"][1]))
