@@ -201,7 +201,7 @@ def bench_features(data: Path, hours: float, sample_rate: int, address: str | No
     figures: dict = {"files": len(rows), "audio_hours": round(audio_seconds / 3600, 2), "sample_rate": sample_rate}
 
     sample = [r.path for r in rows[:: max(1, len(rows) // 3000)]]  # a fixed subset for the one-process figures
-    sample_seconds = sum(r[1] for r in [(p, _duration(p)) for p in sample])
+    sample_seconds = sum(_duration(p) for p in sample)
     extractor.clip_vector(list(extractor.applied(extractor.read(sample[0]))))  # warm-up, as for librosa
     started = time.perf_counter()
     for path in sample:

@@ -110,17 +110,16 @@ def _count_one(source: str, args: argparse.Namespace, job: RepetitionCounting, b
 
 
 def read_feeds(path: str) -> list[str]:
-    """``--feeds FILE``: one source per line; blank lines and ``#`` comments are skipped, and
-    relative file paths are taken from the file's own folder."""
+    """``--feeds FILE``: one source per line; blank lines and lines starting with ``#`` are skipped,
+    and relative file paths are taken from the file's own folder."""
     file = Path(path)
     try:
         lines = file.read_text().splitlines()
     except OSError as e:
         raise InputError(path, f"cannot read the feeds file ({e.strerror})", "give a text file, one source per line")
     sources = []
-    for line in lines:
-        line = line.split("#", 1)[0].strip() if not line.lstrip().startswith(("http", "rtsp")) else line.strip()
-        if not line:
+    for line in map(str.strip, lines):
+        if not line or line.startswith("#"):
             continue
         sources.append(line if is_camera(line) or Path(line).is_absolute() else str(file.parent / line))
     if not sources:

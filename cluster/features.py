@@ -124,18 +124,19 @@ class FeatureStore:
 
     def table(self, columns: Sequence[str] | None = None, split: str | None = None,
               level: str = "clip") -> pa.Table:
-        return self.dataset().to_table(columns=columns, filter=self._filter(split, level))
+        return self.dataset().to_table(columns=columns, filter=self.expression(split, level))
 
     def iter_batches(self, batch_size: int, split: str | None = None, level: str = "clip",
                      columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
         """Rows in batches of at most ``batch_size``, reading only as much as each batch needs."""
-        return self.dataset().to_batches(columns=columns, filter=self._filter(split, level), batch_size=batch_size)
+        return self.dataset().to_batches(columns=columns, filter=self.expression(split, level), batch_size=batch_size)
 
     def count_rows(self, split: str | None = None, level: str = "clip") -> int:
-        return self.dataset().count_rows(filter=self._filter(split, level))
+        return self.dataset().count_rows(filter=self.expression(split, level))
 
     @staticmethod
-    def _filter(split: str | None, level: str) -> ds.Expression:
+    def expression(split: str | None, level: str) -> ds.Expression:
+        """The rows of one split (all when None) at clip or window level."""
         if level not in ("clip", "window"):
             raise ValueError(f"FeatureStore: level must be 'clip' or 'window', got {level!r}")
         expression = ds.field("window_index") == CLIP if level == "clip" else ds.field("window_index") >= 0

@@ -79,7 +79,7 @@ class _Entry:
     """One batch of one feed on its way through the stages."""
 
     seq: int
-    frames: ray.ObjectRef | None = None
+    frames: ray.ObjectRef | None = None  # held until counted: Ray can redo a lost pose output from it
     poses: ray.ObjectRef | None = None
     pose_actor: int = -1
     counts: ray.ObjectRef | None = None

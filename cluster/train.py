@@ -118,7 +118,7 @@ class _Rows:
         fragments = list(dataset.get_fragments())
         if order is not None:
             fragments = [fragments[i] for i in order.permutation(len(fragments))]
-        expression = self.store._filter(split, self.level)
+        expression = self.store.expression(split, self.level)
         for fragment in fragments:
             yield from fragment.to_batches(columns=self.COLUMNS, filter=expression, batch_size=chunk)
 
