@@ -50,12 +50,6 @@ def _common(feed: str, indexes: Sequence[int], timestamps: Sequence[float], capt
             pa.array(timestamps, pa.float64()), pa.array(capture_times, pa.float64())]
 
 
-def _keypoints(flat: np.ndarray) -> pa.Array:
-    """(n, 132) float32 -> fixed-size lists, without a per-value Python loop."""
-    flat = np.ascontiguousarray(flat, dtype=np.float32).reshape(-1)
-    return pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), KEYPOINT_VALUES)
-
-
 def _pose_lists(per_row: Sequence[Sequence[Pose | None]]) -> pa.Array:
     """A list of poses per row; a missing pose is a null entry."""
     offsets = np.zeros(len(per_row) + 1, dtype=np.int32)
@@ -69,6 +63,13 @@ def _pose_lists(per_row: Sequence[Sequence[Pose | None]]) -> pa.Array:
     items = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1), pa.float32()), KEYPOINT_VALUES,
                                               mask=mask)
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), items)
+
+
+def _from_pose_lists(column: pa.ListArray) -> list[list[Pose | None]]:
+    """The inverse of :func:`_pose_lists`: each row's poses."""
+    everyone = _to_poses(column.values) if len(column.values) else []
+    offsets = column.offsets.to_numpy()
+    return [everyone[offsets[i]:offsets[i + 1]] for i in range(len(column))]
 
 
 def _to_poses(items: pa.FixedSizeListArray) -> list[Pose | None]:
@@ -116,10 +117,7 @@ def poses_to_batch(frames: pa.RecordBatch, poses: Sequence[Sequence[Pose]]) -> p
 
 
 def batch_to_poses(batch: pa.RecordBatch) -> list[list[Pose]]:
-    column = batch.column("poses")
-    everyone = _to_poses(column.values) if len(column.values) else []
-    offsets = column.offsets.to_numpy()
-    return [everyone[offsets[i]:offsets[i + 1]] for i in range(batch.num_rows)]
+    return _from_pose_lists(batch.column("poses"))  # type: ignore[return-value]
 
 
 def selected_to_batch(poses: pa.RecordBatch, selected: Sequence[Pose | None]) -> pa.RecordBatch:
@@ -141,10 +139,7 @@ def windows_to_batch(feed: str, windows: Sequence[Window], timestamps: Sequence[
 
 def batch_to_windows(batch: pa.RecordBatch) -> list[Window]:
     starts = batch.column("start").to_numpy()
-    column = batch.column("poses")
-    everyone = _to_poses(column.values) if len(column.values) else []
-    offsets = column.offsets.to_numpy()
-    return [Window(int(starts[i]), everyone[offsets[i]:offsets[i + 1]]) for i in range(batch.num_rows)]
+    return [Window(int(start), poses) for start, poses in zip(starts, _from_pose_lists(batch.column("poses")))]
 
 
 # -- counts -----------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from cluster.benchmarks import tile_corpus
-from cluster.features import extract_corpus
+from cluster.features import extract_corpus, vectors
 from cluster.train import TrainSettings, open_store, train
 from pipelines.audio import AudioFeaturePrint
 from pipelines.classifiers import LogisticRegressionClassifier
@@ -74,7 +74,7 @@ def main() -> None:
         store = open_store(work / "store")
 
         table = store.table(columns=["label", "vector", "split"])
-        x = table.column("vector").combine_chunks().flatten().to_numpy().reshape(table.num_rows, -1)
+        x = vectors(table)
         y = np.array(table.column("label").to_pylist())
         train_rows = np.array(table.column("split").to_pylist()) == "train"
         started = time.perf_counter()

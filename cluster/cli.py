@@ -171,10 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--window", type=int, default=90, help="poses per window (default 90)")
     pipeline.add_argument("--stride", type=int, default=None, help="default: the window, or 15 with --live")
     pipeline.add_argument("--skip-inline", action="store_true", help="run the actor pipeline only")
-    pipeline.add_argument("--data", metavar="DIR", default=None,
-                          help="the data folder with videos/ (default: ../shared/data beside the project)")
-    pipeline.add_argument("--address", metavar="ADDR", default=None, help="a Ray cluster to run the actors on")
-    pipeline.add_argument("--json", metavar="OUT", help="also write the figures as JSON to OUT")
+    _add_bench_options(pipeline, "videos/")
     pipeline.set_defaults(run=_run_bench_pipeline)
 
     bench_features = benches.add_parser(
@@ -186,14 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench_features.add_argument("--hours", type=float, default=10, help="corpus length (default 10)")
     bench_features.add_argument("--sample-rate", type=int, default=8000, help="feature sample rate (default 8000, "
                                                                               "FSDD's own)")
-    bench_features.add_argument("--data", metavar="DIR", default=None,
-                                help="the data folder with fsdd/ (default: ../shared/data beside the project)")
     bench_features.add_argument("--work", metavar="DIR", default=None, help="where to write the corpus and store "
                                                                             "(default: a temporary folder, removed)")
-    bench_features.add_argument("--address", metavar="ADDR", default=None, help="a Ray cluster to run on")
-    bench_features.add_argument("--json", metavar="OUT", help="also write the figures as JSON to OUT")
+    _add_bench_options(bench_features, "fsdd/")
     bench_features.set_defaults(run=_run_bench_features)
     return parser
+
+
+def _add_bench_options(parser: argparse.ArgumentParser, holding: str) -> None:
+    parser.add_argument("--data", metavar="DIR", default=None,
+                        help=f"the data folder with {holding} (default: ../shared/data beside the project)")
+    parser.add_argument("--address", metavar="ADDR", default=None, help="a Ray cluster to run on")
+    parser.add_argument("--json", metavar="OUT", help="also write the figures as JSON to OUT")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -225,14 +226,14 @@ def _run_features(args: argparse.Namespace) -> int:
                                   sample_rate=args.sample_rate)
     try:
         extractor.session()  # checks the parameters
-        total = len(read_manifest(args.manifest))
+        rows = read_manifest(args.manifest)
     except (InputError, ValueError) as e:
         print(f"cadence features: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     where = contextlib.nullcontext() if args.inline else connected(args.address)
-    with where, tqdm(total=total, unit="file", file=sys.stderr, disable=None, desc="features") as bar:
+    with where, tqdm(total=len(rows), unit="file", file=sys.stderr, disable=None, desc="features") as bar:
         try:
-            summary = extract_corpus(args.manifest, args.store, extractor, use_ray=not args.inline,
+            summary = extract_corpus(rows, args.store, extractor, use_ray=not args.inline,
                                      progress=bar.update)
         except KeyboardInterrupt:
             print("cadence features: interrupted; every file extracted so far is kept, run again to finish",
@@ -370,13 +371,20 @@ def _run_bench_repcount(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_folder(args: argparse.Namespace):
+    """--data, or the shared data folder beside the project."""
+    from pathlib import Path
+
+    return Path(args.data) if args.data else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
 def _run_bench_pipeline(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
     from .benchmarks import playlists, run_actors, run_inline
 
-    data = Path(args.data) if args.data else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    data = _data_folder(args)
     stride = args.stride or (15 if args.live else args.window)
     try:
         feeds = playlists(data, args.feeds, args.seconds)
@@ -406,7 +414,7 @@ def _run_bench_features(args: argparse.Namespace) -> int:
 
     from .benchmarks import bench_features
 
-    data = Path(args.data) if args.data else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    data = _data_folder(args)
     if not (data / "fsdd" / "recordings").is_dir():
         print(f"cadence bench features: error: {data / 'fsdd' / 'recordings'} not found (give --data DIR)",
               file=sys.stderr)

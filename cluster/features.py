@@ -77,6 +77,14 @@ def read_manifest(manifest: str | os.PathLike) -> list[ManifestRow]:
     return rows
 
 
+def vectors(rows: pa.RecordBatch | pa.Table) -> np.ndarray:
+    """The ``vector`` column as an (n, dimension) float32 matrix."""
+    column = rows.column("vector")
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    return column.flatten().to_numpy().reshape(rows.num_rows, -1)
+
+
 def content_hash(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -257,16 +265,16 @@ def _shards(todo: Iterator, size: int) -> Iterator[list]:
         yield shard
 
 
-def extract_corpus(manifest: str | os.PathLike, store_root: str | os.PathLike,
+def extract_corpus(manifest: str | os.PathLike | Sequence[ManifestRow], store_root: str | os.PathLike,
                    extractor: AudioFeaturePrint | None = None, files_per_task: int | None = None,
                    use_ray: bool = True, progress: Callable[[int], None] | None = None) -> ExtractionSummary:
-    """Extract every file of the manifest not yet in the store; on Ray (the connected cluster, else
+    """Extract every file of the manifest (a path, or its rows already read) not yet in the store; on Ray (the connected cluster, else
     a local one) or, with ``use_ray=False``, in this process.  ``files_per_task`` defaults to an eighth
     of the files per CPU (16 to 1024): few, large parts, and still a task queue to balance."""
     started = time.perf_counter()
     extractor = extractor or AudioFeaturePrint()
     store = FeatureStore(store_root, extractor).create()
-    rows = read_manifest(manifest)
+    rows = read_manifest(manifest) if isinstance(manifest, (str, os.PathLike)) else list(manifest)
     summary = ExtractionSummary(store=str(store.path))
 
     def skip() -> None:

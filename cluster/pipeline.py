@@ -97,6 +97,11 @@ def _on_this_node() -> dict:
         return {}
 
 
+def _state_lost(error: RayTaskError) -> bool:
+    """An actor restarted between calls says so (instead of working on from an empty state)."""
+    return isinstance(getattr(error, "cause", None), StateLost)
+
+
 class _Feed:
     """The driver's side of one feed: its actors, its two bounded queues, its result."""
 
@@ -159,7 +164,7 @@ class _Feed:
                 self._recover_capture()
                 return
             except RayTaskError as e:
-                if not isinstance(getattr(e, "cause", None), StateLost):
+                if not _state_lost(e):
                     raise
                 self._recover_capture()
                 return
@@ -203,8 +208,8 @@ class _Feed:
             except _ACTOR_LOST:
                 self._recover_stages()
                 return
-            except RayTaskError as e:  # a stage restarted between calls says so instead of counting from zero
-                if not isinstance(getattr(e, "cause", None), StateLost):
+            except RayTaskError as e:
+                if not _state_lost(e):
                     raise
                 self._recover_stages()
                 return

@@ -24,7 +24,7 @@ from pipelines.classifiers import ClassifierModel, FullyConnectedNetworkClassifi
 from pipelines.errors import InputError
 from pipelines.events import Event, EventHandler
 
-from .features import FeatureStore
+from .features import FeatureStore, vectors
 
 
 class StoreError(InputError):
@@ -133,7 +133,7 @@ class _Rows:
                 batch = batch.filter(pa.array(keep))
             if not batch.num_rows:
                 continue
-            x = batch.column("vector").flatten().to_numpy().reshape(batch.num_rows, -1)
+            x = vectors(batch)
             buffered.append((x, np.array(batch.column("label").to_pylist())))
             size += batch.num_rows
             while size >= chunk:
@@ -299,7 +299,7 @@ def evaluate(model: ClassifierModel, store: FeatureStore, split: str, level: str
     for batch in store.iter_batches(chunk, split, level, columns=["label", "vector"]):
         if not batch.num_rows:
             continue
-        x = batch.column("vector").flatten().to_numpy().reshape(batch.num_rows, -1)
+        x = vectors(batch)
         truth += batch.column("label").to_pylist()
         predicted += model.predicted(x).tolist()
     if not truth:
