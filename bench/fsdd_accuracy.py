@@ -1,6 +1,6 @@
 """FSDD accuracy of AudioFeaturePrint + logistic regression: the standard split and leave-one-speaker-out.
 
-    .venv/bin/python bench/fsdd_accuracy.py [--data DIR] [--sample-rate 8000] [--l2 33]
+    .venv/bin/python bench/fsdd_accuracy.py [--data DIR] [--sample-rate 8000] [--l2 100]
 
 Standard split: recordings with index 0-4 are the test set. Leave-one-speaker-out: train on five
 speakers, test on the sixth, mean over the six. Figures only; nothing is asserted.
@@ -24,7 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--sample-rate", type=int, default=8000)
-    parser.add_argument("--l2", type=float, default=33.0, help="logistic regression's l2_penalty (default 33)")
+    parser.add_argument("--l2", type=float, default=100.0, help="logistic regression's l2_penalty (default 100)")
     args = parser.parse_args()
     files = sorted((Path(args.data) / "fsdd" / "recordings").glob("*.wav"))
     if not files:

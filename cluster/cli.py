@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=int, default=1, metavar="E", help="epochs between checkpoints (1)")
     train.add_argument("--resume", action="store_true", help="continue from D/checkpoint.npz")
     train.add_argument("--seed", type=int, default=0, help="seeds initial weights and every shuffle (default 0)")
+    train.add_argument("--hidden", type=int, nargs="+", default=[100], metavar="N",
+                       help="mlp: units per hidden layer (default 100; e.g. --hidden 256 or --hidden 128 64)")
+    train.add_argument("--batch-size", type=int, default=32, help="mlp: rows per gradient step (default 32)")
+    train.add_argument("--learning-rate", type=float, default=0.001, help="mlp: Adam's step size (default 0.001)")
     train.add_argument("--model", default="model.npz", metavar="OUT",
                        help="where to write the model (default model.npz); the curve goes to OUT-curve.png")
     train.add_argument("--json", action="store_true", help="print the final metrics as JSON")
@@ -260,9 +264,15 @@ def _run_train(args: argparse.Namespace) -> int:
 
     settings = TrainSettings(classifier=args.classifier, l2_penalty=args.l2_penalty, epochs=args.epochs,
                              chunk_size=args.chunk_size, patience=args.patience, checkpoint_dir=args.checkpoint_dir,
-                             checkpoint_every=args.checkpoint_every, resume=args.resume, seed=args.seed)
-    if min(args.epochs, args.chunk_size, args.patience, args.checkpoint_every) < 1:
-        print("cadence train: --epochs, --chunk-size, --patience and --checkpoint-every must be >= 1", file=sys.stderr)
+                             checkpoint_every=args.checkpoint_every, resume=args.resume, seed=args.seed,
+                             hidden_unit_counts=tuple(args.hidden), batch_size=args.batch_size,
+                             learning_rate=args.learning_rate)
+    if min(args.epochs, args.chunk_size, args.patience, args.checkpoint_every, args.batch_size, *args.hidden) < 1:
+        print("cadence train: --epochs, --chunk-size, --patience, --checkpoint-every, --batch-size and --hidden "
+              "must be >= 1", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.learning_rate <= 0:
+        print("cadence train: --learning-rate must be > 0", file=sys.stderr)
         return EXIT_BAD_INPUT
 
     def on_epoch(event) -> None:

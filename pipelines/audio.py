@@ -3,19 +3,22 @@
 AudioFeaturePrint turns an audio stream into one feature vector per window of
 ``window_duration`` seconds, windows starting every ``window_duration * (1 - overlap_factor)``.
 Each vector (``AudioFeaturePrint.DIMENSION`` = 178 float32) is built from 25 ms frames every
-10 ms: a 40-band log-mel spectrogram and its first 20 cepstral coefficients (MFCC), over the
-frames that carry sound (within 35 dB of the loudest frame), floored 60 dB under the loudest band:
+10 ms: a 40-band mel spectrum relative to its loudest band, floored 60 dB under it and compressed
+by the power 1/15 (as in PNCC), and its first 20 cepstral coefficients ("cepstra" below), over
+the frames that carry sound (within 30 dB of the loudest frame):
 
 ====== =====================================================================================
-  19   mean of MFCC 1..19 (the spectral envelope; MFCC 0, the loudness, is left out)
-  20   standard deviation of MFCC 0..19
-  78   MFCC 0..12 less their mean, averaged over 6 equal segments of the sounding part: the
+  19   mean of cepstra 1..19 (the spectral envelope; cepstrum 0, the level, is left out)
+  20   standard deviation of cepstra 0..19
+  78   cepstra 0..12 less their mean, averaged over 6 equal segments of the sounding part: the
        envelope's course in time, which spoken words and most sound events are made of
-  20   standard deviation of the MFCC deltas (how fast the envelope moves)
-  40   mean log-mel energy per band
+  20   standard deviation of the cepstral deltas (how fast the envelope moves)
+  40   mean compressed energy per band
    1   the sounding part's duration in seconds
 ====== =====================================================================================
 
+Version 2 (power-law compression instead of a logarithm, no pre-emphasis, a 30 dB activity
+window) raised FSDD leave-one-speaker-out accuracy from 0.80 to 0.85 (see bench/fsdd_accuracy.py).
 Only numpy and scipy; deterministic (the same samples give the same bits).
 """
 
@@ -37,7 +40,7 @@ from scipy.fft import dct, rfft
 from .base import TemporalSession, TemporalTransformer
 from .errors import AudioNotFoundError, EmptyAudioError, InvalidAudioError
 
-FEATURE_VERSION = 1  # bump when the vector's content changes: stores made by another version are not reused
+FEATURE_VERSION = 2  # bump when the vector's content changes: stores made by another version are not reused
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,6 +126,7 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 16000, buffer_duratio
 
 # -- the feature print ------------------------------------------------------------------------
 _FRAME, _HOP, _FFT, _MELS, _CEPS, _SEGMENTS, _SEG_CEPS = 0.025, 0.010, 512, 40, 20, 6, 13
+_COMPRESSION, _COMPRESSION_SCALE, _ACTIVE_DB = 15, 10.0, 30
 
 
 def _mel_filterbank(sample_rate: int, n_fft: int, bands: int) -> np.ndarray:
@@ -231,8 +235,8 @@ _FILTERBANKS: dict[int, np.ndarray] = {}
 
 def _vector(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     frame, hop = int(_FRAME * sample_rate), int(_HOP * sample_rate)
+    # no pre-emphasis: the energy under 300 Hz (voicing) separates words across speakers
     x = np.asarray(samples, np.float32)
-    x = np.append(x[:1], x[1:] - 0.97 * x[:-1])  # pre-emphasis
     if len(x) < frame:
         x = np.pad(x, (0, frame - len(x)))
     n = 1 + (len(x) - frame) // hop
@@ -241,16 +245,18 @@ def _vector(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     if sample_rate not in _FILTERBANKS:
         _FILTERBANKS[sample_rate] = _mel_filterbank(sample_rate, _FFT, _MELS)
     mel = power @ _FILTERBANKS[sample_rate].T
-    # a floor 60 dB under the loudest band: silence and bands a band-limited source leaves empty
-    # (8 kHz audio above 4 kHz) sit at the same relative level in every clip
-    logmel = np.log(np.maximum(mel, mel.max() * 1e-6) + 1e-20)
-    ceps = dct(logmel, type=2, norm="ortho", axis=1)[:, :_CEPS]
+    # relative to the loudest band, floored 60 dB under it (silence, and the bands a band-limited
+    # source leaves empty, sit at one level in every clip), then power-law compressed as in PNCC:
+    # unlike a logarithm it does not magnify the quiet bands where recording setups differ most
+    relative = np.maximum(mel / max(float(mel.max()), 1e-20), 1e-6)
+    spectrum = _COMPRESSION_SCALE * relative ** (1.0 / _COMPRESSION)
+    ceps = dct(spectrum, type=2, norm="ortho", axis=1)[:, :_CEPS]
     energy = np.log(power.sum(axis=1) + 1e-10)
-    active = np.flatnonzero(energy > energy.max() - np.log(10 ** 3.5))  # within 35 dB of the loudest frame
-    ceps, logmel = ceps[active[0]:active[-1] + 1], logmel[active[0]:active[-1] + 1]
+    active = np.flatnonzero(energy > energy.max() - np.log(10 ** (_ACTIVE_DB / 10)))
+    ceps, spectrum = ceps[active[0]:active[-1] + 1], spectrum[active[0]:active[-1] + 1]
     deltas = np.diff(ceps, axis=0) if len(ceps) > 1 else np.zeros((1, _CEPS), np.float32)
     normalised = ceps[:, :_SEG_CEPS] - ceps[:, :_SEG_CEPS].mean(axis=0)
     edges = np.linspace(0, len(ceps), _SEGMENTS + 1)
     segments = [normalised[int(a):max(int(a) + 1, int(b))].mean(axis=0) for a, b in zip(edges[:-1], edges[1:])]
     return np.concatenate([ceps[:, 1:].mean(axis=0), ceps.std(axis=0), np.concatenate(segments),
-                           deltas.std(axis=0), logmel.mean(axis=0), [len(ceps) * _HOP]]).astype(np.float32)
+                           deltas.std(axis=0), spectrum.mean(axis=0), [len(ceps) * _HOP]]).astype(np.float32)

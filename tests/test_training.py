@@ -171,3 +171,17 @@ def test_the_train_and_evaluate_commands(store, tmp_path):
                               str(tmp_path / "ckpt" / "checkpoint.npz"), "--store", str(store.path)],
                              cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "checkpoint" in refused.stderr
+
+
+def test_the_network_shape_is_chosen_on_the_command_line(store, tmp_path):
+    from cluster.train import load_model
+
+    model = tmp_path / "deep.npz"
+    run = subprocess.run([sys.executable, "-m", "cluster.cli", "train", "--store", str(store.path), "--epochs", "2",
+                          "--hidden", "32", "16", "--batch-size", "64", "--learning-rate", "0.002", "--model",
+                          str(model)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert [w.shape[1] for w in load_model(model)[0].weights] == [32, 16, 10]
+    bad = subprocess.run([sys.executable, "-m", "cluster.cli", "train", "--store", str(store.path), "--hidden", "0"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--hidden" in bad.stderr
