@@ -49,11 +49,14 @@ class HumanBodyActionCounter(TemporalTransformer):
     a swing out and back whose outward leg lasts less than ``glitch_share`` of the median recent
     leg is a glitch (a pose error, a twitch) and is taken back rather than counted; once reps
     are under way the bar is at most ``swing_share`` of their median swing, so reps smaller than
-    the motion's overall range (arms only, after whole-body moves) still count.
+    the motion's overall range (arms only, after whole-body moves) still count; after more than
+    ``gap`` frames without a person the tracker starts a new leg, keeping the count, since a
+    change seen across a gap in detection is no evidence of a swing.
     """
 
     def __init__(self, history: int = 450, threshold: float = 0.35, minimum_amplitude: float = 0.25,
-                 smoothing: int = 5, trend_window: int = 241, glitch_share: float = 0.4, swing_share: float = 0.4):
+                 smoothing: int = 5, trend_window: int = 241, glitch_share: float = 0.4, swing_share: float = 0.4,
+                 gap: int = 10):
         self.history = history
         self.threshold = threshold
         self.minimum_amplitude = minimum_amplitude
@@ -61,12 +64,15 @@ class HumanBodyActionCounter(TemporalTransformer):
         self.trend_window = trend_window
         self.glitch_share = glitch_share
         self.swing_share = swing_share
+        self.gap = gap
 
     def session(self) -> TemporalSession:
         if self.history < 30:
             raise ValueError(f"{self!r}: history must hold at least 30 frames")
         if not 0 < self.threshold < 1:
             raise ValueError(f"{self!r}: threshold must lie in (0, 1)")
+        if self.gap < 1:
+            raise ValueError(f"{self!r}: gap must be at least 1 frame")
         return _CounterSession(self)
 
     def count(self, poses: list[Pose | None]) -> float:
@@ -95,6 +101,8 @@ class _CounterSession(TemporalSession):
         self.before: tuple[np.ndarray, int] | None = None  # the turning point before the anchor
         self.legs: deque = deque(maxlen=8)  # durations of the recent legs
         self.swings: deque = deque(maxlen=8)  # and their sizes
+        self.banked = 0.0  # the count before the last gap in detection (the tracker restarts after one)
+        self.last_seen = -1  # stream index of the last frame with a person
 
     # -- per window ------------------------------------------------------------------------
     def push(self, window: Window) -> list:
@@ -106,6 +114,9 @@ class _CounterSession(TemporalSession):
             shape = body_shape(pose)
             if shape is None:
                 continue
+            if self.last_seen >= 0 and index - self.last_seen > self.p.gap:
+                self._restart()
+            self.last_seen = index
             self.raw.append(shape)
             smoothed = np.mean(self.raw, axis=0)
             self.shapes.append(smoothed)
@@ -194,12 +205,20 @@ class _CounterSession(TemporalSession):
         self.extremes += 1
         self.anchor, self.anchor_t, self.direction, self.peak, self.peak_t = at, at_t, direction, now, self.t
 
+    def _restart(self) -> None:
+        """After a gap in detection: what happened unseen is unknown, so the leg in progress ends
+        where it was (its fraction kept) and the next one starts afresh, never measured across the gap."""
+        self.banked = self._current_count()
+        self.raw.clear()
+        self.extremes, self.direction, self.last_swing = 0, 0, 0.0
+        self.anchor = self.peak = self.low = self.high = self.before = None
+
     def _current_count(self) -> float:
         if self.extremes == 0 or self.axis is None:
-            return 0.0
+            return self.banked
         swing = self.last_swing or self.swing_threshold / self.p.threshold
         progress = abs(self._s(self.peak) - self._s(self.anchor)) / max(swing, 1e-9)
-        return 0.5 * (self.extremes - 1) + 0.5 * min(1.0, progress)
+        return self.banked + 0.5 * (self.extremes - 1) + 0.5 * min(1.0, progress)
 
     # -- state ---------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -209,7 +228,7 @@ class _CounterSession(TemporalSession):
             "seen": self.seen, "raw": arrays(self.raw), "shapes": arrays(self.shapes), "axis": one(self.axis),
             "extremes": self.extremes, "direction": self.direction, "anchor": one(self.anchor),
             "peak": one(self.peak), "low": one(self.low), "high": one(self.high),
-            "last_swing": self.last_swing, "count": self.count,
+            "last_swing": self.last_swing, "count": self.count, "banked": self.banked, "last_seen": self.last_seen,
             "swing_threshold": getattr(self, "swing_threshold", None),
             "times": [self.t, self.peak_t, self.anchor_t, self.low_t, self.high_t], "legs": list(self.legs), "swings": list(self.swings),
             "before": None if self.before is None else [one(self.before[0]), self.before[1]],
@@ -224,6 +243,7 @@ class _CounterSession(TemporalSession):
         self.low, self.high = one(state["low"]), one(state["high"])
         self.extremes, self.direction = int(state["extremes"]), int(state["direction"])
         self.last_swing, self.count = float(state["last_swing"]), float(state["count"])
+        self.banked, self.last_seen = float(state["banked"]), int(state["last_seen"])
         if state.get("swing_threshold") is not None:
             self.swing_threshold = float(state["swing_threshold"])
         self.t, self.peak_t, self.anchor_t, self.low_t, self.high_t = (int(x) for x in state["times"])

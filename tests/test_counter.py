@@ -78,6 +78,16 @@ def test_a_person_lost_for_20_frames(window, stride):
     assert stream_count(poses, window, stride) == pytest.approx(10, abs=0.6)
 
 
+@BOTH_WINDOWS
+def test_a_change_seen_only_across_gaps_in_detection_is_not_a_swing(window, stride):
+    """Held still, up then down then up, the person lost during each change: no swing was seen."""
+    holds = [squatting_person(np.full(150, depth), seed=i) for i, depth in enumerate((0, np.pi, 0, np.pi, 0))]
+    poses = holds[0]
+    for hold in holds[1:]:
+        poses = poses + [None] * 30 + hold
+    assert stream_count(poses, window, stride) < 0.5
+
+
 def test_standing_still_counts_nothing():
     assert stream_count(squatting_person(np.zeros(400), noise=0.01)) < 0.5
 
