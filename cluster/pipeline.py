@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -102,6 +103,21 @@ def _state_lost(error: RayTaskError) -> bool:
     return isinstance(getattr(error, "cause", None), StateLost)
 
 
+_LOST = object()
+
+
+def _fetch(ref: ray.ObjectRef) -> Any:
+    """The object, or ``_LOST`` when the actor that makes it died or restarted with its state lost."""
+    try:
+        return ray.get(ref)
+    except _ACTOR_LOST:
+        return _LOST
+    except RayTaskError as e:
+        if _state_lost(e):
+            return _LOST
+        raise
+
+
 class _Feed:
     """The driver's side of one feed: its actors, its two bounded queues, its result."""
 
@@ -158,14 +174,8 @@ class _Feed:
     def _take_frames(self) -> None:
         while self.reading and is_ready(self.reading.head()[1]):
             frames, meta_ref = self.reading.pop()
-            try:
-                meta = ray.get(meta_ref)
-            except _ACTOR_LOST:
-                self._recover_capture()
-                return
-            except RayTaskError as e:
-                if not _state_lost(e):
-                    raise
+            meta = _fetch(meta_ref)
+            if meta is _LOST:
                 self._recover_capture()
                 return
             self.result.frames_dropped = max(self.result.frames_dropped, meta["dropped"])
@@ -203,14 +213,8 @@ class _Feed:
     def _take_counts(self, on_counts: Callable[[_Feed, pa.RecordBatch], None]) -> None:
         while self.counting and is_ready(self.counting.head().counts):
             entry = self.counting.head()
-            try:
-                counts = ray.get(entry.counts)
-            except _ACTOR_LOST:
-                self._recover_stages()
-                return
-            except RayTaskError as e:
-                if not _state_lost(e):
-                    raise
+            counts = _fetch(entry.counts)
+            if counts is _LOST:
                 self._recover_stages()
                 return
             self.counting.pop()
