@@ -13,7 +13,7 @@ frames with a person are held (their count meanwhile provisional) until the axis
 from enough motion, and each time the axis is refitted the leg in progress is measured again on
 it, so the count barely depends on where window seams fall (90/90 or 90/15, or frames without a
 person in front: on the RepCount dev set the MAE spread over such shifts fell from 0.29-0.42 to
-0.25-0.30).  Memory is bounded by ``history``.
+0.26-0.31).  Memory is bounded by ``history``.
 """
 
 from __future__ import annotations
