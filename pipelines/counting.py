@@ -2,24 +2,32 @@
 
 :class:`HumanBodyActionCounter` needs no training and no per-exercise rule.  Each frame's pose
 becomes a body-shape vector (joint x, y relative to the body's bounding box, so position and
-distance to the camera do not matter).  The dominant motion is the first principal component of
-the recent frames (less their slow trend); the signal along it is followed by a zig-zag (hysteresis) tracker, and every
-swing between two turning points larger than an adaptive threshold is half a repetition.  The
-leg in progress adds its fraction, so partial reps count.
+distance to the camera do not matter).  The recent frames, less their slow trend, give the
+directions the body moves in (principal components); a distance that weights each direction by
+its share of the motion squared measures how far the body has moved.  A zig-zag (hysteresis)
+tracker follows that distance: the body has turned back when it is more than an adaptive
+threshold away from its farthest shape and has come most of that way back toward where the leg
+began.  Every swing between two turning points is half a repetition; the way from where tracking
+began to the first turn counts too, and the leg in progress adds its fraction, so a single squat
+filmed from a standstill counts 1 and partial reps count.
+
+A distance rather than a position along one axis: when two directions of motion are about
+equally large, the top principal axis can swap between them from one window to the next, and a
+tracker reading positions along it sees false turns; the weighted distance barely changes.
 
 Streaming: only frames not seen in an earlier window are consumed, and the tracker's state lives
 across windows, so a rep that spans several windows is counted once.  The first ``warm_up``
-frames with a person are held (their count meanwhile provisional) until the axis can be taken
-from enough motion, and each time the axis is refitted the leg in progress is measured again on
-it, so the count barely depends on where window seams fall (90/90 or 90/15, or frames without a
-person in front: on the RepCount dev set the MAE spread over such shifts fell from 0.29-0.42 to
-0.26-0.31).  Memory is bounded by ``history``.
+frames with a person are held until the directions of motion can be estimated from them (their
+count meanwhile is provisional), and when the directions are re-estimated the leg in progress is
+measured again, so 90/90 and 90/15 windows count nearly alike (RepCount dev MAE 0.234 and 0.244;
+0.234-0.262 over shifted window seams).  Memory is bounded by ``history``.
 """
 
 from __future__ import annotations
 
 import copy
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,6 +36,10 @@ from scipy.ndimage import uniform_filter1d
 from .base import TemporalSession, TemporalTransformer
 from .pose import Pose
 from .temporal import Window
+
+_DIRECTIONS = 8  # principal directions kept in the distance; later ones weigh (s_i / s_0)^2 ~ 0
+_BACK = 0.75  # share of the threshold the body must come back toward the anchor for a turn
+_RECENT = 8  # legs whose durations and sizes set the glitch and swing bars
 
 
 def body_shape(pose: Pose | None) -> np.ndarray | None:
@@ -50,20 +62,19 @@ class HumanBodyActionCounter(TemporalTransformer):
 
     ``threshold`` is the share of the recent motion range a swing must cover to count;
     ``minimum_amplitude`` (in body-size units) keeps still holds and jitter at zero;
-    ``history`` frames are kept for the axis, which is first taken once ``warm_up`` frames with a
-    person are in; ``smoothing`` frames are averaged against jitter;
-    a swing out and back whose outward leg lasts less than ``glitch_share`` of the median recent
-    leg is a glitch (a pose error, a twitch) and is taken back rather than counted; once reps
-    are under way the bar is at most ``swing_share`` of their median swing, so reps smaller than
-    the motion's overall range (arms only, after whole-body moves) still count; after more than
-    ``gap`` frames without a person the tracker starts a new leg, keeping the count, since a
-    change seen across a gap in detection is no evidence of a swing (the legs cut by the gap
-    count their seen fractions).
+    ``history`` frames are kept for the directions of motion, and the first ``warm_up`` frames
+    with a person are needed before they are trusted; ``smoothing`` frames are averaged against
+    jitter; a swing out and back whose outward leg lasts less than ``glitch_share`` of the median
+    recent leg is a glitch (a pose error, a twitch) and is taken back rather than counted; once
+    reps are under way the bar is at most ``swing_share`` of their median swing, so reps smaller
+    than the motion's overall range (arms only, after whole-body moves) still count; after more
+    than ``gap`` frames without a person the tracker starts a new leg, keeping the count, since a
+    change seen across a gap in detection is no evidence of a swing.
     """
 
     def __init__(self, history: int = 450, threshold: float = 0.35, minimum_amplitude: float = 0.25,
                  smoothing: int = 5, trend_window: int = 241, glitch_share: float = 0.4, swing_share: float = 0.4,
-                 gap: int = 45, warm_up: int = 120):
+                 gap: int = 30, warm_up: int = 120):
         self.history = history
         self.threshold = threshold
         self.minimum_amplitude = minimum_amplitude
@@ -77,10 +88,10 @@ class HumanBodyActionCounter(TemporalTransformer):
     def session(self) -> TemporalSession:
         if self.history < 30:
             raise ValueError(f"{self!r}: history must hold at least 30 frames")
-        if not 0 < self.threshold < 1:
-            raise ValueError(f"{self!r}: threshold must lie in (0, 1)")
         if not 3 <= self.warm_up <= self.history:
             raise ValueError(f"{self!r}: warm_up must lie between 3 frames and history ({self.history})")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"{self!r}: threshold must lie in (0, 1)")
         if self.gap < 1:
             raise ValueError(f"{self!r}: gap must be at least 1 frame")
         return _CounterSession(self)
@@ -91,32 +102,55 @@ class HumanBodyActionCounter(TemporalTransformer):
         return session.push(Window(0, list(poses)))[-1] if poses else 0.0
 
 
+@dataclass
+class _Tracker:
+    """The zig-zag's state: turning points so far and the leg in progress (times are stream indexes)."""
+
+    extremes: int = 0  # confirmed turning points since the last restart
+    anchor: np.ndarray | None = None  # shape at the last turning point (or where tracking began)
+    anchor_t: int = 0
+    peak: np.ndarray | None = None  # the shape farthest from the anchor in the leg in progress
+    peak_t: int = 0
+    before: np.ndarray | None = None  # the turning point before the anchor, while it can be taken back
+    before_t: int = 0
+    last_swing: float = 0.0
+    banked: float = 0.0  # the count before the last gap in detection
+    resumed: bool = False  # tracking began after a gap in detection, not at the start of the stream
+    t: int = -1  # the frame tracked last
+    legs: deque = field(default_factory=lambda: deque(maxlen=_RECENT))  # durations of the recent legs
+    swings: deque = field(default_factory=lambda: deque(maxlen=_RECENT))  # and their sizes
+
+    _ARRAYS = ("anchor", "peak", "before")
+
+    def snapshot(self) -> dict[str, Any]:
+        state = {k: v for k, v in vars(self).items() if k not in self._ARRAYS}
+        state.update({k: None if getattr(self, k) is None else getattr(self, k).tolist() for k in self._ARRAYS})
+        state["legs"], state["swings"] = list(self.legs), list(self.swings)
+        return state
+
+    @classmethod
+    def restored(cls, state: dict[str, Any]) -> _Tracker:
+        tracker = cls(**{k: v for k, v in state.items() if k not in ("legs", "swings", *cls._ARRAYS)})
+        for k in cls._ARRAYS:
+            setattr(tracker, k, None if state[k] is None else np.asarray(state[k], dtype=np.float64))
+        tracker.legs.extend(int(x) for x in state["legs"])
+        tracker.swings.extend(float(x) for x in state["swings"])
+        return tracker
+
+
 class _CounterSession(TemporalSession):
     def __init__(self, params: HumanBodyActionCounter):
         self.p = params
         self.seen = 0  # stream index of the next unseen frame
         self.raw: deque = deque(maxlen=max(1, params.smoothing))  # for the moving average
         self.shapes: deque = deque(maxlen=params.history)
-        self.axis: np.ndarray | None = None
-        self.extremes = 0  # confirmed turning points
-        self.direction = 0  # +1 rising, -1 falling, 0 before the first turning point
-        self.anchor: np.ndarray | None = None  # shape at the last turning point
-        self.peak: np.ndarray | None = None  # shape farthest from the anchor in the current leg
-        self.low: np.ndarray | None = None  # before the first turning point: lowest and highest
-        self.high: np.ndarray | None = None
-        self.last_swing = 0.0
-        self.count = 0.0
-        self.t = 0  # stream index of the frame tracked last; the times below are stream indexes
-        self.peak_t = self.anchor_t = self.low_t = self.high_t = 0
-        self.before: tuple[np.ndarray, int] | None = None  # the turning point before the anchor
-        self.legs: deque = deque(maxlen=8)  # durations of the recent legs
-        self.swings: deque = deque(maxlen=8)  # and their sizes
-        self.banked = 0.0  # the count before the last gap in detection (the tracker restarts after one)
+        self.times: deque = deque(maxlen=params.history)  # their stream indexes
+        self.pending: list = []  # (index, shape) not yet tracked, (index, None) for a gap
         self.last_seen = -1  # stream index of the last frame with a person
-        self.times: deque = deque(maxlen=params.history)  # stream indexes of the shapes
-        self.pending: list = []  # (index, shape) not tracked yet, (index, None) for a gap in detection
-        self.resumed = False  # tracking restarted after a gap ...
-        self.resume_from: np.ndarray | None = None  # ... here, and the way to the next turn is a fraction of a rep
+        self.metric: np.ndarray | None = None  # weighted principal directions (rows)
+        self.swing_threshold = params.minimum_amplitude
+        self.tracker = _Tracker()
+        self.count = 0.0
 
     # -- per window ------------------------------------------------------------------------
     def push(self, window: Window) -> list:
@@ -137,166 +171,137 @@ class _CounterSession(TemporalSession):
             self.times.append(index)
             self.pending.append((index, smoothed))
             added = True
-        if added:
+        if added and len(self.shapes) >= 3:
+            self._update_metric()
             if len(self.shapes) >= self.p.warm_up:
-                self._update_axis()
                 self._remeasure_leg()
-                self._run(self.pending)
+                self._run(self.tracker, self.pending)
                 self.pending = []
-                self.count = self._current_count()
-            else:  # too few frames to trust the axis yet: a provisional count, state untouched
-                provisional = copy.deepcopy(self)
-                provisional._update_axis()
-                provisional._run(provisional.pending)
-                self.count = provisional._current_count()
+                self.count = self._count(self.tracker)
+            else:  # too few frames to trust the directions yet: a provisional count, state untouched
+                provisional = copy.deepcopy(self.tracker)
+                self._run(provisional, self.pending)
+                self.count = self._count(provisional)
         return [self.count]
 
-    def _run(self, frames: list) -> None:
-        for index, shape in frames:
-            if shape is None:
-                self._restart()
-            else:
-                self._track(shape, index)
-
-    def _remeasure_leg(self) -> None:
-        """With a new axis, find the leg in progress's extreme again (or the turn it now shows)."""
-        if self.direction == 0 or self.anchor is None:
-            return
-        last = self.t
-        self.peak, self.peak_t = self.anchor, self.anchor_t
-        for t, shape in zip(self.times, self.shapes):
-            if self.anchor_t < t <= last:
-                self._track(shape, t)
-
-    def _update_axis(self) -> None:
+    def _update_metric(self) -> None:
         data = np.asarray(self.shapes)
-        if len(data) < 3:
-            return
-        # The axis of motion: PCA of the shapes less their slow trend, so that a change of person,
-        # view or stance (an offset) cannot take over the axis from the repeated motion.
+        # The directions of motion: PCA of the shapes less their slow trend, so that a change of
+        # person, view or stance (an offset) cannot take them over from the repeated motion.
         trend = uniform_filter1d(data, size=min(self.p.trend_window, len(data)), axis=0, mode="nearest")
-        _, _, vt = np.linalg.svd(data - trend, full_matrices=False)
-        axis = vt[0]
-        if self.axis is not None and axis @ self.axis < 0:
-            axis = -axis
-        self.axis = axis
-        # The motion's range from its inner half (scaled to a 5-95 % range), so a few large
-        # excursions do not raise the bar for the ordinary reps around them.
-        projected = data @ axis
-        q25, q75 = np.percentile(projected, [25, 75])
-        spread = (q75 - q25) * 1.8
-        self.swing_threshold = max(self.p.minimum_amplitude, self.p.threshold * spread)
-        if len(self.swings) >= 4:
-            typical = self.p.swing_share * float(np.median(self.swings))
+        _, sizes, vt = np.linalg.svd(data - trend, full_matrices=False)
+        weights = (sizes[:_DIRECTIONS] / max(float(sizes[0]), 1e-12)) ** 2
+        self.metric = vt[:_DIRECTIONS] * weights[:, None]
+        # The motion's range along the main direction, from its inner half (scaled to a 5-95 %
+        # range), so a few large excursions do not raise the bar for the ordinary reps around them.
+        q25, q75 = np.percentile(data @ vt[0], [25, 75])
+        self.swing_threshold = max(self.p.minimum_amplitude, self.p.threshold * 1.8 * (q75 - q25))
+        if len(self.tracker.swings) >= 4:
+            typical = self.p.swing_share * float(np.median(self.tracker.swings))
             self.swing_threshold = min(self.swing_threshold, max(self.p.minimum_amplitude, typical))
 
+    def _remeasure_leg(self) -> None:
+        """With new directions of motion, find the leg in progress's farthest shape again (or its turn)."""
+        z = self.tracker
+        if z.anchor is None:
+            return
+        z.peak, z.peak_t, last = z.anchor, z.anchor_t, z.t
+        self._run(z, [(t, s) for t, s in zip(self.times, self.shapes) if z.anchor_t < t <= last])
+
     # -- the zig-zag tracker -----------------------------------------------------------------
-    def _s(self, shape: np.ndarray) -> float:
-        return float(shape @ self.axis)
+    def _distance(self, a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.linalg.norm(self.metric @ (a - b)))
 
-    def _track(self, shape: np.ndarray, index: int) -> None:
-        if self.axis is None:
-            return
-        self.t = index  # stream time: a leg across frames without a person keeps its real length
-        s, threshold = self._s(shape), self.swing_threshold
-        if self.direction == 0:
-            if self.low is None and self.resumed:
-                self.resume_from = shape
-            if self.low is None or s < self._s(self.low):
-                self.low, self.low_t = shape, self.t
-            if self.high is None or s > self._s(self.high):
-                self.high, self.high_t = shape, self.t
-            if self._s(self.high) - s >= threshold:
-                self._turn(self.high, self.high_t, -1, shape)
-            elif s - self._s(self.low) >= threshold:
-                self._turn(self.low, self.low_t, +1, shape)
-            return
-        if (s - self._s(self.peak)) * self.direction > 0:
-            self.peak, self.peak_t = shape, self.t
-        elif (self._s(self.peak) - s) * self.direction >= threshold:
-            if self._is_glitch():
-                self._take_back(shape)
+    def _run(self, z: _Tracker, frames: list) -> None:
+        for index, shape in frames:
+            if shape is None:
+                self._restart(z)
             else:
-                self._turn(self.peak, self.peak_t, -self.direction, shape)
+                self._track(z, shape, index)
 
-    def _is_glitch(self) -> bool:
+    def _track(self, z: _Tracker, shape: np.ndarray, index: int) -> None:
+        z.t = index  # stream time: a leg across frames without a person keeps its real length
+        if z.anchor is None:
+            z.anchor, z.anchor_t, z.peak, z.peak_t = shape, index, shape, index
+            return
+        reach, now = self._distance(z.peak, z.anchor), self._distance(shape, z.anchor)
+        if now > reach:
+            z.peak, z.peak_t = shape, index
+        elif self._turned_back(z, shape, reach - now):
+            if self._is_glitch(z):
+                self._take_back(z, shape)
+            else:
+                self._turn(z, shape)
+
+    def _turned_back(self, z: _Tracker, shape: np.ndarray, come_back: float) -> bool:
+        """Far enough from the farthest shape, and heading back: in one dimension the two are the
+        same test, but two people's squats differ in shape as well as depth, so from the bottom of
+        one the bottom of the next can be no nearer than the top between them was."""
+        threshold = self.swing_threshold
+        return come_back >= _BACK * threshold and self._distance(shape, z.peak) >= threshold
+
+    def _is_glitch(self, z: _Tracker) -> bool:
         """The leg now ending was too short beside the recent ones to be part of a repetition."""
-        return (self.before is not None and len(self.legs) >= 4
-                and self.peak_t - self.anchor_t < self.p.glitch_share * float(np.median(self.legs)))
+        return (z.before is not None and len(z.legs) >= 4
+                and z.peak_t - z.anchor_t < self.p.glitch_share * float(np.median(z.legs)))
 
-    def _take_back(self, shape: np.ndarray) -> None:
+    def _take_back(self, z: _Tracker, shape: np.ndarray) -> None:
         """Undo the last turning point: the leg before it goes on, its extreme the anchor or now."""
-        assert self.before is not None and self.anchor is not None
-        self.extremes -= 1
-        self.legs.pop()  # (its size stays among the recent swings: it was a real excursion of the body)
-        self.direction = -self.direction
-        turned_at, turned_t = self.anchor, self.anchor_t
-        self.anchor, self.anchor_t = self.before
-        self.before = None
-        if (self._s(shape) - self._s(turned_at)) * self.direction > 0:
-            self.peak, self.peak_t = shape, self.t
+        z.extremes -= 1
+        z.legs.pop()  # (its size stays among the recent swings: it was a real excursion of the body)
+        turned_at, turned_t = z.anchor, z.anchor_t
+        z.anchor, z.anchor_t, z.before = z.before, z.before_t, None
+        if self._distance(shape, z.anchor) > self._distance(turned_at, z.anchor):
+            z.peak, z.peak_t = shape, z.t
         else:
-            self.peak, self.peak_t = turned_at, turned_t
+            z.peak, z.peak_t = turned_at, turned_t
 
-    def _turn(self, at: np.ndarray, at_t: int, direction: int, now: np.ndarray) -> None:
-        if self.anchor is None and self.resume_from is not None:
-            swing = self.last_swing or self.swing_threshold / self.p.threshold
-            self.banked += 0.5 * min(1.0, abs(self._s(at) - self._s(self.resume_from)) / max(swing, 1e-9))
-            self.resume_from = None
-        if self.anchor is not None:
-            self.last_swing = abs(self._s(at) - self._s(self.anchor))
-            self.legs.append(at_t - self.anchor_t)
-            self.swings.append(self.last_swing)
-            self.before = (self.anchor, self.anchor_t)
-        self.extremes += 1
-        self.anchor, self.anchor_t, self.direction, self.peak, self.peak_t = at, at_t, direction, now, self.t
+    def _turn(self, z: _Tracker, now: np.ndarray) -> None:
+        if z.extremes == 0:  # the way from where tracking began (the start, or after a gap) counts what it covered
+            z.banked += self._fraction(z)
+        else:  # the leg from one turning point to the next is half a repetition
+            z.last_swing = self._distance(z.peak, z.anchor)
+            z.legs.append(z.peak_t - z.anchor_t)
+            z.swings.append(z.last_swing)
+            z.before, z.before_t = z.anchor, z.anchor_t
+        z.extremes += 1
+        z.anchor, z.anchor_t, z.peak, z.peak_t = z.peak, z.peak_t, now, z.t
 
-    def _restart(self) -> None:
+    def _restart(self, z: _Tracker) -> None:
         """After a gap in detection: what happened unseen is unknown, so the leg in progress ends
-        where it was (its fraction kept) and the next one starts afresh, never measured across the gap."""
-        self.banked = self._current_count()
-        self.extremes, self.direction, self.resumed = 0, 0, True  # (last_swing stays: the scale of the next fraction)
-        self.anchor = self.peak = self.low = self.high = self.before = None
+        where it was and the next starts where the person is seen again, never measured across the
+        gap.  Each keeps its fraction: a rep split by a gap loses only what was not seen."""
+        z.banked = self._count(z)
+        z.extremes, z.resumed = 0, True
+        z.anchor = z.peak = z.before = None
 
-    def _current_count(self) -> float:
-        if self.extremes == 0 or self.axis is None:
-            return self.banked
-        swing = self.last_swing or self.swing_threshold / self.p.threshold
-        progress = abs(self._s(self.peak) - self._s(self.anchor)) / max(swing, 1e-9)
-        return self.banked + 0.5 * (self.extremes - 1) + 0.5 * min(1.0, progress)
+    def _fraction(self, z: _Tracker) -> float:
+        """The leg in progress as a share of a repetition: half of its size over the last swing's."""
+        swing = z.last_swing or self.swing_threshold / self.p.threshold
+        return 0.5 * min(1.0, self._distance(z.peak, z.anchor) / max(swing, 1e-9))
+
+    def _count(self, z: _Tracker) -> float:
+        if z.anchor is None or self.metric is None or (z.extremes == 0 and z.resumed):
+            return z.banked  # (a stretch seen between gaps, with no turn in it, is no evidence of a swing)
+        return z.banked + 0.5 * max(z.extremes - 1, 0) + self._fraction(z)
 
     # -- state ---------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        arrays = lambda xs: [np.asarray(x).tolist() for x in xs]  # noqa: E731
-        one = lambda x: None if x is None else np.asarray(x).tolist()  # noqa: E731
         return {
-            "seen": self.seen, "raw": arrays(self.raw), "shapes": arrays(self.shapes), "axis": one(self.axis),
-            "extremes": self.extremes, "direction": self.direction, "anchor": one(self.anchor),
-            "peak": one(self.peak), "low": one(self.low), "high": one(self.high),
-            "last_swing": self.last_swing, "count": self.count, "banked": self.banked, "last_seen": self.last_seen,
-            "swing_threshold": getattr(self, "swing_threshold", None),
-            "times": [self.t, self.peak_t, self.anchor_t, self.low_t, self.high_t], "legs": list(self.legs), "swings": list(self.swings),
-            "before": None if self.before is None else [one(self.before[0]), self.before[1]],
-            "shape_times": list(self.times), "pending": [[i, one(x)] for i, x in self.pending],
-            "resumed": self.resumed, "resume_from": one(self.resume_from),
+            "seen": self.seen, "raw": [x.tolist() for x in self.raw], "shapes": [x.tolist() for x in self.shapes],
+            "times": list(self.times), "last_seen": self.last_seen, "count": self.count,
+            "pending": [[i, None if s is None else s.tolist()] for i, s in self.pending],
+            "metric": None if self.metric is None else self.metric.tolist(),
+            "swing_threshold": self.swing_threshold, "tracker": self.tracker.snapshot(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        one = lambda x: None if x is None else np.asarray(x, dtype=np.float64)  # noqa: E731
-        self.seen = int(state["seen"])
-        self.raw = deque((np.asarray(x) for x in state["raw"]), maxlen=self.raw.maxlen)
-        self.shapes = deque((np.asarray(x) for x in state["shapes"]), maxlen=self.shapes.maxlen)
-        self.axis, self.anchor, self.peak = one(state["axis"]), one(state["anchor"]), one(state["peak"])
-        self.low, self.high = one(state["low"]), one(state["high"])
-        self.extremes, self.direction = int(state["extremes"]), int(state["direction"])
-        self.last_swing, self.count = float(state["last_swing"]), float(state["count"])
-        self.banked, self.last_seen = float(state["banked"]), int(state["last_seen"])
-        if state.get("swing_threshold") is not None:
-            self.swing_threshold = float(state["swing_threshold"])
-        self.t, self.peak_t, self.anchor_t, self.low_t, self.high_t = (int(x) for x in state["times"])
-        self.legs = deque((int(x) for x in state["legs"]), maxlen=self.legs.maxlen)
-        self.swings = deque((float(x) for x in state["swings"]), maxlen=self.swings.maxlen)
-        self.before = None if state["before"] is None else (one(state["before"][0]), int(state["before"][1]))
-        self.times = deque((int(t) for t in state["shape_times"]), maxlen=self.times.maxlen)
-        self.pending = [(int(i), one(x)) for i, x in state["pending"]]
-        self.resumed, self.resume_from = bool(state["resumed"]), one(state["resume_from"])
+        as_array = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731
+        self.seen, self.last_seen, self.count = int(state["seen"]), int(state["last_seen"]), float(state["count"])
+        self.raw = deque(map(as_array, state["raw"]), maxlen=self.raw.maxlen)
+        self.shapes = deque(map(as_array, state["shapes"]), maxlen=self.shapes.maxlen)
+        self.times = deque((int(t) for t in state["times"]), maxlen=self.times.maxlen)
+        self.pending = [(int(i), None if s is None else as_array(s)) for i, s in state["pending"]]
+        self.metric = None if state["metric"] is None else as_array(state["metric"])
+        self.swing_threshold = float(state["swing_threshold"])
+        self.tracker = _Tracker.restored(state["tracker"])

@@ -88,6 +88,14 @@ def test_a_change_seen_only_across_gaps_in_detection_is_not_a_swing(window, stri
     assert stream_count(poses, window, stride) < 0.5
 
 
+@BOTH_WINDOWS
+def test_a_set_begun_from_a_standstill_counts_its_first_descent(window, stride):
+    """The way from where tracking began to the first turning point counts like any other leg."""
+    count = stream_count(squatting_person(np.concatenate([np.zeros(60), 2 * np.pi * np.arange(500) / 50])),
+                         window, stride)
+    assert count == pytest.approx(10, abs=0.25)
+
+
 def test_standing_still_counts_nothing():
     assert stream_count(squatting_person(np.zeros(400), noise=0.01)) < 0.5
 
