@@ -269,8 +269,9 @@ class _CounterSession(TemporalSession):
 
     def _restart(self, z: _Tracker) -> None:
         """After a gap in detection: what happened unseen is unknown, so the leg in progress ends
-        where it was and the next starts where the person is seen again, never measured across the
-        gap.  Each keeps its fraction: a rep split by a gap loses only what was not seen."""
+        where it was (its fraction kept) and the next starts where the person is seen again, never
+        measured across the gap; its fraction counts once it reaches a turn, so a rep split by a gap
+        loses only what was not seen, and a glimpse between two gaps adds nothing."""
         z.banked = self._count(z)
         z.extremes, z.resumed = 0, True
         z.anchor = z.peak = z.before = None
