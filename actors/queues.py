@@ -58,10 +58,6 @@ class BoundedQueue(Generic[T]):
         return iter(self._items)
 
 
-def is_ready(ref: ray.ObjectRef) -> bool:
-    return bool(ray.wait([ref], timeout=0)[0])
-
-
 class ActorPool:
     """Hands each call to the actor with the fewest calls outstanding (like ``ray.util.ActorPool``,
     but the caller keeps the references and their order)."""

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.audio import AudioFeaturePrint
-from pipelines.classifiers import LogisticRegressionClassifier
+from cadence.pipelines.audio import AudioFeaturePrint, clip_vector
+from cadence.pipelines.classifiers import LogisticRegressionClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def main() -> None:
         raise SystemExit(f"no FSDD recordings under {args.data}")
     extractor = AudioFeaturePrint(sample_rate=args.sample_rate)
     started = time.perf_counter()
-    x = np.stack([extractor.clip_vector(list(extractor.applied(extractor.read(f)))) for f in files])
+    x = np.stack([clip_vector(extractor.clip_features(f)) for f in files])
     print(f"{len(files)} files extracted in {time.perf_counter() - started:.1f} s")
     parts = [f.stem.split("_") for f in files]
     y = np.array([p[0] for p in parts])

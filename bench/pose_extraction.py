@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines import HumanBodyPoseExtractor, read_video
+from cadence.pipelines import HumanBodyPoseExtractor, read_video
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cluster.benchmarks import tile_corpus
-from cluster.features import extract_corpus, vectors
-from cluster.train import TrainSettings, open_store, train
-from pipelines.audio import AudioFeaturePrint
-from pipelines.classifiers import LogisticRegressionClassifier
+from cadence.cluster.benchmarks import tile_corpus
+from cadence.cluster.features import extract_corpus, vectors
+from cadence.cluster.train import TrainSettings, open_store, train
+from cadence.pipelines.audio import AudioFeaturePrint
+from cadence.pipelines.classifiers import LogisticRegressionClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = range(4)

@@ -15,8 +15,8 @@ import threading
 import time
 from pathlib import Path
 
-from pipelines.repetitions import RepetitionCounting
-from pipelines.video import read_video
+from cadence.pipelines.repetitions import RepetitionCounting
+from cadence.pipelines.video import read_video
 
 CLIPS = ("squat_correct_010.mp4", "jumpingjack_correct_001.mp4", "pullup_correct_002.mp4",
          "plank_correct_005.mp4", "russiantwist_correct_002.mp4")
@@ -86,10 +86,9 @@ def playlists(data: Path, feeds: int, seconds: float) -> dict[str, list[str]]:
     return lists
 
 
-def run_inline(feeds: dict[str, list[str]], window: int, stride: int) -> dict:
-    from pipelines.video import concatenate
+def run_inline(feeds: dict[str, list[str]], job: RepetitionCounting) -> dict:
+    from cadence.pipelines.video import concatenate
 
-    job = RepetitionCounting(window=window, stride=stride)
     job.run(read_video(feeds[next(iter(feeds))][0]))  # warm-up: MediaPipe's first graph, caches
     frames, started = 0, time.perf_counter()
     with PeakMemory() as memory:
@@ -100,15 +99,14 @@ def run_inline(feeds: dict[str, list[str]], window: int, stride: int) -> dict:
             "peak_memory_mib": round(memory.peak_mib)}
 
 
-def run_actors(feeds: dict[str, list[str]], window: int, stride: int, live: bool, address: str | None) -> dict:
+def run_actors(feeds: dict[str, list[str]], job: RepetitionCounting, address: str | None) -> dict:
     import numpy as np
 
     from .connect import connected
     from .pipeline import CountingPipeline, PipelineSettings
 
     with connected(address) as cluster:
-        settings = PipelineSettings(RepetitionCounting(window=window, stride=stride), live=live)
-        pipeline = CountingPipeline(feeds, settings)
+        pipeline = CountingPipeline(feeds, PipelineSettings(job))
         try:
             pipeline.start()
             started = time.perf_counter()
@@ -121,7 +119,7 @@ def run_actors(feeds: dict[str, list[str]], window: int, stride: int, live: bool
     latencies = [x for r in results for x in r.latencies]
     figures = {"frames": frames, "seconds": round(seconds, 2), "frames_per_second": round(frames / seconds, 2),
                "peak_memory_mib": round(memory.peak_mib), "cpus": cluster["cpus"],
-               "pose_actors": len(pipeline._pool.actors) if pipeline._pool else 0,
+               "pose_actors": len(pipeline.pose_actors),
                "frames_dropped": sum(r.frames_dropped for r in results),
                "errors": [str(r.error) for r in results if r.error is not None]}
     if latencies:
@@ -182,7 +180,7 @@ def librosa_seconds(paths: list[str]) -> float | None:
 def bench_features(data: Path, hours: float, sample_rate: int, address: str | None, work: Path) -> dict:
     import shutil
 
-    from pipelines.audio import AudioFeaturePrint
+    from cadence.pipelines.audio import AudioFeaturePrint, clip_vector
 
     from .connect import connected
     from .features import extract_corpus, read_manifest
@@ -202,10 +200,10 @@ def bench_features(data: Path, hours: float, sample_rate: int, address: str | No
 
     sample = [r.path for r in rows[:: max(1, len(rows) // 3000)]]  # a fixed subset for the one-process figures
     sample_seconds = sum(_duration(p) for p in sample)
-    extractor.clip_vector(list(extractor.applied(extractor.read(sample[0]))))  # warm-up, as for librosa
+    clip_vector(extractor.clip_features(sample[0]))  # warm-up, as for librosa
     started = time.perf_counter()
     for path in sample:
-        extractor.clip_vector(list(extractor.applied(extractor.read(path))))
+        clip_vector(extractor.clip_features(path))
     one = time.perf_counter() - started
     figures["one_process_x_realtime"] = round(sample_seconds / one)
     rosa = librosa_seconds(sample)

@@ -1,16 +1,49 @@
-"""The ``cadence`` command line."""
+"""The ``cadence`` command line: a thin layer over the library.
+
+Options take their defaults from the library's own settings (:class:`RepetitionCounting`,
+:class:`AudioFeaturePrint`, :class:`TrainSettings`), so the two never disagree, and :func:`main`
+reports what every command may meet the same way: a bad input is named with what to do and exits
+2, Ctrl-C exits 130.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
+import json
 import logging
 import os
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cadence.pipelines.audio import AudioFeaturePrint
+from cadence.pipelines.errors import CadenceError, InputError
+from cadence.pipelines.pose import STRATEGIES
+from cadence.pipelines.repetitions import LIVE_STRIDE, RepetitionCounting
+
+from .train import TrainSettings
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+
+
+def default(owner: type, name: str) -> Any:
+    """The default of a dataclass field or a constructor parameter."""
+    if dataclasses.is_dataclass(owner):
+        found = {f.name: f for f in dataclasses.fields(owner)}[name]
+        return found.default_factory() if found.default is dataclasses.MISSING else found.default
+    return inspect.signature(owner).parameters[name].default
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
+    return value
 
 
 def _quiet_native_logging() -> None:
@@ -32,17 +65,8 @@ def _quiet_native_logging() -> None:
     sys.stderr = os.fdopen(saved, "w", buffering=1)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from pipelines.pose import STRATEGIES
-
-    parser = argparse.ArgumentParser(
-        prog="cadence",
-        description="Temporal machine learning on streams: count exercise repetitions in videos and camera feeds, "
-                    "extract audio features of large corpora and train classifiers on them.",
-    )
-    parser.add_argument("--verbose", action="store_true", help="keep MediaPipe's native log output on stderr")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+# -- cadence count --------------------------------------------------------------------------------
+def _add_count(commands: argparse._SubParsersAction) -> None:
     count = commands.add_parser(
         "count", help="count exercise repetitions in videos or live feeds",
         description="Count repetitions of the selected person in each video: poses (MediaPipe) -> one person "
@@ -53,11 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="video files; with --live also camera indexes (0) or stream URLs")
     count.add_argument("--feeds", metavar="FILE",
                        help="a text file with one source per line (relative paths from the file's folder)")
-    count.add_argument("--window", type=int, default=90, help="poses per counting window (default 90)")
-    count.add_argument("--stride", type=int, default=None,
-                       help="poses between window starts (default: the window, or 15 with --live)")
-    count.add_argument("--strategy", choices=STRATEGIES, default="maximum_bounding_box_area",
-                       help="which person to follow when several are in view (default maximum_bounding_box_area)")
+    count.add_argument("--window", type=positive, default=default(RepetitionCounting, "window"),
+                       help="poses per counting window (default %(default)s)")
+    count.add_argument("--stride", type=positive, default=None,
+                       help=f"poses between window starts (default: the window, or {LIVE_STRIDE} with --live)")
+    count.add_argument("--strategy", choices=STRATEGIES, default=default(RepetitionCounting, "strategy"),
+                       help="which person to follow when several are in view (default %(default)s)")
     count.add_argument("--live", action="store_true",
                        help="read cameras or stream URLs (or files paced at their frame rate) as they come; "
                             "frames the counter cannot keep up with are dropped and reported")
@@ -73,10 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
                             "inline: one source after another in this process (the default with --annotate)")
     count.add_argument("--address", metavar="ADDR", default=None,
                        help="join the Ray cluster at ADDR (default: $RAY_ADDRESS, else start Ray locally)")
-    count.add_argument("--pose-actors", type=int, default=None, metavar="N",
+    count.add_argument("--pose-actors", type=positive, default=None, metavar="N",
                        help="pose extraction actors shared by the feeds (default: one per CPU of the cluster)")
     count.set_defaults(run=_run_count)
 
+
+def _run_count(args: argparse.Namespace) -> int:
+    from .count import count_sources
+
+    return 0 if count_sources(args) else EXIT_BAD_INPUT
+
+
+# -- cadence features -----------------------------------------------------------------------------
+def _add_features(commands: argparse._SubParsersAction) -> None:
     features = commands.add_parser(
         "features", help="extract audio features of a corpus into a Parquet feature store, incrementally",
         description="Extract AudioFeaturePrint features of every file in MANIFEST into the store at DIR, on Ray "
@@ -88,12 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
                "or the manifest is unusable, 130 on Ctrl-C (what was extracted is kept).")
     features.add_argument("manifest", metavar="MANIFEST.csv")
     features.add_argument("--store", required=True, metavar="DIR", help="the feature store's folder")
-    features.add_argument("--window-duration", type=float, default=0.975,
-                          help="seconds per feature window, 0.5..15 (default 0.975)")
-    features.add_argument("--overlap-factor", type=float, default=0.5,
-                          help="share of a window the next one overlaps, 0..<1 (default 0.5)")
-    features.add_argument("--sample-rate", type=int, default=16000,
-                          help="rate the audio is resampled to before features (default 16000; 8000 suits "
+    features.add_argument("--window-duration", type=float, default=default(AudioFeaturePrint, "window_duration"),
+                          help="seconds per feature window, 0.5..15 (default %(default)s)")
+    features.add_argument("--overlap-factor", type=float, default=default(AudioFeaturePrint, "overlap_factor"),
+                          help="share of a window the next one overlaps, 0..<1 (default %(default)s)")
+    features.add_argument("--sample-rate", type=int, default=default(AudioFeaturePrint, "sample_rate"),
+                          help="rate the audio is resampled to before features (default %(default)s; 8000 suits "
                                "telephone-band speech such as FSDD)")
     features.add_argument("--address", metavar="ADDR", default=None,
                           help="join the Ray cluster at ADDR (default: $RAY_ADDRESS, else start Ray locally)")
@@ -102,147 +136,29 @@ def build_parser() -> argparse.ArgumentParser:
                           help="print {extracted, skipped, failed, seconds, store} as JSON")
     features.set_defaults(run=_run_features)
 
-    train = commands.add_parser(
-        "train", help="train a classifier on a feature store (no re-extraction), with early stopping and checkpoints",
-        description="Train a classifier on the clip rows of a feature store made by 'cadence features'. The MLP is "
-                    "trained in minibatch loops over chunks streamed from the store (memory follows --chunk-size, "
-                    "not the corpus), shuffled per epoch from --seed, validated every epoch on the 'val' split (or "
-                    "every tenth train file), and stopped after --patience epochs without improvement, keeping "
-                    "the best model. logreg is fitted in one go.")
-    train.add_argument("--store", required=True, metavar="DIR", help="the feature store (or the folder holding it)")
-    train.add_argument("--classifier", choices=("logreg", "mlp"), default="mlp", help="default mlp")
-    train.add_argument("--l2", type=float, default=None, dest="l2_penalty",
-                       help="L2 penalty (default 1.0 for logreg, 0.001 for mlp)")
-    train.add_argument("--epochs", type=int, default=100, help="most epochs (default 100)")
-    train.add_argument("--chunk-size", type=int, default=1024, help="rows read and updated at a time (default 1024)")
-    train.add_argument("--patience", type=int, default=10, help="epochs without improvement before stopping (10)")
-    train.add_argument("--checkpoint-dir", metavar="D", help="write D/checkpoint.npz (atomically)")
-    train.add_argument("--checkpoint-every", type=int, default=1, metavar="E", help="epochs between checkpoints (1)")
-    train.add_argument("--resume", action="store_true", help="continue from D/checkpoint.npz")
-    train.add_argument("--seed", type=int, default=0, help="seeds initial weights and every shuffle (default 0)")
-    train.add_argument("--hidden", type=int, nargs="+", default=[100], metavar="N",
-                       help="mlp: units per hidden layer (default 100; e.g. --hidden 256 or --hidden 128 64)")
-    train.add_argument("--batch-size", type=int, default=32, help="mlp: rows per gradient step (default 32)")
-    train.add_argument("--learning-rate", type=float, default=0.001, help="mlp: Adam's step size (default 0.001)")
-    train.add_argument("--model", default="model.npz", metavar="OUT",
-                       help="where to write the model (default model.npz); the curve goes to OUT-curve.png")
-    train.add_argument("--json", action="store_true", help="print the final metrics as JSON")
-    train.set_defaults(run=_run_train)
-
-    evaluate = commands.add_parser("evaluate", help="accuracy and per-class figures of a model on a store's split",
-                                   description="Print accuracy and per-class precision/recall/F1 of MODEL on one "
-                                               "split of a feature store, and write a confusion-matrix PNG.")
-    evaluate.add_argument("--model", required=True, metavar="M")
-    evaluate.add_argument("--store", required=True, metavar="DIR")
-    evaluate.add_argument("--split", default="test", help="default test")
-    evaluate.add_argument("--confusion", metavar="PNG", help="default: M-confusion-SPLIT.png")
-    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
-    evaluate.set_defaults(run=_run_evaluate)
-
-    predict = commands.add_parser("predict", help="label audio files with a trained model",
-                                  description="Print the label and its probability for each audio file, "
-                                              "extracting features with the model's own extractor.")
-    predict.add_argument("--model", required=True, metavar="M")
-    predict.add_argument("files", nargs="+", metavar="FILE")
-    predict.add_argument("--json", action="store_true", help="one JSON object per file")
-    predict.set_defaults(run=_run_predict)
-
-    bench = commands.add_parser("bench", help="benchmarks that print figures",
-                                description="Benchmarks that print figures (nothing is asserted).")
-    benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
-    repcount = benches.add_parser(
-        "repcount", help="score the repetition counter on RepCount-format pose sequences",
-        description="Run HumanBodyActionCounter as a stream (the same sliding windows and cumulative counts as "
-                    "'cadence count') over every pose sequence listed in LABELS, and print MAE, OBO and the "
-                    "per-video predictions. MAE = mean(|pred - gt| / max(gt, 1)); OBO = share with "
-                    "|round(pred) - gt| <= 1.")
-    repcount.add_argument("--poses", required=True, metavar="DIR", help="folder of NAME.npy arrays (T, 104)")
-    repcount.add_argument("--labels", required=True, metavar="CSV", help="labels.csv with columns name,count")
-    repcount.add_argument("--window", type=int, default=90, help="poses per window (default 90)")
-    repcount.add_argument("--stride", type=int, default=90, help="poses between window starts (default 90)")
-    repcount.add_argument("--json", metavar="OUT", help="also write {mae, obo, videos: [{name, gt, pred}]} to OUT")
-    repcount.set_defaults(run=_run_bench_repcount)
-
-    pipeline = benches.add_parser(
-        "pipeline", help="frames per second of the inline path and the Ray actor pipeline on the same frames",
-        description="Play real clips (each feed its own, looped to --seconds) through the inline path (one feed "
-                    "after another in one process) and then through the actor pipeline (all feeds at once), "
-                    "and print frames per second of each, their ratio and peak memory; with --live, the "
-                    "capture-to-count latency p50/p95 of the paced feeds.")
-    pipeline.add_argument("--feeds", type=int, default=1, help="feeds at once (default 1)")
-    pipeline.add_argument("--seconds", type=float, default=60, help="seconds of video per feed (default 60)")
-    pipeline.add_argument("--live", action="store_true", help="pace the feeds at their frame rate, as cameras")
-    pipeline.add_argument("--window", type=int, default=90, help="poses per window (default 90)")
-    pipeline.add_argument("--stride", type=int, default=None, help="default: the window, or 15 with --live")
-    pipeline.add_argument("--skip-inline", action="store_true", help="run the actor pipeline only")
-    _add_bench_options(pipeline, "videos/")
-    pipeline.set_defaults(run=_run_bench_pipeline)
-
-    bench_features = benches.add_parser(
-        "features", help="audio seconds per second of feature extraction: one process, librosa, Ray, incremental",
-        description="Tile FSDD (gain and time-shift variations) into a temporary corpus of --hours, then print "
-                    "audio seconds per second (x real time) of AudioFeaturePrint in one process and of librosa's "
-                    "MFCC on the same files (if librosa is installed: pip install '.[bench]'), of the Ray job on "
-                    "90% of the corpus, and the time of an incremental re-run after the last 10% is added.")
-    bench_features.add_argument("--hours", type=float, default=10, help="corpus length (default 10)")
-    bench_features.add_argument("--sample-rate", type=int, default=8000, help="feature sample rate (default 8000, "
-                                                                              "FSDD's own)")
-    bench_features.add_argument("--work", metavar="DIR", default=None, help="where to write the corpus and store "
-                                                                            "(default: a temporary folder, removed)")
-    _add_bench_options(bench_features, "fsdd/")
-    bench_features.set_defaults(run=_run_bench_features)
-    return parser
-
-
-def _add_bench_options(parser: argparse.ArgumentParser, holding: str) -> None:
-    parser.add_argument("--data", metavar="DIR", default=None,
-                        help=f"the data folder with {holding} (default: ../shared/data beside the project)")
-    parser.add_argument("--address", metavar="ADDR", default=None, help="a Ray cluster to run on")
-    parser.add_argument("--json", metavar="OUT", help="also write the figures as JSON to OUT")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if not args.verbose:
-        _quiet_native_logging()
-    return args.run(args)
-
-
-def _run_count(args: argparse.Namespace) -> int:
-    from .count import count_sources
-
-    return count_sources(args)
-
 
 def _run_features(args: argparse.Namespace) -> int:
     import contextlib
-    import json
 
     from tqdm import tqdm
 
-    from pipelines.audio import AudioFeaturePrint
-    from pipelines.errors import InputError
-
-    from .connect import connected
     from .features import extract_corpus, read_manifest
 
     extractor = AudioFeaturePrint(window_duration=args.window_duration, overlap_factor=args.overlap_factor,
                                   sample_rate=args.sample_rate)
-    try:
-        extractor.session()  # checks the parameters
-        rows = read_manifest(args.manifest)
-    except (InputError, ValueError) as e:
-        print(f"cadence features: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    where = contextlib.nullcontext() if args.inline else connected(args.address)
+    extractor.session()  # checks the parameters
+    rows = read_manifest(args.manifest)
+    if args.inline:
+        where = contextlib.nullcontext()
+    else:
+        from .connect import connected
+
+        where = connected(args.address)
     with where, tqdm(total=len(rows), unit="file", file=sys.stderr, disable=None, desc="features") as bar:
         try:
-            summary = extract_corpus(rows, args.store, extractor, use_ray=not args.inline,
-                                     progress=bar.update)
+            summary = extract_corpus(rows, args.store, extractor, use_ray=not args.inline, progress=bar.update)
         except KeyboardInterrupt:
-            print("cadence features: interrupted; every file extracted so far is kept, run again to finish",
-                  file=sys.stderr)
-            return EXIT_INTERRUPTED
+            raise KeyboardInterrupt("every file extracted so far is kept, run again to finish") from None
     if args.json:
         print(json.dumps(summary.to_dict()))
     else:
@@ -254,42 +170,66 @@ def _run_features(args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT if summary.failed else 0
 
 
+# -- cadence train, evaluate, predict -------------------------------------------------------------
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser(
+        "train", help="train a classifier on a feature store (no re-extraction), with early stopping and checkpoints",
+        description="Train a classifier on the clip rows of a feature store made by 'cadence features'. The MLP is "
+                    "trained in minibatch loops over chunks streamed from the store (memory follows --chunk-size, "
+                    "not the corpus), shuffled per epoch from --seed, validated every epoch on the 'val' split (or "
+                    "every tenth train file), and stopped after --patience epochs without improvement, keeping "
+                    "the best model. logreg is fitted in one go.")
+    t = lambda name: default(TrainSettings, name)  # noqa: E731
+    train.add_argument("--store", required=True, metavar="DIR", help="the feature store (or the folder holding it)")
+    train.add_argument("--classifier", choices=("logreg", "mlp"), default=t("classifier"), help="default %(default)s")
+    train.add_argument("--l2", type=float, default=None, dest="l2_penalty",
+                       help="L2 penalty (default: each classifier's own, 1.0 for logreg and 0.001 for mlp)")
+    train.add_argument("--epochs", type=positive, default=t("epochs"), help="most epochs (default %(default)s)")
+    train.add_argument("--chunk-size", type=positive, default=t("chunk_size"),
+                       help="rows read and updated at a time (default %(default)s)")
+    train.add_argument("--patience", type=positive, default=t("patience"),
+                       help="epochs without improvement before stopping (default %(default)s)")
+    train.add_argument("--checkpoint-dir", metavar="D", help="write D/checkpoint.npz (atomically)")
+    train.add_argument("--checkpoint-every", type=positive, default=t("checkpoint_every"), metavar="E",
+                       help="epochs between checkpoints (default %(default)s)")
+    train.add_argument("--resume", action="store_true", help="continue from D/checkpoint.npz")
+    train.add_argument("--seed", type=int, default=t("seed"),
+                       help="seeds initial weights and every shuffle (default %(default)s)")
+    train.add_argument("--hidden", type=positive, nargs="+", default=list(t("hidden_unit_counts")), metavar="N",
+                       help="mlp: units per hidden layer (default %(default)s; e.g. --hidden 256 or --hidden 128 64)")
+    train.add_argument("--batch-size", type=positive, default=t("batch_size"),
+                       help="mlp: rows per gradient step (default %(default)s)")
+    train.add_argument("--learning-rate", type=float, default=t("learning_rate"),
+                       help="mlp: Adam's step size (default %(default)s)")
+    train.add_argument("--model", default="model.npz", metavar="OUT",
+                       help="where to write the model (default %(default)s); the curve goes to OUT-curve.png")
+    train.add_argument("--json", action="store_true", help="print the final metrics as JSON")
+    train.set_defaults(run=_run_train)
+
+
 def _run_train(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
+    from .train import open_store, plot_curve, save_model, train
 
-    from pipelines.errors import InputError
-
-    from .train import TrainSettings, open_store, plot_curve, save_model, train
-
+    if args.learning_rate <= 0:
+        raise InputError("--learning-rate", "must be > 0")
     settings = TrainSettings(classifier=args.classifier, l2_penalty=args.l2_penalty, epochs=args.epochs,
                              chunk_size=args.chunk_size, patience=args.patience, checkpoint_dir=args.checkpoint_dir,
                              checkpoint_every=args.checkpoint_every, resume=args.resume, seed=args.seed,
                              hidden_unit_counts=tuple(args.hidden), batch_size=args.batch_size,
                              learning_rate=args.learning_rate)
-    if min(args.epochs, args.chunk_size, args.patience, args.checkpoint_every, args.batch_size, *args.hidden) < 1:
-        print("cadence train: --epochs, --chunk-size, --patience, --checkpoint-every, --batch-size and --hidden "
-              "must be >= 1", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    if args.learning_rate <= 0:
-        print("cadence train: --learning-rate must be > 0", file=sys.stderr)
-        return EXIT_BAD_INPUT
 
     def on_epoch(event) -> None:
         m = event.metrics
+        accuracy = "n/a" if m["validation_accuracy"] is None else f"{m['validation_accuracy']:.4f}"
         print(f"epoch {event.item_count:3d}/{event.total_item_count}: loss {m['loss']:.4f}  "
-              f"validation accuracy {m['validation_accuracy']:.4f}  ({m['seconds']:.1f} s)", file=sys.stderr, flush=True)
+              f"validation accuracy {accuracy}  ({m['seconds']:.1f} s)", file=sys.stderr, flush=True)
 
+    store = open_store(args.store)
     try:
-        store = open_store(args.store)
         result = train(store, settings, on_epoch)
-    except (InputError, ValueError) as e:
-        print(f"cadence train: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("cadence train: interrupted" + (f"; --resume continues from {args.checkpoint_dir}"
-                                              if args.checkpoint_dir else ""), file=sys.stderr)
-        return EXIT_INTERRUPTED
+        hint = f"--resume continues from {args.checkpoint_dir}" if args.checkpoint_dir else ""
+        raise KeyboardInterrupt(*([hint] if hint else [])) from None
     path = save_model(args.model, result, store, settings)
     if result.history:
         plot_curve(result.history, Path(path).with_name(Path(path).stem + "-curve.png"))
@@ -297,26 +237,29 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics))
     else:
-        test = f", test accuracy {metrics['test_accuracy']:.4f}" if metrics["test_accuracy"] is not None else ""
+        shown = {k: "n/a" if metrics[k] is None else f"{metrics[k]:.4f}" for k in ("validation_accuracy", "test_accuracy")}
         print(f"{metrics['classifier']}: best epoch {metrics['best_epoch']} of {metrics['epochs']}, validation "
-              f"accuracy {metrics['validation_accuracy']:.4f}{test} -> {path}")
+              f"accuracy {shown['validation_accuracy']}, test accuracy {shown['test_accuracy']} -> {path}")
     return 0
 
 
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser("evaluate", help="accuracy and per-class figures of a model on a store's split",
+                                   description="Print accuracy and per-class precision/recall/F1 of MODEL on one "
+                                               "split of a feature store, and write a confusion-matrix PNG.")
+    evaluate.add_argument("--model", required=True, metavar="M")
+    evaluate.add_argument("--store", required=True, metavar="DIR")
+    evaluate.add_argument("--split", default="test", help="default %(default)s")
+    evaluate.add_argument("--confusion", metavar="PNG", help="default: M-confusion-SPLIT.png")
+    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    evaluate.set_defaults(run=_run_evaluate)
+
+
 def _run_evaluate(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    from pipelines.errors import InputError
-
     from .train import evaluate, load_model, open_store, plot_confusion
 
-    try:
-        model, _, extra = load_model(args.model)
-        report = evaluate(model, open_store(args.store), args.split, extra.get("level", "clip"))
-    except (InputError, ValueError) as e:
-        print(f"cadence evaluate: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    model, _, extra = load_model(args.model)
+    report = evaluate(model, open_store(args.store), args.split, extra.get("level", "clip"))
     picture = args.confusion or str(Path(args.model).with_name(f"{Path(args.model).stem}-confusion-{args.split}.png"))
     plot_confusion(report, model.classes, picture)
     if args.json:
@@ -330,18 +273,20 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_predict(commands: argparse._SubParsersAction) -> None:
+    predict = commands.add_parser("predict", help="label audio files with a trained model",
+                                  description="Print the label and its probability for each audio file, "
+                                              "extracting features with the model's own extractor.")
+    predict.add_argument("--model", required=True, metavar="M")
+    predict.add_argument("files", nargs="+", metavar="FILE")
+    predict.add_argument("--json", action="store_true", help="one JSON object per file")
+    predict.set_defaults(run=_run_predict)
+
+
 def _run_predict(args: argparse.Namespace) -> int:
-    import json
-
-    from pipelines.errors import InputError
-
     from .train import load_model, predict_files
 
-    try:
-        model, extractor, _ = load_model(args.model)
-    except InputError as e:
-        print(f"cadence predict: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    model, extractor, _ = load_model(args.model)
 
     def show(path: str, result) -> None:
         if isinstance(result, Exception):
@@ -356,79 +301,122 @@ def _run_predict(args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT if predict_files(model, extractor, args.files, show) else 0
 
 
-def _run_bench_repcount(args: argparse.Namespace) -> int:
-    import json
+# -- cadence bench --------------------------------------------------------------------------------
+def _add_bench(commands: argparse._SubParsersAction) -> None:
+    bench = commands.add_parser("bench", help="benchmarks that print figures",
+                                description="Benchmarks that print figures (nothing is asserted).")
+    benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    repcount = benches.add_parser(
+        "repcount", help="score the repetition counter on RepCount-format pose sequences",
+        description="Run HumanBodyActionCounter as a stream (the same sliding windows and cumulative counts as "
+                    "'cadence count') over every pose sequence listed in LABELS, and print MAE, OBO and the "
+                    "per-video predictions. MAE = mean(|pred - gt| / max(gt, 1)); OBO = share with "
+                    "|round(pred) - gt| <= 1.")
+    repcount.add_argument("--poses", required=True, metavar="DIR", help="folder of NAME.npy arrays (T, 104)")
+    repcount.add_argument("--labels", required=True, metavar="CSV", help="labels.csv with columns name,count")
+    repcount.add_argument("--window", type=positive, default=default(RepetitionCounting, "window"),
+                          help="poses per window (default %(default)s)")
+    repcount.add_argument("--stride", type=positive, default=None, help="poses between window starts "
+                                                                        "(default: the window)")
+    repcount.add_argument("--json", metavar="OUT", help="also write {mae, obo, videos: [{name, gt, pred}]} to OUT")
+    repcount.set_defaults(run=_run_bench_repcount)
 
+    pipeline = benches.add_parser(
+        "pipeline", help="frames per second of the inline path and the Ray actor pipeline on the same frames",
+        description="Play real clips (each feed its own, looped to --seconds) through the inline path (one feed "
+                    "after another in one process) and then through the actor pipeline (all feeds at once), "
+                    "and print frames per second of each, their ratio and peak memory; with --live, the "
+                    "capture-to-count latency p50/p95 of the paced feeds.")
+    pipeline.add_argument("--feeds", type=positive, default=1, help="feeds at once (default %(default)s)")
+    pipeline.add_argument("--seconds", type=float, default=60, help="seconds of video per feed (default %(default)s)")
+    pipeline.add_argument("--live", action="store_true", help="pace the feeds at their frame rate, as cameras")
+    pipeline.add_argument("--window", type=positive, default=default(RepetitionCounting, "window"),
+                          help="poses per window (default %(default)s)")
+    pipeline.add_argument("--stride", type=positive, default=None,
+                          help=f"default: the window, or {LIVE_STRIDE} with --live")
+    pipeline.add_argument("--skip-inline", action="store_true", help="run the actor pipeline only")
+    _add_bench_options(pipeline, "videos/")
+    pipeline.set_defaults(run=_run_bench_pipeline)
+
+    features = benches.add_parser(
+        "features", help="audio seconds per second of feature extraction: one process, librosa, Ray, incremental",
+        description="Tile FSDD (gain and time-shift variations) into a temporary corpus of --hours, then print "
+                    "audio seconds per second (x real time) of AudioFeaturePrint in one process and of librosa's "
+                    "MFCC on the same files (if librosa is installed: pip install '.[bench]'), of the Ray job on "
+                    "90% of the corpus, and the time of an incremental re-run after the last 10% is added.")
+    features.add_argument("--hours", type=float, default=10, help="corpus length (default %(default)s)")
+    features.add_argument("--sample-rate", type=int, default=8000,
+                          help="feature sample rate (default %(default)s, FSDD's own)")
+    features.add_argument("--work", metavar="DIR", default=None,
+                          help="where to write the corpus and store (default: a temporary folder, removed)")
+    _add_bench_options(features, "fsdd/recordings/")
+    features.set_defaults(run=_run_bench_features)
+
+
+def _add_bench_options(parser: argparse.ArgumentParser, holding: str) -> None:
+    parser.add_argument("--data", metavar="DIR", default=os.environ.get("CADENCE_DATA"),
+                        help=f"the data folder holding {holding} (default: $CADENCE_DATA)")
+    parser.add_argument("--address", metavar="ADDR", default=None, help="a Ray cluster to run on")
+    parser.add_argument("--json", metavar="OUT", help="also write the figures as JSON to OUT")
+
+
+def _data(args: argparse.Namespace, holding: str) -> Path:
+    """--data (or $CADENCE_DATA), checked to hold what the benchmark reads."""
+    if not args.data:
+        raise InputError("--data", "is needed", f"give the folder holding {holding}, or set CADENCE_DATA")
+    if not (Path(args.data) / holding).is_dir():
+        raise InputError(args.data, f"holds no {holding}", "give --data the folder that does")
+    return Path(args.data)
+
+
+def _write_json(path: str | None, figures: dict) -> None:
+    if path:
+        Path(path).write_text(json.dumps(figures, indent=1))
+
+
+def _run_bench_repcount(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from pipelines.errors import InputError
-    from pipelines.repcount import read_labels, score
+    from cadence.pipelines.repcount import read_labels, score
 
-    try:
-        sequences = read_labels(args.poses, args.labels)
-    except InputError as e:
-        print(f"cadence bench repcount: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    sequences = read_labels(args.poses, args.labels)
+    stride = args.stride or args.window
     with tqdm(total=len(sequences), unit="video", leave=False, file=sys.stderr, disable=None) as bar:
-        result = score(sequences, args.window, args.stride, progress=lambda _: bar.update(1))
+        result = score(sequences, args.window, stride, progress=lambda _: bar.update(1))
     for v in result.videos:
         print(f"{v['name']:>16}  gt {v['gt']:6.1f}  pred {v['pred']:7.2f}")
-    print(f"window {args.window} stride {args.stride}: MAE {result.mae:.3f}  OBO {result.obo:.3f}  "
+    print(f"window {args.window} stride {stride}: MAE {result.mae:.3f}  OBO {result.obo:.3f}  "
           f"({len(result.videos)} videos, {result.poses_per_second:,.0f} poses/s counted)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result.to_dict(), f, indent=1)
+    _write_json(args.json, result.to_dict())
     return 0
 
 
-def _data_folder(args: argparse.Namespace):
-    """--data, or the shared data folder beside the project."""
-    from pathlib import Path
-
-    return Path(args.data) if args.data else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
 def _run_bench_pipeline(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
     from .benchmarks import playlists, run_actors, run_inline
 
-    data = _data_folder(args)
-    stride = args.stride or (15 if args.live else args.window)
-    try:
-        feeds = playlists(data, args.feeds, args.seconds)
-    except FileNotFoundError as e:
-        print(f"cadence bench pipeline: error: {e} (give --data DIR)", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    job = RepetitionCounting(window=args.window, stride=args.stride, live=args.live)
+    feeds = playlists(_data(args, "videos"), args.feeds, args.seconds)
     figures: dict = {"feeds": args.feeds, "seconds_per_feed": args.seconds, "live": args.live,
-                     "window": args.window, "stride": stride}
+                     "window": job.window, "stride": job.window_stride}
     if not args.skip_inline and not args.live:
-        figures["inline"] = run_inline(feeds, args.window, stride)
+        figures["inline"] = run_inline(feeds, job)
         print(f"inline: {figures['inline']}", flush=True)
-    figures["actors"] = run_actors(feeds, args.window, stride, args.live, args.address)
+    figures["actors"] = run_actors(feeds, job, args.address)
     print(f"actors: {figures['actors']}")
     if "inline" in figures:
         figures["ratio"] = round(figures["actors"]["frames_per_second"] / figures["inline"]["frames_per_second"], 2)
         print(f"actors / inline: {figures['ratio']}x")
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=1))
+    _write_json(args.json, figures)
     return 0
 
 
 def _run_bench_features(args: argparse.Namespace) -> int:
-    import json
     import shutil
     import tempfile
-    from pathlib import Path
 
     from .benchmarks import bench_features
 
-    data = _data_folder(args)
-    if not (data / "fsdd" / "recordings").is_dir():
-        print(f"cadence bench features: error: {data / 'fsdd' / 'recordings'} not found (give --data DIR)",
-              file=sys.stderr)
-        return EXIT_BAD_INPUT
+    data = _data(args, "fsdd/recordings")
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="cadence-bench-"))
     try:
         figures = bench_features(data, args.hours, args.sample_rate, args.address, work)
@@ -437,9 +425,36 @@ def _run_bench_features(args: argparse.Namespace) -> int:
             shutil.rmtree(work, ignore_errors=True)
     for key, value in figures.items():
         print(f"{key}: {value}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=1))
+    _write_json(args.json, figures)
     return 0
+
+
+# -- the command line -----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cadence",
+        description="Temporal machine learning on streams: count exercise repetitions in videos and camera feeds, "
+                    "extract audio features of large corpora and train classifiers on them.")
+    parser.add_argument("--verbose", action="store_true", help="keep MediaPipe's native log output on stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_count, _add_features, _add_train, _add_evaluate, _add_predict, _add_bench):
+        add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.verbose:
+        _quiet_native_logging()
+    name = " ".join(filter(None, ("cadence", args.command, getattr(args, "bench", None))))
+    try:
+        return args.run(args)
+    except KeyboardInterrupt as e:
+        print(f"{name}: interrupted" + (f"; {e}" if e.args else ""), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (CadenceError, ValueError) as e:  # bad input, named with what to do: no traceback
+        print(f"{name}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

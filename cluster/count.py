@@ -1,4 +1,9 @@
-"""``cadence count``: count repetitions in each source, report as it goes, keep going past bad inputs."""
+"""``cadence count``: count repetitions in each source, report as it goes, keep going past bad inputs.
+
+Two runners of the same job (:class:`~cadence.pipelines.repetitions.RepetitionCounting`): ``ray``
+(the default) counts every source at once through the actor pipeline, on a local Ray or a cluster;
+``inline`` counts one source after another in this process and never imports Ray.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +11,17 @@ import argparse
 import json
 import operator
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from tqdm import tqdm
 
-from pipelines.drawing import AnnotatedVideoWriter, draw_count, draw_pose
-from pipelines.errors import CadenceError, InputError
-from pipelines.repetitions import CountUpdate, RepetitionCounting
-from pipelines.video import LiveStream, read_camera, read_video
-
-from actors.stages import is_camera
-
-from .cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+from cadence.pipelines.drawing import AnnotatedVideoWriter, draw_count, draw_pose
+from cadence.pipelines.errors import CadenceError, InputError
+from cadence.pipelines.repetitions import CountResult, CountUpdate, RepetitionCounting
+from cadence.pipelines.video import is_camera, open_source
 
 COUNT_TABLE = pa.schema([("feed", pa.string()), ("frame_index", pa.int64()), ("timestamp", pa.float64()),
                          ("count", pa.float64())])
@@ -44,69 +45,11 @@ class CountTable:
 
     def write_update(self, update: CountUpdate) -> None:
         self._writer.write_batch(pa.RecordBatch.from_pylist(
-            [{"feed": update.source, "frame_index": update.frame_index, "timestamp": update.timestamp,
-              "count": update.count}], schema=COUNT_TABLE))
+            [{name: getattr(update, name) for name in COUNT_TABLE.names}], schema=COUNT_TABLE))
 
     def close(self) -> None:
         self._writer.close()
         self._partial.replace(self.path)
-
-
-def _open(source: str, live: bool):
-    """The frame stream of one source, and its frame rate."""
-    if is_camera(source):
-        if not live:
-            raise InputError(source, "looks like a camera or stream URL", "add --live to read it")
-        stream = read_camera(source)
-        return LiveStream(stream), stream.fps
-    video = read_video(source)
-    return (LiveStream(video, pace=True) if live else video), video.fps
-
-
-def annotation_path(out: str, source: str, several: bool) -> Path:
-    out_path = Path(out)
-    if not several:
-        return out_path
-    return out_path.with_name(f"{out_path.stem}-{Path(source).stem}{out_path.suffix or '.mp4'}")
-
-
-def _count_one(source: str, args: argparse.Namespace, job: RepetitionCounting, bar: tqdm,
-               running: dict[str, float], table: CountTable | None) -> dict:
-    """Count one source; return its JSON summary.  ``running`` holds its latest count meanwhile."""
-    frames, fps = _open(source, args.live)
-    bar.reset(total=operator.length_hint(frames) or None)
-    bar.set_description(Path(source).name if not is_camera(source) else source)
-
-    def on_update(update: CountUpdate) -> None:
-        running[source] = update.count
-        if table is not None:
-            table.write_update(update)
-        bar.set_postfix(count=f"{update.count:.2f}")
-        if not args.json:
-            bar.write(f"{source}: frame {update.frame_index + 1} ({update.timestamp:.1f} s): count {update.count:.2f}")
-
-    writer = None
-    if args.annotate:
-        writer = AnnotatedVideoWriter(annotation_path(args.annotate, source, args.several), fps)
-
-    def on_frame(frame, pose, count) -> None:
-        bar.update(1)
-        if writer is not None:
-            image = frame.image.copy()
-            if pose is not None:
-                draw_pose(image, pose)
-            draw_count(image, count)
-            writer.write(image)
-
-    try:
-        result = job.run(frames, source=source, on_update=on_update, on_frame=on_frame)
-    finally:
-        if writer is not None:
-            writer.close()
-    summary = result.summary()
-    if isinstance(frames, LiveStream):
-        summary["frames_dropped"] = frames.dropped
-    return summary
 
 
 def read_feeds(path: str) -> list[str]:
@@ -117,107 +60,142 @@ def read_feeds(path: str) -> list[str]:
         lines = file.read_text().splitlines()
     except OSError as e:
         raise InputError(path, f"cannot read the feeds file ({e.strerror})", "give a text file, one source per line")
-    sources = []
-    for line in map(str.strip, lines):
-        if not line or line.startswith("#"):
-            continue
-        sources.append(line if is_camera(line) or Path(line).is_absolute() else str(file.parent / line))
+    sources = [line if is_camera(line) or Path(line).is_absolute() else str(file.parent / line)
+               for line in map(str.strip, lines) if line and not line.startswith("#")]
     if not sources:
         raise InputError(path, "lists no sources", "write one video, camera index or URL per line")
     return sources
 
 
-def _report(summary: dict, args: argparse.Namespace, bar: tqdm) -> None:
-    if "error" in summary:
-        bar.write(f"cadence count: error: {summary['error']}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(summary), flush=True)
-    elif "error" not in summary:
-        dropped = f", {summary['frames_dropped']} dropped" if summary.get("frames_dropped") else ""
-        bar.write(f"{summary['source']}: {summary['count']:.2f} repetitions in {summary['frames']} frames{dropped} "
-                  f"({summary['seconds']:.1f} s of video, {summary['frames_per_second']} frames/s)")
+def annotation_path(out: str, source: str, several: bool) -> Path:
+    out_path = Path(out)
+    if not several:
+        return out_path
+    return out_path.with_name(f"{out_path.stem}-{Path(source).stem}{out_path.suffix or '.mp4'}")
 
 
-def _interrupted(counts: dict[str, float], args: argparse.Namespace, bar: tqdm) -> int:
-    for source, count in counts.items():
-        bar.write(f"cadence count: interrupted; {source}: {count:.2f} repetitions so far", file=sys.stderr)
-        if args.json:
-            print(json.dumps({"source": source, "count": round(count, 3), "interrupted": True}), flush=True)
-    return EXIT_INTERRUPTED
+class _Report:
+    """What the user sees: a progress bar, running counts (or nothing but JSON), summaries."""
+
+    def __init__(self, args: argparse.Namespace, bar: tqdm):
+        self.args, self.bar = args, bar
+
+    def update(self, update: CountUpdate) -> None:
+        self.bar.set_postfix(count=f"{update.count:.2f}")
+        if not self.args.json:
+            self.bar.write(f"{update.feed}: frame {update.frame_index + 1} ({update.timestamp:.1f} s): "
+                           f"count {update.count:.2f}")
+
+    def result(self, result: CountResult) -> None:
+        summary = result.summary()
+        if "error" in summary:
+            self.bar.write(f"cadence count: error: {summary['error']}", file=sys.stderr)
+        if self.args.json:
+            print(json.dumps(summary), flush=True)
+        elif "error" not in summary:
+            dropped = f", {summary['frames_dropped']} dropped" if summary["frames_dropped"] else ""
+            self.bar.write(f"{summary['source']}: {summary['count']:.2f} repetitions in {summary['frames']} frames"
+                           f"{dropped} ({summary['seconds']:.1f} s of video, {summary['frames_per_second']} frames/s)")
+
+    def interrupted(self, counts: dict[str, float]) -> None:
+        for source, count in counts.items():
+            self.bar.write(f"cadence count: interrupted; {source}: {count:.2f} repetitions so far", file=sys.stderr)
+            if self.args.json:
+                print(json.dumps({"source": source, "count": round(count, 3), "interrupted": True}), flush=True)
 
 
-def count_sources(args: argparse.Namespace) -> int:
-    stride = args.stride if args.stride is not None else (15 if args.live else args.window)
-    if args.window < 1 or stride < 1:
-        print("cadence count: --window and --stride must be whole numbers >= 1", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:
-        sources = list(args.sources) + (read_feeds(args.feeds) if args.feeds else [])
-    except InputError as e:
-        print(f"cadence count: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+def count_sources(args: argparse.Namespace) -> bool:
+    """Count every source of ``args``; True when each one was counted."""
+    sources = list(args.sources) + (read_feeds(args.feeds) if args.feeds else [])
     if not sources:
-        print("cadence count: give at least one VIDEO, or --feeds FILE", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise InputError("cadence count", "got no source", "give at least one VIDEO, or --feeds FILE")
+    job = RepetitionCounting(window=args.window, stride=args.stride, strategy=args.strategy, live=args.live)
+    if min(job.window, job.window_stride) < 1:
+        raise InputError("cadence count", "--window and --stride must be whole numbers >= 1")
     runner = args.runner or ("inline" if args.annotate else "ray")
     if runner == "ray" and args.annotate:
-        print("cadence count: --annotate draws frames in this process; use it with --runner inline", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    args.several = len(sources) > 1
+        raise InputError("cadence count", "--annotate draws frames in this process", "use it with --runner inline")
     table = CountTable(args.out) if args.out else None
     try:
-        run = _count_inline if runner == "inline" else _count_on_ray
-        return run(sources, args, stride, table)
+        with tqdm(total=None, unit="frame", leave=False, file=sys.stderr, disable=None) as bar:
+            run = _count_inline if runner == "inline" else _count_on_ray
+            results = run(sources, job, args, _Report(args, bar), table)
     finally:
         if table is not None:
             table.close()
+    return all(r.error is None for r in results)
 
 
-def _count_inline(sources: list[str], args: argparse.Namespace, stride: int, table: CountTable | None) -> int:
+def _count_inline(sources: list[str], job: RepetitionCounting, args: argparse.Namespace, report: _Report,
+                  table: CountTable | None) -> list[CountResult]:
     """One source after another in this process."""
-    job = RepetitionCounting(window=args.window, stride=stride, strategy=args.strategy)
-    failures = 0
-    running: dict[str, float] = {}
-    with tqdm(total=None, unit="frame", leave=False, file=sys.stderr, disable=None) as bar:
-        for source in sources:
-            try:
-                summary = _count_one(source, args, job, bar, running, table)
-            except CadenceError as e:
-                failures += 1
-                summary = {"source": source, "error": str(e)}
-            except KeyboardInterrupt:
-                return _interrupted({source: running.get(source, 0.0)}, args, bar)
-            _report(summary, args, bar)
-    return EXIT_BAD_INPUT if failures else 0
+    results: list[CountResult] = []
+    latest: dict[str, float] = {}
+
+    def on_update(update: CountUpdate) -> None:
+        latest[update.feed] = update.count
+        if table is not None:
+            table.write_update(update)
+        report.update(update)
+
+    for source in sources:
+        annotate = annotation_path(args.annotate, source, len(sources) > 1) if args.annotate else None
+        try:
+            frames = open_source(source, args.live)
+            report.bar.reset(total=operator.length_hint(frames) or None)
+            report.bar.set_description(source if is_camera(source) else Path(source).name)
+            result = _count_one(job, source, frames, report, on_update, annotate)
+        except CadenceError as e:
+            result = CountResult(source, source, error=e)
+        except KeyboardInterrupt:
+            report.interrupted({source: latest.get(source, 0.0)})
+            raise
+        report.result(result)
+        results.append(result)
+    return results
 
 
-def _count_on_ray(sources: list[str], args: argparse.Namespace, stride: int, table: CountTable | None) -> int:
+def _count_one(job: RepetitionCounting, source: str, frames, report: _Report,
+               on_update: Callable[[CountUpdate], None], annotate: Path | None) -> CountResult:
+    """One source; with ``annotate``, its frames with the followed skeleton and the count drawn."""
+    writer = AnnotatedVideoWriter(annotate, frames.fps) if annotate else None
+
+    def on_frame(frame, pose, count) -> None:
+        report.bar.update(1)
+        if writer is not None:
+            image = frame.image.copy()
+            if pose is not None:
+                draw_pose(image, pose)
+            draw_count(image, count)
+            writer.write(image)
+
+    try:
+        return job.run(frames, source=source, on_update=on_update, on_frame=on_frame)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _count_on_ray(sources: list[str], job: RepetitionCounting, args: argparse.Namespace, report: _Report,
+                  table: CountTable | None) -> list[CountResult]:
     """All sources at once through the actor pipeline, on a local Ray or the cluster at --address."""
     from .connect import connected
     from .pipeline import CountingPipeline, PipelineSettings, feed_names
 
-    settings = PipelineSettings(RepetitionCounting(window=args.window, stride=stride, strategy=args.strategy),
-                                live=args.live, pose_actors=args.pose_actors)
+    settings = PipelineSettings(job, pose_actors=args.pose_actors)
     feeds = feed_names(sources)
-
-    def on_update(update: CountUpdate) -> None:
-        bar.set_postfix(count=f"{update.count:.2f}")
-        if not args.json:
-            bar.write(f"{update.source}: frame {update.frame_index + 1} ({update.timestamp:.1f} s): "
-                      f"count {update.count:.2f}")
-
-    with tqdm(total=None, unit="frame", leave=False, file=sys.stderr, disable=None) as bar, \
-            connected(args.address) as cluster:
-        bar.set_description(f"{len(feeds)} feed(s) on {cluster['address']} Ray ({cluster['cpus']} CPUs)")
+    with connected(args.address) as cluster:
+        report.bar.set_description(f"{len(feeds)} feed(s) on {cluster['address']} Ray ({cluster['cpus']} CPUs)")
         pipeline = CountingPipeline(feeds, settings)
         try:
             pipeline.start()
-            results = pipeline.run(on_update, table.write_batch if table else None,
-                                   on_frames=lambda _, n: bar.update(n))
+            results = pipeline.run(report.update, table.write_batch if table else None,
+                                   on_frames=lambda _, n: report.bar.update(n))
         except KeyboardInterrupt:
-            return _interrupted({r.feed: r.count for r in pipeline.results}, args, bar)
+            report.interrupted({r.feed: r.count for r in pipeline.results})
+            raise
         finally:
             pipeline.close()
-        for result in results:
-            _report(result.summary(), args, bar)
-    return EXIT_BAD_INPUT if any(r.error is not None for r in results) else 0
+    for result in results:
+        report.result(result)
+    return results

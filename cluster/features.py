@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +29,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from pipelines.audio import AudioFeaturePrint
-from pipelines.errors import CadenceError, InputError
+from cadence.pipelines.audio import AudioFeaturePrint, clip_vector
+from cadence.pipelines.errors import CadenceError, InputError
+from cadence.pipelines.files import replaced_atomically, write_bytes_atomically
 
 CLIP = -1  # window_index of the row that pools a whole file's windows
 
@@ -106,9 +106,7 @@ class FeatureStore:
         self.path.mkdir(parents=True, exist_ok=True)
         spec = self.path / "extractor.json"
         if not spec.exists():
-            _atomic_write(spec, json.dumps({"class": type(self.extractor).__name__,
-                                            "params": self.extractor.get_params(),
-                                            "fingerprint": self.extractor.fingerprint()}, indent=1).encode())
+            write_bytes_atomically(spec, json.dumps(self.extractor.identity(), indent=1).encode())
         return self
 
     def _parts(self, prefix: str) -> list[str]:
@@ -135,9 +133,17 @@ class FeatureStore:
         return self.dataset().to_table(columns=columns, filter=self.expression(split, level))
 
     def iter_batches(self, batch_size: int, split: str | None = None, level: str = "clip",
-                     columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
-        """Rows in batches of at most ``batch_size``, reading only as much as each batch needs."""
-        return self.dataset().to_batches(columns=columns, filter=self.expression(split, level), batch_size=batch_size)
+                     columns: Sequence[str] | None = None,
+                     order: np.random.Generator | None = None) -> Iterator[pa.RecordBatch]:
+        """Rows in batches of at most ``batch_size``, reading only as much as each batch needs;
+        with ``order``, part by part in an order drawn from it (a shuffle that stays streaming)."""
+        dataset, expression = self.dataset(), self.expression(split, level)
+        if order is None:
+            yield from dataset.to_batches(columns=columns, filter=expression, batch_size=batch_size)
+            return
+        parts = list(dataset.get_fragments())
+        for i in order.permutation(len(parts)):
+            yield from parts[i].to_batches(columns=columns, filter=expression, batch_size=batch_size)
 
     def count_rows(self, split: str | None = None, level: str = "clip") -> int:
         return self.dataset().count_rows(filter=self.expression(split, level))
@@ -154,16 +160,9 @@ class FeatureStore:
         return ds.dataset(self._parts("errors"), schema=ERRORS, format="parquet").to_table()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    hidden = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    hidden.write_bytes(data)
-    os.replace(hidden, path)
-
-
 def _atomic_parquet(table: pa.Table, path: Path) -> None:
-    hidden = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, hidden)
-    os.replace(hidden, path)
+    with replaced_atomically(path) as hidden:
+        pq.write_table(table, hidden)
 
 
 def extract_files(rows: Sequence[tuple[ManifestRow, str]], extractor: AudioFeaturePrint) -> tuple[pa.Table, pa.Table]:
@@ -173,10 +172,10 @@ def extract_files(rows: Sequence[tuple[ManifestRow, str]], extractor: AudioFeatu
     errors: dict[str, list] = {name: [] for name in ERRORS.names}
     for row, digest in rows:
         try:
-            features = list(extractor.applied(extractor.read(row.path)))
+            features = extractor.clip_features(row.path)
             if not features:
                 raise InputError(row.path, "gave no audio window")
-            clip = (CLIP, 0.0, sum(f.duration for f in features), extractor.clip_vector(features))
+            clip = (CLIP, 0.0, sum(f.duration for f in features), clip_vector(features))
         except (CadenceError, OSError, ValueError) as e:
             for name, value in zip(ERRORS.names, (row.path, digest or None, str(e), int(time.time()))):
                 errors[name].append(value)

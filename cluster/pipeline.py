@@ -1,96 +1,85 @@
-"""The repetition-counting job on Ray: many feeds at once through actor stages and bounded queues.
+"""The repetition-counting job on Ray: many feeds at once, in a few processes.
 
-The driver only moves object references: frames go from a feed's :class:`~actors.stages.Capture`
-actor through the object store to a pose actor, and the poses on to the feed's selection, window
-and counting actors; only the small count batches come back to the driver.  Per feed, at most
-``queue_size`` batches wait between capture and pose extraction and as many between pose
-extraction and counting, so memory is bounded whatever the stream's length.
+::
+
+    CaptureHost (many feeds each) -> PoseExtraction (a pool, one per CPU) -> CountingHost (many feeds each)
+
+A feed costs state, not processes: each capture host reads, and each counting host counts, up to
+``feeds_per_host`` feeds, while the pose pool, where nearly all the CPU goes, serves every feed.
+The driver only moves object references: a frame batch goes from its capture host through the
+object store to a pose actor, and the poses on to the feed's counting host; only the small count
+batches come back to the driver.
+
+Bounds: per feed, at most ``queue_size`` frame batches are being read or posed and as many pose
+batches are being counted; over all feeds, at most ``frame_batches`` frame batches exist at once
+(enough to keep every pose actor busy), handed out to the feeds in turn.  So a slow stage holds its
+producers back, and memory grows with neither the stream's length nor the number of feeds.
+
+Faults: pose actors are stateless, and Ray redoes the calls of one that died.  When a host dies, Ray
+restarts it empty; each of its feeds then finds itself unknown there (``StateLost``) and is opened
+again: the source where the pipeline had got to, the counting session from the snapshot after the
+last count batch the driver received, with the batches after it submitted again.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from actors.queues import ActorPool, BoundedQueue, is_ready
-from actors.stages import Capture, Counting, PoseExtraction, Selection, StateLost, Windowing
-from pipelines.errors import CadenceError, NoPersonError
-from pipelines.repetitions import CountUpdate, RepetitionCounting
+from cadence.actors import schemas
+from cadence.actors.queues import ActorPool, BoundedQueue
+from cadence.actors.stages import CaptureHost, CountingHost, PoseExtraction, StateLost
+from cadence.pipelines.errors import CadenceError
+from cadence.pipelines.repetitions import CountResult, CountUpdate, FeedCounting, RepetitionCounting
+from cadence.pipelines.video import Source
 
-_ACTOR_LOST = (RayActorError, ActorUnavailableError)
-MAX_RECOVERIES = 5
+MAX_RECOVERIES = 5  # per feed: hosts that die more often than this fail the feed
 
 
 @dataclass
 class PipelineSettings:
-    """How the actor pipeline runs ``job`` (window, stride, strategy and counter live there)."""
+    """How the actor pipeline runs ``job`` (window, stride, strategy, live and counter live there)."""
 
     job: RepetitionCounting = field(default_factory=RepetitionCounting)
-    live: bool = False
     batch_size: int = 8  # frames per Ray call: a call costs ~1 ms, a 720p frame ~30 ms of pose work
-    queue_size: int | None = None  # batches waiting per feed between two stages: 4, or 2 for live feeds
+    queue_size: int | None = None  # per feed and stage, in batches: 4, or 2 for live feeds
+    pose_actors: int | None = None  # default: one per CPU of the cluster, at most what the feeds can use
+    feeds_per_host: int = 32  # feeds read by one capture host and counted by one counting host
+    frame_batches: int | None = None  # frame batches in flight over all feeds: 2 per pose actor, +2
 
     def queue(self) -> int:
         """Live feeds keep short queues: when the pool falls behind, frames are better dropped at
         capture than left to wait (latency)."""
-        return self.queue_size or (2 if self.live else 4)
-    pose_actors: int | None = None  # default: one per CPU of the cluster, at most what the feeds can use
+        return self.queue_size or (2 if self.job.live else 4)
 
 
-@dataclass
-class FeedResult:
-    feed: str
-    source: str
-    count: float = 0.0
-    frames: int = 0
-    frames_with_person: int = 0
-    frames_dropped: int = 0
-    seconds: float = 0.0
-    processing_seconds: float = 0.0
-    latencies: list[float] = field(default_factory=list, repr=False)
-    max_queue_depth: dict[str, int] = field(default_factory=dict)
-    recoveries: int = 0
-    error: CadenceError | None = None
-
-    def summary(self) -> dict:
-        if self.error is not None:
-            failed = {"source": self.source, "error": str(self.error)}
-            return failed | ({"count_so_far": round(self.count, 3), "frames": self.frames} if self.frames else {})
-        fps = self.frames / self.processing_seconds if self.processing_seconds > 0 else None
-        lat = np.asarray(self.latencies) if self.latencies else None
-        return {"source": self.source, "count": round(self.count, 3), "frames": self.frames,
-                "seconds": round(self.seconds, 3), "frames_with_person": self.frames_with_person,
-                "processing_seconds": round(self.processing_seconds, 3),
-                "frames_per_second": None if fps is None else round(fps, 2),
-                "frames_dropped": self.frames_dropped,
-                "latency_p50_seconds": None if lat is None else round(float(np.percentile(lat, 50)), 3),
-                "latency_p95_seconds": None if lat is None else round(float(np.percentile(lat, 95)), 3)}
+_ACTOR_LOST = (RayActorError, ActorUnavailableError)
+_LOST = object()
 
 
-@dataclass
-class _Entry:
-    """One batch of one feed on its way through the stages."""
-
-    seq: int
-    frames: ray.ObjectRef | None = None  # held until counted: Ray can redo a lost pose output from it
-    poses: ray.ObjectRef | None = None
-    pose_actor: int = -1
-    counts: ray.ObjectRef | None = None
-    states: list = field(default_factory=list)
-    final: bool = False
+def _fetch(ref: ray.ObjectRef) -> Any:
+    """The object, or ``_LOST`` when the actor making it died or no longer holds the feed."""
+    try:
+        return ray.get(ref)
+    except _ACTOR_LOST:
+        return _LOST
+    except RayTaskError as e:
+        if isinstance(getattr(e, "cause", None), StateLost):
+            return _LOST
+        raise
 
 
 def _on_this_node() -> dict:
-    """Capture and the light stages stay beside the driver: files are read where they are, and
-    losing a worker node then costs only stateless pose actors, which Ray restarts."""
+    """Hosts stay beside the driver: files are read where they are, and losing a worker node then
+    costs only stateless pose actors, which Ray restarts elsewhere."""
     try:
         node = ray.get_runtime_context().get_node_id()
         return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
@@ -98,199 +87,186 @@ def _on_this_node() -> dict:
         return {}
 
 
-def _state_lost(error: RayTaskError) -> bool:
-    """An actor restarted between calls says so (instead of working on from an empty state)."""
-    return isinstance(getattr(error, "cause", None), StateLost)
+def describe(source: Source) -> str:
+    """A source as results name it: a playlist by its first file."""
+    if isinstance(source, (list, tuple)):
+        return f"{source[0]} (x{len(source)})"
+    return str(source)
 
 
-_LOST = object()
+@dataclass
+class _Entry:
+    """One batch of one feed on its way through the stages."""
 
-
-def _fetch(ref: ray.ObjectRef) -> Any:
-    """The object, or ``_LOST`` when the actor that makes it died or restarted with its state lost."""
-    try:
-        return ray.get(ref)
-    except _ACTOR_LOST:
-        return _LOST
-    except RayTaskError as e:
-        if _state_lost(e):
-            return _LOST
-        raise
+    frames: ray.ObjectRef | None = None  # held until counted: Ray can redo a lost pose output from it
+    poses: ray.ObjectRef | None = None
+    pose_actor: int = -1
+    counts: ray.ObjectRef | None = None
+    state: ray.ObjectRef | None = None  # the feed's session after this batch
+    final: bool = False
 
 
 class _Feed:
-    """The driver's side of one feed: its actors, its two bounded queues, its result."""
+    """The driver's side of one feed: where its batches are, and its result."""
 
-    def __init__(self, name: str, source: str | list[str], settings: PipelineSettings, pool: ActorPool):
-        self.settings, self.pool = settings, pool
-        self.result = FeedResult(name, source if isinstance(source, str) else f"{source[0]} (x{len(source)})")
-        here = _on_this_node()
-        self.capture = Capture.options(**here).remote(name, source, settings.live, settings.batch_size,
-                                                      live_capacity=settings.batch_size)
-        self.opened = self.capture.open.remote()
-        _, selector, window, counter = settings.job.components()  # pose extraction is the shared pool's
-        self.stages = [Selection.options(**here).remote(selector), Windowing.options(**here).remote(window, name),
-                       Counting.options(**here).remote(counter, name)]
-        # frame batches being read, being posed, and going through selection, window and counter
-        self.reading: BoundedQueue[tuple] = BoundedQueue(settings.queue(), f"{name}: capture")
-        self.posing: BoundedQueue[_Entry] = BoundedQueue(settings.queue(), f"{name}: pose extraction")
-        self.counting: BoundedQueue[_Entry] = BoundedQueue(settings.queue(), f"{name}: counting")
-        self.states: list = [None, None, None]  # stage states after the last batch delivered
-        self.seq = 0
+    def __init__(self, name: str, source: Source, settings: PipelineSettings, capture, counter, pool: ActorPool):
+        self.name, self.source, self.live = name, source, settings.job.live
+        self.capture, self.counter, self.pool = capture, counter, pool
+        self.counting_component = settings.job.feed_counting(name)
+        self.result = CountResult(name, describe(source))
+        self.queue = settings.queue()
+        self.opening: ray.ObjectRef | None = capture.open.remote(name, source, self.live)
+        counter.open.remote(name, self.counting_component)
+        self.reading: tuple[ray.ObjectRef, ray.ObjectRef] | None = None
+        self.posing: BoundedQueue[_Entry] = BoundedQueue(self.queue, f"{name}: pose extraction")
+        self.counting: BoundedQueue[_Entry] = BoundedQueue(self.queue, f"{name}: counting")
+        self.state: ray.ObjectRef | None = None  # the session after the last count batch received
         self.next_index = 0
         self.ended = self.finishing = self.done = False
         self.started = time.perf_counter()
 
-    # -- the three hand-overs ------------------------------------------------------------------
-    def pump(self) -> None:
-        """Ask the capture for more while there is room downstream."""
-        while not (self.ended or self.done) and len(self.reading) + len(self.posing) < self.settings.queue():
-            self.reading.put(self.capture.next_batch.remote())
+    # -- what the driver asks of a feed --------------------------------------------------------
+    def frames_in_flight(self) -> int:
+        return (self.reading is not None) + len(self.posing)
 
-    def waiting(self) -> list:
-        """References whose completion lets this feed move on (a ready one that cannot move on
-        would make the driver spin)."""
-        refs = [meta for _, meta in self.reading]
-        refs += [self.posing.head().poses] if self.posing and not self.counting.full() else []
-        refs += [self.counting.head().counts] if self.counting else []
-        return refs
+    def wants_frames(self) -> bool:
+        idle = self.opening is None and self.reading is None
+        return idle and not (self.done or self.ended) and self.frames_in_flight() < self.queue
 
-    def advance(self, on_counts: Callable[[_Feed, pa.RecordBatch], None],
-                on_frames: Callable[[str, int], None] | None = None) -> None:
+    def read(self) -> None:
+        self.reading = self.capture.next_batch.remote(self.name)
+
+    def waiting(self) -> list[ray.ObjectRef]:
+        """References whose completion lets this feed move on."""
+        refs = [self.opening] if self.opening is not None else []
+        refs += [self.reading[1]] if self.reading is not None else []
+        refs += [e.poses for e in self.posing] if not self.counting.full() else []
+        return refs + [e.counts for e in self.counting]
+
+    def advance(self, ready: set, deliver: Callable[[_Feed, pa.RecordBatch], None],
+                on_frames: Callable[[str, int], None] | None) -> None:
         try:
-            frames = self.result.frames
-            self._take_frames()
-            if on_frames is not None and self.result.frames > frames:
-                on_frames(self.result.feed, self.result.frames - frames)
-            self._take_poses()
-            self._take_counts(on_counts)
-        except RayTaskError as e:  # the component raised: report it, the other feeds go on
-            self.fail_with(e)
+            if self.opening in ready:
+                self._opened()
+            if self.reading is not None and self.reading[1] in ready:
+                self._take_frames(on_frames)
+            self._take_poses(ready)
+            self._take_counts(ready, deliver)
+        except RayTaskError as e:  # a component raised (a bad source, say): the other feeds go on
+            cause = getattr(e, "cause", None)
+            self.fail(cause if isinstance(cause, CadenceError) else CadenceError(f"{self.result.source}: {cause or e}"))
 
-    def fail_with(self, error: RayTaskError) -> None:
-        cause = getattr(error, "cause", None)
-        self._fail(cause if isinstance(cause, CadenceError) else CadenceError(f"{self.result.source}: {cause or error}"))
+    # -- the hand-overs ------------------------------------------------------------------------
+    def _opened(self) -> None:
+        opened, self.opening = _fetch(self.opening), None
+        if opened is _LOST:
+            self._recover_capture()
 
-    def _take_frames(self) -> None:
-        while self.reading and is_ready(self.reading.head()[1]):
-            frames, meta_ref = self.reading.pop()
-            meta = _fetch(meta_ref)
-            if meta is _LOST:
-                self._recover_capture()
-                return
-            self.result.frames_dropped = max(self.result.frames_dropped, meta["dropped"])
-            if meta["frames"]:
-                self.result.frames += meta["frames"]
-                self.result.seconds = meta["last_timestamp"]
-                self.next_index = meta["last_index"] + 1
-                self.seq += 1
-                poses, actor = self.pool.submit("extract", frames)
-                self.posing.put(_Entry(self.seq, frames=frames, poses=poses, pose_actor=actor))
-            if meta["end"]:
-                self.ended = True
-                self.reading.drain()  # later calls can only say "end" too
+    def _take_frames(self, on_frames: Callable[[str, int], None] | None) -> None:
+        (frames, meta_ref), self.reading = self.reading, None
+        meta = _fetch(meta_ref)
+        if meta is _LOST:
+            self._recover_capture()
+            return
+        self.result.frames_dropped = max(self.result.frames_dropped, meta["dropped"])
+        if meta["frames"]:
+            self.result.frames += meta["frames"]
+            self.next_index = meta["last_index"] + 1
+            poses, actor = self.pool.submit("extract", frames)
+            self.posing.put(_Entry(frames=frames, poses=poses, pose_actor=actor))
+            if on_frames is not None:
+                on_frames(self.name, meta["frames"])
+        self.ended = meta["end"]
 
-    def _take_poses(self) -> None:
-        while self.posing and not self.counting.full() and is_ready(self.posing.head().poses):
+    def _take_poses(self, ready: set) -> None:
+        while self.posing and not self.counting.full() and self.posing.head().poses in ready:
             entry = self.posing.pop()
             self.pool.done(entry.pose_actor)
             self._submit(entry)
-        if self.ended and not (self.reading or self.posing or self.finishing or self.counting.full()):
+        if self.ended and self.reading is None and not (self.posing or self.finishing or self.counting.full()):
             self.finishing = True
-            self.seq += 1
-            self._submit(_Entry(self.seq, final=True))
+            self._submit(_Entry(final=True))
 
     def _submit(self, entry: _Entry) -> None:
-        """Chain the entry through selection, windowing and counting without waiting."""
-        data, entry.states = entry.poses, []
-        for stage in self.stages:
-            method = stage.finish if entry.final else stage.push
-            data, state = method.remote(entry.seq, data)
-            entry.states.append(state)
-        entry.counts = data
+        """Hand the entry's poses (or, for the final one, the end of the stream) to the counting host."""
+        if entry.final:
+            entry.counts, entry.state = self.counter.finish.remote(self.name)
+        else:
+            entry.counts, entry.state = self.counter.push.remote(self.name, entry.poses)
         self.counting.put(entry)
 
-    def _take_counts(self, on_counts: Callable[[_Feed, pa.RecordBatch], None]) -> None:
-        while self.counting and is_ready(self.counting.head().counts):
+    def _take_counts(self, ready: set, deliver: Callable[[_Feed, pa.RecordBatch], None]) -> None:
+        while self.counting and self.counting.head().counts in ready:
             entry = self.counting.head()
             counts = _fetch(entry.counts)
             if counts is _LOST:
-                self._recover_stages()
+                self._recover_counting()
                 return
             self.counting.pop()
-            self.states = entry.states
-            if counts.num_rows:
-                self.result.count = counts.column("count")[-1].as_py()
-                now = time.time()
-                self.result.latencies += [now - t for t in counts.column("capture_time").to_pylist()]
-                on_counts(self, counts)
+            self.state = entry.state
+            deliver(self, counts)
             if entry.final:
                 self._finish()
+                return
 
     # -- ends and faults -----------------------------------------------------------------------
     def _finish(self) -> None:
+        self.result.conclude(FeedCounting.tally(ray.get(self.state)))
+        self._end()
+
+    def fail(self, error: CadenceError) -> None:
+        self.result.error = error
+        self._end()
+
+    def _end(self) -> None:
         self.done = True
         self.result.processing_seconds = time.perf_counter() - self.started
-        selection = ray.get(self.states[0])
-        self.result.frames_with_person = selection["frames_with_person"]
-        if self.result.frames and self.result.frames > 1:
-            self.result.seconds *= self.result.frames / (self.result.frames - 1)
-        if self.result.frames and not self.result.frames_with_person:
-            self._fail(NoPersonError(self.result.source, f"no person was detected in any of its "
-                                                         f"{self.result.frames} frames"))
-        self._record_depths()
-
-    def _fail(self, error: CadenceError) -> None:
-        self.result.error = error
-        self.done = True
-        self._record_depths()
-
-    def _record_depths(self) -> None:
-        self.result.max_queue_depth = {"capture": self.reading.max_depth, "pose": self.posing.max_depth,
-                                       "count": self.counting.max_depth}
+        self.result.max_queue_depth = {"pose": self.posing.max_depth, "count": self.counting.max_depth}
+        for entry in self.posing.drain():  # a failed feed leaves the pool's tally as it found it
+            self.pool.done(entry.pose_actor)
+        self.capture.close.remote(self.name)
+        self.counter.close.remote(self.name)
 
     def _may_recover(self) -> bool:
         self.result.recoveries += 1
         if self.result.recoveries > MAX_RECOVERIES:
-            self._fail(CadenceError(f"{self.result.source}: its actors died {MAX_RECOVERIES} times; giving up"))
+            self.fail(CadenceError(f"{self.result.source}: its actors died {MAX_RECOVERIES} times; giving up"))
             return False
         return True
 
-    def _recover_stages(self) -> None:
-        """A stage actor died (Ray restarts it empty): roll every stage back to the state after the
-        last delivered batch and resubmit the batches after it, in order."""
-        if not self._may_recover():
-            return
-        for stage, state in zip(self.stages, self.states):
-            stage.restore.remote(state)
-        for entry in self.counting.drain():
-            self._submit(entry)
-
     def _recover_capture(self) -> None:
-        """The capture actor died: reopen the source where the pipeline got to."""
-        if not self._may_recover():
-            return
-        self.reading.drain()
-        self.opened = self.capture.open.remote(self.next_index)
+        """The capture host lost the feed: open the source again where the pipeline had got to."""
+        if self._may_recover():
+            self.reading = None
+            self.opening = self.capture.open.remote(self.name, self.source, self.live, self.next_index)
 
-    def close(self) -> None:
-        for actor in [self.capture, *self.stages]:
-            ray.kill(actor)
+    def _recover_counting(self) -> None:
+        """The counting host lost the feed: restore the session after the last count batch received,
+        and submit the batches after it again, in order."""
+        if self._may_recover():
+            self.counter.open.remote(self.name, self.counting_component, self.state)
+            for entry in self.counting.drain():
+                self._submit(entry)
 
 
 class CountingPipeline:
     """Counts repetitions on many feeds at once on the connected Ray cluster.
 
-    ``feeds`` maps a feed name to its source (file, camera index, stream URL, or a list of files
-    played back to back).  ``on_update``
-    receives every count as it comes; ``on_counts`` every count batch (for writing them out).
+    ``feeds`` maps a feed name to its source (a file, a camera index, a stream URL, or a list of
+    files played back to back).  :meth:`run` calls ``on_update`` with every count as it comes and
+    ``on_counts`` with every count batch (to write them out).
     """
 
-    def __init__(self, feeds: dict[str, str | list[str]], settings: PipelineSettings | None = None):
+    def __init__(self, feeds: dict[str, Source], settings: PipelineSettings | None = None):
         self.feeds = feeds
         self.settings = settings or PipelineSettings()
         self._feeds: list[_Feed] = []
         self._pool: ActorPool | None = None
+        self.capture_hosts: list = []
+        self.counting_hosts: list = []
+        self._turn = 0
+        self._on_update: Callable[[CountUpdate], None] | None = None
+        self._on_counts: Callable[[pa.RecordBatch], None] | None = None
 
     def pool_size(self) -> int:
         if self.settings.pose_actors:
@@ -298,62 +274,88 @@ class CountingPipeline:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         return max(1, min(cpus, len(self.feeds) * self.settings.queue()))
 
+    def frame_batches(self) -> int:
+        return self.settings.frame_batches or 2 * len(self._pool.actors) + 2
+
     def start(self) -> None:
-        """Start every actor and wait until each pose actor has built its MediaPipe graph."""
+        """Start every actor, open every feed, and wait until each pose actor has built its graph."""
+        s = self.settings
         actors = [PoseExtraction.options(scheduling_strategy="SPREAD").remote() for _ in range(self.pool_size())]
         self._pool = ActorPool(actors)
-        self._feeds = [_Feed(name, source, self.settings, self._pool) for name, source in self.feeds.items()]
+        hosts = math.ceil(len(self.feeds) / s.feeds_per_host) or 1
+        per_host = math.ceil(len(self.feeds) / hosts)
+        here = _on_this_node()
+        captures = [CaptureHost.options(**here, max_concurrency=per_host + 2).remote(s.batch_size)
+                    for _ in range(hosts)]
+        counters = [CountingHost.options(**here).remote() for _ in range(hosts)]
+        self.capture_hosts, self.counting_hosts = captures, counters
+        self._feeds = [_Feed(name, source, s, captures[k % hosts], counters[k % hosts], self._pool)
+                       for k, (name, source) in enumerate(self.feeds.items())]
         ray.get([a.ready.remote() for a in actors])
+        opening = [f.opening for f in self._feeds]
+        ray.wait(opening, num_returns=len(opening))
         for feed in self._feeds:
-            try:
-                ray.get(feed.opened)
-            except RayTaskError as e:
-                feed.fail_with(e)
-            except _ACTOR_LOST as e:
-                feed._fail(CadenceError(f"{feed.result.source}: its capture actor died while opening it ({e})"))
+            feed.advance(set(opening), self._deliver, None)
             feed.started = time.perf_counter()
 
     @property
-    def results(self) -> list[FeedResult]:
+    def pose_actors(self) -> list:
+        return self._pool.actors if self._pool else []
+
+    @property
+    def results(self) -> list[CountResult]:
         return [feed.result for feed in self._feeds]
+
+    def _deliver(self, feed: _Feed, counts: pa.RecordBatch) -> None:
+        updates = schemas.batch_to_updates(counts)
+        for update in updates:
+            feed.result.record(update)
+        if counts.num_rows and self._on_counts is not None:
+            self._on_counts(counts)
+        if self._on_update is not None:
+            for update in updates:
+                self._on_update(update)
 
     def run(self, on_update: Callable[[CountUpdate], None] | None = None,
             on_counts: Callable[[pa.RecordBatch], None] | None = None,
-            on_frames: Callable[[str, int], None] | None = None) -> list[FeedResult]:
+            on_frames: Callable[[str, int], None] | None = None) -> list[CountResult]:
         """Count every feed to its end; returns (and keeps in :attr:`results`) one result per feed."""
+        self._on_update, self._on_counts = on_update, on_counts
         if not self._feeds:
             self.start()
-
-        def counts(feed: _Feed, batch: pa.RecordBatch) -> None:
-            if on_counts is not None:
-                on_counts(batch)
-            if on_update is not None:
-                for i, t, c in zip(*(batch.column(n).to_pylist() for n in ("frame_index", "timestamp", "count"))):
-                    on_update(CountUpdate(feed.result.feed, i, t, c))
-
         active = [f for f in self._feeds if not f.done]
         while active:
-            for feed in active:
-                feed.pump()
+            self._hand_out_frames(active)
             waiting = [ref for feed in active for ref in feed.waiting()]
+            ready: set = set()
             if waiting:
                 ray.wait(waiting, num_returns=1, timeout=1.0)
+                ready = set(ray.wait(waiting, num_returns=len(waiting), timeout=0)[0])
             for feed in active:
-                feed.advance(counts, on_frames)
+                feed.advance(ready, self._deliver, on_frames)
             active = [f for f in active if not f.done]
         return self.results
 
+    def _hand_out_frames(self, active: list[_Feed]) -> None:
+        """Ask for frames in turn, while fewer than ``frame_batches`` are in flight."""
+        room = self.frame_batches() - sum(f.frames_in_flight() for f in active)
+        self._turn += 1
+        for k in range(len(active)):
+            if room <= 0:
+                return
+            feed = active[(self._turn + k) % len(active)]
+            if feed.wants_frames():
+                feed.read()
+                room -= 1
+
     def close(self) -> None:
-        for feed in self._feeds:
-            feed.close()
-        if self._pool is not None:
-            for actor in self._pool.actors:
-                ray.kill(actor)
+        for actor in self.capture_hosts + self.counting_hosts + self.pose_actors:
+            ray.kill(actor)
 
 
-def count_feeds(feeds: dict[str, str], settings: PipelineSettings | None = None,
+def count_feeds(feeds: dict[str, Source], settings: PipelineSettings | None = None,
                 on_update: Callable[[CountUpdate], None] | None = None,
-                on_counts: Callable[[pa.RecordBatch], None] | None = None) -> list[FeedResult]:
+                on_counts: Callable[[pa.RecordBatch], None] | None = None) -> list[CountResult]:
     """Run the pipeline over ``feeds`` on the connected cluster and return one result per feed."""
     pipeline = CountingPipeline(feeds, settings)
     try:
@@ -372,4 +374,3 @@ def feed_names(sources: Sequence[str]) -> dict[str, str]:
             name = f"{source}#{k}"
         names[name] = source
     return names
-

@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipelines import modelfile
-from pipelines.audio import AudioFeaturePrint
-from pipelines.classifiers import ClassifierModel, FullyConnectedNetworkClassifier, LogisticRegressionClassifier
-from pipelines.errors import InputError
-from pipelines.events import Event, EventHandler
+from cadence.pipelines import modelfile
+from cadence.pipelines.audio import AudioFeaturePrint, clip_vector
+from cadence.pipelines.classifiers import (ClassifierModel, FullyConnectedNetworkClassifier,
+                                           LogisticRegressionClassifier, TrainingProgress)
+from cadence.pipelines.errors import InputError
+from cadence.pipelines.events import EventHandler
 
 from .features import FeatureStore, vectors
 
@@ -42,12 +43,11 @@ def open_store(path: str | os.PathLike) -> FeatureStore:
     if len(candidates) > 1:
         raise StoreError(p, f"holds stores of {len(candidates)} extractors: {', '.join(c.name for c in candidates)}",
                          "give the folder of one of them")
-    spec = json.loads((candidates[0] / "extractor.json").read_text())
-    extractor = AudioFeaturePrint(**spec["params"])
-    store = FeatureStore(candidates[0].parent, extractor)
+    spec = candidates[0] / "extractor.json"
+    store = FeatureStore(candidates[0].parent, AudioFeaturePrint.from_identity(json.loads(spec.read_text()), spec))
     if store.path != candidates[0]:
-        raise StoreError(candidates[0], "was made by another version of AudioFeaturePrint",
-                         "extract the corpus again with this version")
+        raise StoreError(candidates[0], f"is named for another extractor than its {spec.name} records",
+                         "give the store folder cadence features made, not a renamed copy")
     return store
 
 
@@ -82,7 +82,7 @@ class TrainResult:
     model: ClassifierModel
     epochs: int = 0
     best_epoch: int = 0
-    validation_accuracy: float = 0.0
+    validation_accuracy: float | None = None
     test_accuracy: float | None = None
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
@@ -90,7 +90,7 @@ class TrainResult:
 
     def metrics(self) -> dict:
         return {"classifier": self.model.kind, "epochs": self.epochs, "best_epoch": self.best_epoch,
-                "validation_accuracy": round(self.validation_accuracy, 4),
+                "validation_accuracy": None if self.validation_accuracy is None else round(self.validation_accuracy, 4),
                 "test_accuracy": None if self.test_accuracy is None else round(self.test_accuracy, 4),
                 "seconds": round(self.seconds, 2), "rows_per_second": round(self.rows_per_second)}
 
@@ -113,21 +113,12 @@ class _Rows:
     def _held(batch: pa.RecordBatch) -> np.ndarray:
         return np.array([int(h[:8], 16) % 10 == 0 for h in batch.column("content_hash").to_pylist()], bool)
 
-    def _batches(self, split: str, chunk: int, order: np.random.Generator | None = None) -> Iterator[pa.RecordBatch]:
-        dataset = self.store.dataset()
-        fragments = list(dataset.get_fragments())
-        if order is not None:
-            fragments = [fragments[i] for i in order.permutation(len(fragments))]
-        expression = self.store.expression(split, self.level)
-        for fragment in fragments:
-            yield from fragment.to_batches(columns=self.COLUMNS, filter=expression, batch_size=chunk)
-
     def chunks(self, name: str, chunk: int, order: np.random.Generator | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(vectors, labels) of at most ``chunk`` rows of ``name`` (train, val or test)."""
         split = "val" if name == "val" and self.has_val else ("train" if name in ("train", "val") else name)
         buffered: list[tuple[np.ndarray, np.ndarray]] = []
         size = 0
-        for batch in self._batches(split, chunk, order):
+        for batch in self.store.iter_batches(chunk, split, self.level, self.COLUMNS, order):
             if split == "train" and not self.has_val:
                 keep = self._held(batch) if name == "val" else ~self._held(batch)
                 batch = batch.filter(pa.array(keep))
@@ -206,69 +197,52 @@ def _train_in_one_go(rows: _Rows, estimator: LogisticRegressionClassifier, setti
     model = estimator.fitted_arrays(x, y)
     result = TrainResult(model, epochs=1, best_epoch=1)
     result.rows_per_second = len(y) / (time.perf_counter() - started)
-    result.validation_accuracy = rows.accuracy(model, "val", settings.chunk_size) or 0.0
+    result.validation_accuracy = rows.accuracy(model, "val", settings.chunk_size)
     return result
 
 
 def _train_in_chunks(rows: _Rows, estimator: FullyConnectedNetworkClassifier, settings: TrainSettings,
                      event_handler: EventHandler | None) -> TrainResult:
+    """The estimator's own epoch loop, fed chunks streamed from the store and checkpointed."""
     checkpoint = Path(settings.checkpoint_dir) / "checkpoint.npz" if settings.checkpoint_dir else None
     identity = _identity(settings, rows.store) if checkpoint else {}
+    model = best = progress = None
     if settings.resume and checkpoint and checkpoint.exists():
         models, extra = modelfile.load(checkpoint)
         if extra.get("identity") != identity:
             raise StoreError(checkpoint, "was written by a run with other settings or another store",
                              "resume with the same settings, or start afresh without --resume")
-        model, best, state = models["model"], models["best"], extra["state"]
+        model, best, progress = models["model"], models["best"], TrainingProgress(**extra["progress"])
     else:
-        classes, mean, scale = rows.statistics(settings.chunk_size)
-        model = estimator.make_transformer(classes, mean, scale)
-        best, state = model.copy(), {"epoch": 0, "best_epoch": 0, "best_accuracy": -1.0, "waited": 0, "history": [],
-                                     "train_rows_seen": 0, "train_seconds": 0.0}
-    while state["epoch"] < settings.epochs and state["waited"] < settings.patience:
-        epoch, began = state["epoch"] + 1, time.perf_counter()
-        losses, seen = [], 0
-        for x, y in rows.chunks("train", settings.chunk_size, np.random.default_rng([settings.seed, epoch])):
-            losses.append(estimator.update(model, x, y) * len(y))
-            seen += len(y)
-        train_seconds = time.perf_counter() - began
-        accuracy = rows.accuracy(model, "val", settings.chunk_size) or 0.0
-        state["epoch"], state["train_rows_seen"] = epoch, state["train_rows_seen"] + seen
-        state["train_seconds"] += train_seconds
-        if accuracy > state["best_accuracy"]:
-            best, state["best_accuracy"], state["best_epoch"], state["waited"] = model.copy(), accuracy, epoch, 0
-        else:
-            state["waited"] += 1
-        record = {"epoch": epoch, "loss": sum(losses) / max(seen, 1), "validation_accuracy": accuracy,
-                  "seconds": time.perf_counter() - began}
-        state["history"].append(record)
-        if event_handler:
-            event_handler(Event("cadence train", epoch, settings.epochs, record))
-        if checkpoint and (epoch % settings.checkpoint_every == 0 or state["waited"] >= settings.patience):
-            modelfile.save(checkpoint, {"model": model, "best": best}, {"identity": identity, "state": state})
-    result = TrainResult(best, state["epoch"], state["best_epoch"], max(state["best_accuracy"], 0.0),
-                         history=state["history"])
-    result.rows_per_second = state["train_rows_seen"] / max(state["train_seconds"], 1e-9)
-    return result
+        model = estimator.make_transformer(*rows.statistics(settings.chunk_size))
+
+    def chunks(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return rows.chunks("train", settings.chunk_size, np.random.default_rng([settings.seed, epoch]))
+
+    def save_checkpoint(model: ClassifierModel, best: ClassifierModel, progress: TrainingProgress) -> None:
+        last = progress.waited >= settings.patience or progress.epoch >= settings.epochs
+        if checkpoint and (progress.epoch % settings.checkpoint_every == 0 or last):
+            modelfile.save(checkpoint, {"model": model, "best": best},
+                           {"identity": identity, "progress": asdict(progress)})
+
+    best, progress = estimator.train(model, chunks, lambda m: rows.accuracy(m, "val", settings.chunk_size),
+                                     progress, best, event_handler, save_checkpoint)
+    accuracy = progress.history[progress.best_epoch - 1]["validation_accuracy"] if progress.best_epoch else None
+    return TrainResult(best, progress.epoch, progress.best_epoch, accuracy, history=progress.history,
+                       rows_per_second=progress.rows_per_second)
 
 
 def save_model(path: str | os.PathLike, result: TrainResult, store: FeatureStore, settings: TrainSettings) -> Path:
-    extractor = {"class": type(store.extractor).__name__, "params": store.extractor.get_params(),
-                 "fingerprint": store.extractor.fingerprint()}
-    return modelfile.save(path, {"model": result.model},
-                          {"extractor": extractor, "level": settings.level, "metrics": result.metrics()})
+    return modelfile.save(path, {"model": result.model}, {"extractor": store.extractor.identity(),
+                                                          "level": settings.level, "metrics": result.metrics()})
 
 
 def load_model(path: str | os.PathLike) -> tuple[ClassifierModel, AudioFeaturePrint, dict]:
     models, extra = modelfile.load(path)
-    if "model" not in models or extra.get("extractor", {}).get("class") != "AudioFeaturePrint":
+    if "model" not in models or "extractor" not in extra:
         raise modelfile.ModelFileError(path, "is a checkpoint or another kind of model file, not a trained model",
                                        "give the file written by cadence train --model")
-    extractor = AudioFeaturePrint(**extra["extractor"]["params"])
-    if extractor.fingerprint() != extra["extractor"]["fingerprint"]:
-        raise modelfile.ModelFileError(path, "was trained on features of another AudioFeaturePrint version",
-                                       "train it again on a store made by this version")
-    return models["model"], extractor, extra
+    return models["model"], AudioFeaturePrint.from_identity(extra["extractor"], path), extra
 
 
 def plot_curve(history: list[dict], path: str | os.PathLike) -> None:
@@ -283,7 +257,8 @@ def plot_curve(history: list[dict], path: str | os.PathLike) -> None:
     loss_axis.set_xlabel("epoch")
     loss_axis.set_ylabel("training loss", color="tab:blue")
     accuracy_axis = loss_axis.twinx()
-    accuracy_axis.plot(epochs, [h["validation_accuracy"] for h in history], color="tab:orange")
+    accuracy_axis.plot(epochs, [np.nan if h["validation_accuracy"] is None else h["validation_accuracy"]
+                                for h in history], color="tab:orange")
     accuracy_axis.set_ylabel("validation accuracy", color="tab:orange")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -340,13 +315,12 @@ def plot_confusion(report: dict, classes: list[str], path: str | os.PathLike) ->
 def predict_files(model: ClassifierModel, extractor: AudioFeaturePrint, paths: list[str],
                   on_result: Callable[[str, object], None]) -> int:
     """Classify each file with the model's own extractor; returns how many failed."""
-    from pipelines.errors import CadenceError
+    from cadence.pipelines.errors import CadenceError
 
     failed = 0
     for path in paths:
         try:
-            features = list(extractor.applied(extractor.read(path)))
-            on_result(path, model.applied(extractor.clip_vector(features)))
+            on_result(path, model.applied(clip_vector(extractor.clip_features(path))))
         except CadenceError as e:
             failed += 1
             on_result(path, e)

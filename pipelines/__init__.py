@@ -1,25 +1,43 @@
-"""cadence components: plain Python, no Ray. Compose them with ``appending`` (or ``|``)."""
+"""cadence's components: plain Python, no Ray. Compose them with ``appending`` (or ``|``).
 
-from .audio import AudioBuffer, AudioFeature, AudioFeaturePrint, read_audio
+One small module per concept: ``base`` (the component model), ``temporal`` (Downsample,
+SlidingWindow), ``video`` (readers, ``open_source``), ``pose`` (extraction, selection), ``counting``
+(the counter), ``repetitions`` (the counting job), ``drawing``, ``repcount`` (the RepCount format and
+metrics), ``audio`` (AudioFeaturePrint), ``classifiers``, ``modelfile`` (pickle-free model files),
+``files`` (atomic writes), ``events`` and ``errors``.
+"""
+
+from .audio import AudioBuffer, AudioFeature, AudioFeaturePrint, clip_vector, read_audio
 from .base import (AnnotatedFeature, ComposedEstimator, ComposedTemporalTransformer, ComposedTransformer,
                    Component, Estimator, FunctionTransformer, Stream, TemporalSession, TemporalTransformer,
                    Transformer, compose)
 from .classifiers import (Classification, ClassifierModel, FullyConnectedNetworkClassifier,
-                          LogisticRegressionClassifier)
+                          LogisticRegressionClassifier, TrainingProgress)
 from .counting import HumanBodyActionCounter
-from .errors import (CadenceError, CameraError, EmptyVideoError, InputError, InvalidVideoError, NoPersonError,
-                     VideoNotFoundError)
+from .errors import (AudioNotFoundError, CadenceError, CameraError, EmptyAudioError, EmptyVideoError, InputError,
+                     InvalidAudioError, InvalidVideoError, ModelFileError, NoPersonError, VideoNotFoundError)
 from .events import Event, EventHandler
 from .pose import JOINT_NAMES, STRATEGIES, HumanBodyPoseExtractor, Pose, PoseSelector
+from .repetitions import (CountResult, CountUpdate, FeedCounting, FeedTally, PeopleInFrame,
+                          RepetitionCounting)
 from .temporal import Downsample, SlidingWindow, Window
-from .video import Frame, concatenate, read_camera, read_video
+from .video import Frame, LiveStream, concatenate, is_camera, open_source, read_camera, read_video
 
 __all__ = [
-    "AnnotatedFeature", "AudioBuffer", "AudioFeature", "AudioFeaturePrint", "Classification", "ClassifierModel",
-    "FullyConnectedNetworkClassifier", "LogisticRegressionClassifier", "read_audio", "CadenceError", "CameraError", "Component", "ComposedEstimator",
-    "ComposedTemporalTransformer", "ComposedTransformer", "Downsample", "EmptyVideoError", "Estimator", "Event",
-    "EventHandler", "Frame", "FunctionTransformer", "HumanBodyActionCounter", "HumanBodyPoseExtractor",
-    "InputError", "InvalidVideoError", "JOINT_NAMES", "NoPersonError", "Pose", "PoseSelector", "STRATEGIES",
-    "SlidingWindow", "Stream", "TemporalSession", "TemporalTransformer", "Transformer", "VideoNotFoundError",
-    "Window", "compose", "concatenate", "read_camera", "read_video",
+    # the component model
+    "AnnotatedFeature", "Component", "ComposedEstimator", "ComposedTemporalTransformer", "ComposedTransformer",
+    "Estimator", "FunctionTransformer", "Stream", "TemporalSession", "TemporalTransformer", "Transformer", "compose",
+    "Event", "EventHandler",
+    # streams
+    "Downsample", "SlidingWindow", "Window", "Frame", "LiveStream", "concatenate", "is_camera", "open_source",
+    "read_camera", "read_video",
+    # repetition counting
+    "JOINT_NAMES", "STRATEGIES", "HumanBodyPoseExtractor", "Pose", "PoseSelector", "HumanBodyActionCounter",
+    "CountResult", "CountUpdate", "FeedCounting", "FeedTally", "PeopleInFrame", "RepetitionCounting",
+    # audio and classifiers
+    "AudioBuffer", "AudioFeature", "AudioFeaturePrint", "clip_vector", "read_audio", "Classification",
+    "ClassifierModel", "FullyConnectedNetworkClassifier", "LogisticRegressionClassifier", "TrainingProgress",
+    # errors
+    "CadenceError", "InputError", "CameraError", "EmptyVideoError", "InvalidVideoError", "NoPersonError",
+    "VideoNotFoundError", "AudioNotFoundError", "EmptyAudioError", "InvalidAudioError", "ModelFileError",
 ]

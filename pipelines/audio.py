@@ -38,7 +38,7 @@ import soundfile as sf
 from scipy.fft import dct, rfft
 
 from .base import TemporalSession, TemporalTransformer
-from .errors import AudioNotFoundError, EmptyAudioError, InvalidAudioError
+from .errors import AudioNotFoundError, EmptyAudioError, InputError, InvalidAudioError
 
 FEATURE_VERSION = 2  # bump when the vector's content changes: stores made by another version are not reused
 
@@ -168,20 +168,41 @@ class AudioFeaturePrint(TemporalTransformer):
         digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
         return f"{type(self).__name__}-{digest}"
 
+    def identity(self) -> dict[str, Any]:
+        """What stores and model files record of the extractor that made their features."""
+        return {"class": type(self).__name__, "params": self.get_params(), "fingerprint": self.fingerprint()}
+
+    @classmethod
+    def from_identity(cls, identity: dict[str, Any], where: str | os.PathLike) -> AudioFeaturePrint:
+        """The extractor an :meth:`identity` read from ``where`` names; an error if this version
+        would make other features (another class, or another feature version)."""
+        if not isinstance(identity, dict) or identity.get("class") != cls.__name__:
+            raise InputError(where, f"records no {cls.__name__} (found {identity!r:.80})")
+        extractor = cls(**identity["params"])
+        if extractor.fingerprint() != identity.get("fingerprint"):
+            raise InputError(where, f"holds features of another {cls.__name__} version",
+                             f"this cadence makes version {FEATURE_VERSION}; extract the features again")
+        return extractor
+
     def read(self, path: str | os.PathLike) -> AudioStream:
         """The file as buffers at this extractor's sample rate."""
         return read_audio(path, self.sample_rate)
 
-    def clip_vector(self, features: list[AudioFeature]) -> np.ndarray:
-        """Clip-level pooling: the windows' vectors averaged, weighted by their duration."""
-        if not features:
-            raise ValueError(f"{self!r}: no windows to pool")
-        weights = np.array([f.duration for f in features])
-        return (np.stack([f.vector for f in features]) * weights[:, None]).sum(0).astype(np.float32) / weights.sum()
+    def clip_features(self, path: str | os.PathLike) -> list[AudioFeature]:
+        """Every window's feature of one file."""
+        return list(self.applied(self.read(path)))
 
     def vector(self, samples: np.ndarray) -> np.ndarray:
         """The feature vector of one window of samples at ``sample_rate``."""
         return _vector(samples, self.sample_rate)
+
+
+def clip_vector(features: list[AudioFeature]) -> np.ndarray:
+    """Clip-level pooling: the windows' vectors averaged, weighted by their duration."""
+    if not features:
+        raise ValueError("clip_vector: no windows to pool")
+    weights = np.array([f.duration for f in features])
+    return (np.stack([f.vector for f in features]) * weights[:, None]).sum(0).astype(np.float32) / weights.sum()
 
 
 class _FeaturePrintSession(TemporalSession):

@@ -2,19 +2,21 @@
 connected network (trained batch by batch with :meth:`FullyConnectedNetworkClassifier.update`).
 
 Both give a :class:`ClassifierModel`, a transformer from a feature to a :class:`Classification`.
-A feature is one vector, or a list of per-window :class:`~pipelines.audio.AudioFeature` (as
-``AudioFeaturePrint`` yields), pooled by their mean.  Models save as arrays plus JSON in one
+A feature is one vector, or a list of per-window :class:`~cadence.pipelines.audio.AudioFeature` (as
+``AudioFeaturePrint`` yields), pooled by :func:`~cadence.pipelines.audio.clip_vector`.  Models save as arrays plus JSON in one
 ``.npz`` file that is loaded without pickle: a model file cannot run code (see :mod:`.modelfile`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from .audio import clip_vector
 from .base import AnnotatedFeature, Estimator, Transformer
 from .events import Event, EventHandler
 
@@ -27,11 +29,11 @@ class Classification:
 
 
 def as_vector(feature: Any) -> np.ndarray:
-    """A feature vector from a vector, or from a list of windows (their mean)."""
+    """A feature vector from a vector, or from a list of windows (pooled as a clip's are)."""
     if hasattr(feature, "vector"):  # one window
         return np.asarray(feature.vector, np.float32)
     if isinstance(feature, (list, tuple)) and feature and hasattr(feature[0], "vector"):
-        return np.mean([f.vector for f in feature], axis=0).astype(np.float32)
+        return clip_vector(feature)
     vector = np.asarray(feature, dtype=np.float32)
     if vector.ndim != 1:
         raise ValueError(f"expected a feature vector (1-D) or a list of windows, got shape {vector.shape}")
@@ -147,8 +149,8 @@ class FullyConnectedNetworkClassifier(Estimator):
     """A multilayer perceptron (ReLU hidden layers, softmax) trained with Adam, updatable:
     ``model = make_transformer(...)`` then ``model = update(model, features, labels)`` per chunk.
 
-    ``fitted`` trains in memory for up to ``maximum_iterations`` epochs with early stopping on a
-    held-back tenth; the training driver (``cadence train``) uses ``update`` on chunks instead.
+    Its epoch loop, :meth:`train`, with early stopping, serves both ``fitted`` (in memory, on a
+    held-back tenth) and ``cadence train`` (chunks streamed from a feature store, checkpointed).
     """
 
     def __init__(self, hidden_unit_counts: Sequence[int] = (100,), batch_size: int = 32,
@@ -217,27 +219,75 @@ class FullyConnectedNetworkClassifier(Estimator):
         return loss
 
     def fitted(self, data: Iterable[AnnotatedFeature], event_handler: EventHandler | None = None) -> ClassifierModel:
+        """Train in memory, holding back a tenth of the examples to stop early on (see :meth:`train`)."""
         x, y = as_matrix(data)
-        rng = np.random.default_rng(self.random_seed)
-        held = rng.random(len(y)) < 0.1
+        held = np.random.default_rng(self.random_seed).random(len(y)) < 0.1
         if held.all() or not held.any():
             held[:] = False
         mean, scale = standardisation(x[~held])
         model = self.make_transformer(sorted(set(y)), mean, scale)
-        best, best_accuracy, waited = model.copy(), -1.0, 0
-        for epoch in range(self.maximum_iterations):
-            loss = self.update(model, x[~held], y[~held])
-            accuracy = float((model.predicted(x[held]) == y[held]).mean()) if held.any() else -loss
-            if event_handler:
-                event_handler(Event(type(self).__name__, epoch + 1, self.maximum_iterations,
-                                    {"loss": loss, "validation_accuracy": accuracy}))
-            if accuracy > best_accuracy:
-                best, best_accuracy, waited = model.copy(), accuracy, 0
-            else:
-                waited += 1
-                if waited >= self.early_stop_iteration_count:
-                    break
+
+        def validate(m: ClassifierModel) -> float | None:
+            return float((m.predicted(x[held]) == y[held]).mean()) if held.any() else None
+
+        best, _ = self.train(model, lambda epoch: [(x[~held], y[~held])], validate, event_handler=event_handler)
         return best
+
+    def train(self, model: ClassifierModel, chunks: Callable[[int], Iterable[tuple[np.ndarray, np.ndarray]]],
+              validate: Callable[[ClassifierModel], float | None], progress: TrainingProgress | None = None,
+              best: ClassifierModel | None = None, event_handler: EventHandler | None = None,
+              after_epoch: Callable[[ClassifierModel, ClassifierModel, TrainingProgress], None] | None = None,
+              ) -> tuple[ClassifierModel, TrainingProgress]:
+        """The epoch loop: :meth:`update` on each chunk of ``chunks(epoch)``, then ``validate``.
+
+        Stops after ``maximum_iterations`` epochs, or once ``early_stop_iteration_count`` epochs
+        in a row have not beaten the best validation accuracy (the training loss stands in when
+        ``validate`` has no data).  Returns the best model and the progress.  Give the
+        ``progress`` and ``best`` a checkpoint kept (``after_epoch`` is called after every epoch
+        with the model, the best one and the progress) to resume where it stopped.
+        """
+        progress = progress or TrainingProgress()
+        best = best or model.copy()
+        while progress.epoch < self.maximum_iterations and progress.waited < self.early_stop_iteration_count:
+            epoch, began = progress.epoch + 1, time.perf_counter()
+            loss, rows = 0.0, 0
+            for x, y in chunks(epoch):
+                loss += self.update(model, x, y) * len(y)
+                rows += len(y)
+            progress.rows_seen += rows
+            progress.train_seconds += time.perf_counter() - began
+            accuracy = validate(model)
+            score = accuracy if accuracy is not None else -loss / max(rows, 1)
+            progress.epoch = epoch
+            if score > progress.best_score:
+                best, progress.best_score, progress.best_epoch, progress.waited = model.copy(), score, epoch, 0
+            else:
+                progress.waited += 1
+            record = {"epoch": epoch, "loss": loss / max(rows, 1), "validation_accuracy": accuracy,
+                      "seconds": time.perf_counter() - began}
+            progress.history.append(record)
+            if event_handler:
+                event_handler(Event(type(self).__name__, epoch, self.maximum_iterations, record))
+            if after_epoch:
+                after_epoch(model, best, progress)
+        return best, progress
+
+
+@dataclass
+class TrainingProgress:
+    """Where an epoch loop stands, as plain data: a checkpoint saves it and a resumed run starts from it."""
+
+    epoch: int = 0
+    best_epoch: int = 0
+    best_score: float = -np.inf  # validation accuracy (or minus the training loss without validation data)
+    waited: int = 0  # epochs since the best
+    rows_seen: int = 0
+    train_seconds: float = 0.0
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_seen / max(self.train_seconds, 1e-9)
 
 
 @dataclass

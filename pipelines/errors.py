@@ -50,3 +50,7 @@ class InvalidAudioError(InputError):
 
 class EmptyAudioError(InvalidAudioError):
     """The file decodes but holds no samples."""
+
+
+class ModelFileError(InputError):
+    """A model or checkpoint file that is missing, corrupt, or not one of cadence's."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,12 @@ from typing import Any
 import numpy as np
 
 from .classifiers import Adam, ClassifierModel
-from .errors import InputError
+from .errors import ModelFileError
+from .files import replaced_atomically
 
 FORMAT = "cadence-model"
 VERSION = 1
 KINDS = ("logistic_regression", "fully_connected_network")
-
-
-class ModelFileError(InputError):
-    """A model or checkpoint file that is missing, corrupt, or not one of cadence's."""
 
 
 def _arrays(model: ClassifierModel, prefix: str = "") -> dict[str, np.ndarray]:
@@ -52,13 +48,8 @@ def save(path: str | os.PathLike, models: dict[str, ClassifierModel], extra: dic
     arrays = {"header": np.array(json.dumps(header))}
     for name, model in models.items():
         arrays.update(_arrays(model, f"{name}/"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    hidden = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(hidden, "wb") as f:
+    with replaced_atomically(path) as hidden, open(hidden, "wb") as f:
         np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(hidden, path)
     return path
 
 

@@ -1,103 +1,246 @@
-"""The repetition-counting job in one process: frames -> poses -> one person -> windows -> counts."""
+"""The repetition-counting job: frames -> everyone in them -> one person -> windows -> cumulative counts.
+
+The job is one chain of components (:meth:`RepetitionCounting.pipeline`).  Its runners cut it in
+two places' worth of work:
+
+- :class:`~.pose.HumanBodyPoseExtractor`: stateless, and where nearly all the CPU goes;
+- :class:`FeedCounting`: a feed's light, stateful rest of the chain (``PoseSelector |
+  SlidingWindow | HumanBodyActionCounter``) with the feed's bookkeeping (frames seen, frames with
+  a person, which frame and capture time each count belongs to).  It is a temporal transformer, so
+  its session pushes, finishes, snapshots and restores as a whole.
+
+:meth:`RepetitionCounting.run` runs both in this process, for one stream.  The Ray actor pipeline
+(``cadence.cluster.pipeline``) runs the extractor in a pool of pose actors and the FeedCounting
+sessions of many feeds in one counting actor.  Both end with the same :class:`CountResult`.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from .base import ComposedTemporalTransformer
+import numpy as np
+
+from .base import ComposedTemporalTransformer, TemporalSession, TemporalTransformer
 from .counting import HumanBodyActionCounter
-from .errors import NoPersonError
+from .errors import CadenceError, NoPersonError
 from .pose import HumanBodyPoseExtractor, Pose, PoseSelector
 from .temporal import SlidingWindow
 from .video import Frame
 
+LIVE_STRIDE = 15  # live feeds: a count every half second at 30 fps, rather than every window
+
+
+@dataclass(frozen=True)
+class PeopleInFrame:
+    """Everyone found in one frame of a feed, with the frame's index and times."""
+
+    index: int
+    timestamp: float
+    captured_at: float
+    people: list[Pose]
+
 
 @dataclass(frozen=True)
 class CountUpdate:
-    """The cumulative count after a window ending at ``frame_index``."""
+    """The cumulative count after a window ending at frame ``frame_index`` of ``feed``.
 
-    source: str
+    ``captured_at`` is when the oldest frame this update is the first to count was read: the
+    update's capture-to-count latency starts there.
+    """
+
+    feed: str
     frame_index: int
     timestamp: float
     count: float
+    captured_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class FeedTally:
+    """What a feed's counting session has seen: read from a snapshot by :meth:`FeedCounting.tally`."""
+
+    frames: int
+    frames_with_person: int
+    count: float
+    last_timestamp: float
+
+
+class FeedCounting(TemporalTransformer):
+    """One feed's stateful part of the job: :class:`PeopleInFrame` in, :class:`CountUpdate` out.
+
+    Each frame's people go through ``selector``; the selected pose (None when nobody qualifies)
+    through ``window`` and ``counter``.  Every count belongs to the frame whose push completed its
+    window (at the end, to the last frame).
+    """
+
+    def __init__(self, selector: PoseSelector, window: SlidingWindow, counter: HumanBodyActionCounter,
+                 feed: str = ""):
+        self.selector = selector
+        self.window = window
+        self.counter = counter
+        self.feed = feed
+
+    def session(self) -> TemporalSession:
+        return _FeedCountingSession(self)
+
+    @staticmethod
+    def tally(state: dict[str, Any]) -> FeedTally:
+        """The tally in a state returned by the session's ``snapshot``."""
+        return FeedTally(state["frames"], state["frames_with_person"], state["count"], state["last_timestamp"])
+
+
+class _FeedCountingSession(TemporalSession):
+    def __init__(self, p: FeedCounting):
+        self.p = p
+        self.counting = p.window.appending(p.counter).session()
+        self.frames = self.frames_with_person = 0
+        self.count = 0.0
+        self.last_index, self.last_timestamp = -1, 0.0
+        self.waiting_since: float | None = None  # read time of the oldest frame no update has counted yet
+
+    def push(self, frame: PeopleInFrame) -> list[CountUpdate]:
+        pose = self.p.selector.applied(frame.people)
+        self.frames += 1
+        self.frames_with_person += pose is not None
+        self.last_index, self.last_timestamp = frame.index, frame.timestamp
+        if self.waiting_since is None:
+            self.waiting_since = frame.captured_at
+        return self._updates(self.counting.push(pose))
+
+    def finish(self) -> list[CountUpdate]:
+        return self._updates(self.counting.finish())
+
+    def _updates(self, counts: list[float]) -> list[CountUpdate]:
+        updates = []
+        for count in counts:
+            self.count = count
+            updates.append(CountUpdate(self.p.feed, self.last_index, self.last_timestamp, count,
+                                       self.waiting_since if self.waiting_since is not None else time.time()))
+            self.waiting_since = None
+        return updates
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"counting": self.counting.snapshot(), "frames": self.frames,
+                "frames_with_person": self.frames_with_person, "count": self.count, "last_index": self.last_index,
+                "last_timestamp": self.last_timestamp, "waiting_since": self.waiting_since}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.counting.restore(state["counting"])
+        self.frames, self.frames_with_person = int(state["frames"]), int(state["frames_with_person"])
+        self.count, self.last_index = float(state["count"]), int(state["last_index"])
+        self.last_timestamp, self.waiting_since = float(state["last_timestamp"]), state["waiting_since"]
 
 
 @dataclass
 class CountResult:
+    """One counted feed, as either runner reports it; :meth:`summary` is its JSON."""
+
+    feed: str
     source: str
-    count: float
-    frames: int
-    seconds: float
-    frames_with_person: int
-    processing_seconds: float
+    count: float = 0.0
+    frames: int = 0
+    frames_with_person: int = 0
+    frames_dropped: int = 0
+    seconds: float = 0.0
+    processing_seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list, repr=False)
+    max_queue_depth: dict[str, int] = field(default_factory=dict)
+    recoveries: int = 0
+    error: CadenceError | None = None
+
+    def record(self, update: CountUpdate) -> None:
+        self.count = update.count
+        self.latencies.append(time.time() - update.captured_at)
+
+    def conclude(self, tally: FeedTally) -> None:
+        """The stream ended: take the session's tally, and fail a stream in which nobody was found."""
+        self.frames, self.frames_with_person, self.count = tally.frames, tally.frames_with_person, tally.count
+        # the last frame lasts one frame interval too
+        self.seconds = tally.last_timestamp * self.frames / (self.frames - 1) if self.frames > 1 else 0.0
+        if self.frames and not self.frames_with_person:
+            self.error = NoPersonError(self.source, f"no person was detected in any of its {self.frames} frames")
 
     def summary(self) -> dict:
+        if self.error is not None:
+            failed = {"source": self.source, "error": str(self.error)}
+            return failed | ({"count_so_far": round(self.count, 3), "frames": self.frames} if self.frames else {})
         fps = self.frames / self.processing_seconds if self.processing_seconds > 0 else None
+        latency = np.percentile(self.latencies, [50, 95]).round(3).tolist() if self.latencies else [None, None]
         return {"source": self.source, "count": round(self.count, 3), "frames": self.frames,
                 "seconds": round(self.seconds, 3), "frames_with_person": self.frames_with_person,
                 "processing_seconds": round(self.processing_seconds, 3),
-                "frames_per_second": None if fps is None else round(fps, 2)}
+                "frames_per_second": None if fps is None else round(fps, 2), "frames_dropped": self.frames_dropped,
+                "latency_p50_seconds": latency[0], "latency_p95_seconds": latency[1]}
 
 
 @dataclass
 class RepetitionCounting:
-    """Settings of the counting job; :meth:`pipeline` gives it as one composed component."""
+    """Settings of the counting job, which both runners take; :meth:`run` counts one stream here.
+
+    ``stride`` defaults to the window, or to 15 frames for live feeds (``live``), whose counts
+    should come often.
+    """
 
     window: int = 90
-    stride: int = 90
+    stride: int | None = None
     strategy: str = "maximum_bounding_box_area"
     confidence_threshold: float = 0.2
+    live: bool = False
     counter: HumanBodyActionCounter = field(default_factory=HumanBodyActionCounter)
 
-    def components(self) -> tuple[HumanBodyPoseExtractor, PoseSelector, SlidingWindow, HumanBodyActionCounter]:
-        """The job's four stages, for whoever runs them (this process, or one Ray actor each)."""
-        return (HumanBodyPoseExtractor(), PoseSelector(self.strategy, self.confidence_threshold),
-                SlidingWindow(self.window, self.stride), self.counter)
+    @property
+    def window_stride(self) -> int:
+        if self.stride is not None:
+            return self.stride
+        return LIVE_STRIDE if self.live else self.window
+
+    def extractor(self) -> HumanBodyPoseExtractor:
+        return HumanBodyPoseExtractor()
+
+    def feed_counting(self, feed: str = "") -> FeedCounting:
+        return FeedCounting(PoseSelector(self.strategy, self.confidence_threshold),
+                            SlidingWindow(self.window, self.window_stride), self.counter, feed)
 
     def pipeline(self) -> ComposedTemporalTransformer:
-        """Frames in, cumulative counts out: the whole job as a component."""
-        extractor, selector, window, counter = self.components()
-        return extractor.appending(selector).appending(window).appending(counter)
+        """Frames in, cumulative counts out: the whole job as one composed component."""
+        counting = self.feed_counting()
+        return self.extractor().appending(counting.selector).appending(counting.window).appending(counting.counter)
 
     def run(self, frames: Iterable[Frame], source: str = "stream",
             on_update: Callable[[CountUpdate], None] | None = None,
             on_frame: Callable[[Frame, Pose | None, float], None] | None = None) -> CountResult:
-        """Count the repetitions of one person in a stream of frames.
+        """Count the repetitions of one person in a stream of frames, in this process.
 
-        Stage by stage rather than through :meth:`pipeline`, so the caller sees each frame's
-        selected pose (for annotation) and each count as it comes.  Raises :class:`NoPersonError`
-        when nobody was found in any frame.
+        ``on_update`` receives every count as it comes; ``on_frame`` every frame with the pose
+        followed on it and the count so far (for drawing).  Raises :class:`NoPersonError` when
+        nobody was found in any frame.
         """
-        extractor, selector, window, counter_component = self.components()
-        windows, counter = window.session(), counter_component.session()
-        result = CountResult(source, 0.0, 0, 0.0, 0, 0.0)
-        started, last = time.perf_counter(), None
+        extractor, counting = self.extractor(), self.feed_counting(source)
+        session = counting.session()
+        result = CountResult(source, source)
+        started = time.perf_counter()
 
-        def emit(window_list: list, timestamp: float) -> None:
-            # Every window ends at the frame just pushed (or, at the end, at the last frame).
-            for window in window_list:
-                for count in counter.push(window):
-                    result.count = count
-                    if on_update:
-                        on_update(CountUpdate(source, window.stop - 1, timestamp, count))
+        def deliver(updates: list[CountUpdate]) -> None:
+            for update in updates:
+                result.record(update)
+                if on_update:
+                    on_update(update)
 
         try:
             for frame in frames:
-                pose = selector.applied(extractor.applied(frame))
-                result.frames += 1
-                result.frames_with_person += pose is not None
-                last = frame
-                emit(windows.push(pose), frame.timestamp)
+                people = extractor.applied(frame)
+                deliver(session.push(PeopleInFrame(frame.index, frame.timestamp, frame.captured_at, people)))
                 if on_frame:
-                    on_frame(frame, pose, result.count)
-            emit(windows.finish(), last.timestamp if last is not None else 0.0)
+                    on_frame(frame, counting.selector.applied(people), result.count)
+            deliver(session.finish())
         finally:
             extractor.close()
             result.processing_seconds = time.perf_counter() - started
-            if last is not None and result.frames > 1:  # the last frame lasts one frame interval too
-                result.seconds = last.timestamp * result.frames / (result.frames - 1)
-        if result.frames and result.frames_with_person == 0:
-            raise NoPersonError(source, f"no person was detected in any of its {result.frames} frames")
+        result.frames_dropped = getattr(frames, "dropped", 0)
+        result.conclude(FeedCounting.tally(session.snapshot()))
+        if result.error is not None:
+            raise result.error
         return result

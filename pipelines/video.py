@@ -1,4 +1,6 @@
-"""Video and camera readers: streams of :class:`Frame` from OpenCV."""
+"""Video and camera readers: streams of :class:`Frame` from OpenCV, and :func:`open_source`, the one
+place that turns what a user names (a file, files played back to back, a camera index, a stream URL)
+into frames, live or not."""
 
 from __future__ import annotations
 
@@ -8,26 +10,31 @@ import math
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .errors import CameraError, EmptyVideoError, InvalidVideoError, VideoNotFoundError
+from .errors import CameraError, EmptyVideoError, InputError, InvalidVideoError, VideoNotFoundError
 
 DEFAULT_FPS = 30.0
 
 
 @dataclass(frozen=True, eq=False)
 class Frame:
-    """One decoded frame: a BGR ``uint8`` image (as OpenCV decodes), its index and its time in seconds."""
+    """One decoded frame: a BGR ``uint8`` image (as OpenCV decodes), its index and its time in seconds.
+
+    ``captured_at`` is the wall-clock time (``time.time()``) the frame was read: where its
+    capture-to-count latency starts.
+    """
 
     image: np.ndarray
     index: int
     timestamp: float
     source: str = ""
+    captured_at: float = 0.0
 
 
 class _ThreadedAsyncIteration:
@@ -71,7 +78,7 @@ class VideoStream(_ThreadedAsyncIteration):
                 ok, image = capture.read()
                 if not ok:
                     break
-                yield Frame(image, index, index / self.fps, self.path)
+                yield Frame(image, index, index / self.fps, self.path, time.time())
                 index += 1
         finally:
             capture.release()
@@ -132,7 +139,7 @@ class CameraStream(_ThreadedAsyncIteration):
                     if index == 0:
                         raise CameraError(self.source, "delivered no frame")
                     break
-                yield Frame(image, index, time.monotonic() - start, str(self.source))
+                yield Frame(image, index, time.monotonic() - start, str(self.source), time.time())
                 index += 1
         finally:
             capture.release()
@@ -171,7 +178,7 @@ class ConcatenatedStream(_ThreadedAsyncIteration):
             last = 0.0
             for frame in stream:
                 last = frame.timestamp
-                yield Frame(frame.image, index, offset + frame.timestamp, frame.source)
+                yield replace(frame, index=index, timestamp=offset + frame.timestamp)
                 index += 1
             offset += last + 1.0 / stream.fps
 
@@ -187,13 +194,14 @@ class LiveStream:
     A live consumer slower than the camera would otherwise fall ever further behind; here the
     oldest waiting frame is dropped instead and counted in ``dropped``, never silently.  File
     sources are paced at their frame rate, as if a camera were filming them.  Iterate it, or call
-    :meth:`take` for batches of ``(frame, capture_time)``.
+    :meth:`take` for batches.
     """
 
     def __init__(self, source: Iterable[Frame], capacity: int = 2, pace: bool = False):
         self.source = source
         self.capacity = capacity
         self.pace = pace
+        self.fps = getattr(source, "fps", DEFAULT_FPS)
         self.dropped = 0
         self.delivered = 0
         self._reader: threading.Thread | None = None
@@ -225,7 +233,7 @@ class LiveStream:
                     if len(self._queue) >= self.capacity:
                         self._queue.popleft()
                         self.dropped += 1
-                    self._queue.append((frame, time.time()))
+                    self._queue.append(replace(frame, captured_at=time.time()))
                     self._ready.notify()
         except BaseException as e:  # handed to the consumer, raised there
             self._error = e
@@ -234,15 +242,15 @@ class LiveStream:
                 self._done = True
                 self._ready.notify()
 
-    def take(self, max_count: int, gather: float = 0.0) -> list[tuple[Frame, float]]:
-        """Up to ``max_count`` waiting frames with their capture times; ``[]`` at the end.
+    def take(self, max_count: int, gather: float = 0.0) -> list[Frame]:
+        """Up to ``max_count`` waiting frames, oldest first; ``[]`` at the end.
 
         Blocks for the first frame, then waits at most ``gather`` seconds for more, so batches
         stay small when the consumer keeps up (low latency) and grow when it falls behind.
         """
         self.start()
         deadline = None
-        taken: list[tuple[Frame, float]] = []
+        taken: list[Frame] = []
         with self._ready:
             while len(taken) < max_count:
                 if not self._queue:
@@ -270,6 +278,30 @@ class LiveStream:
         self.start()
         try:
             while batch := self.take(1):
-                yield batch[0][0]
+                yield batch[0]
         finally:
             self.close()
+
+
+Source = str | int | Sequence[str]  # a file, a camera index or stream URL, or files played back to back
+
+
+def is_camera(source: Source) -> bool:
+    """Camera indexes (``0``, ``"0"``) and stream URLs (``rtsp://...``) rather than files."""
+    return isinstance(source, int) or (isinstance(source, str) and (source.isdigit() or "://" in source))
+
+
+def open_source(source: Source, live: bool = False,
+                capacity: int = 2) -> VideoStream | ConcatenatedStream | LiveStream:
+    """The frames of a feed's source, checked now (a bad one raises a typed error naming it).
+
+    Cameras and stream URLs need ``live``.  A live source is read on a background thread that keeps
+    the newest ``capacity`` frames and counts the ones it drops; a file read live is paced at its
+    frame rate, as if a camera were filming it.
+    """
+    if is_camera(source):
+        if not live:
+            raise InputError(source, "looks like a camera or stream URL", "add --live to read it")
+        return LiveStream(read_camera(source), capacity=capacity)
+    video = concatenate(*source) if isinstance(source, (list, tuple)) else read_video(source)
+    return LiveStream(video, capacity=capacity, pace=True) if live else video

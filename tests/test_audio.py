@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipelines.audio import AudioFeaturePrint, read_audio
-from pipelines.errors import AudioNotFoundError, EmptyAudioError, InvalidAudioError
+from cadence.pipelines.audio import AudioFeaturePrint, read_audio
+from cadence.pipelines.errors import AudioNotFoundError, EmptyAudioError, InvalidAudioError
 
-from .conftest import DATA
+from .helpers import DATA
 
 FSDD = DATA / "fsdd" / "recordings"
 

@@ -5,18 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import subprocess
-import sys
 
 import cv2
 import pytest
 
-from .conftest import ROOT, video
-from .test_video_input import write_video_without_people
-
-
-def cadence(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cluster.cli", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+from .helpers import CADENCE, ROOT, cadence, video, write_video_without_people
 
 
 def json_lines(out: str) -> list[dict]:
@@ -96,7 +89,7 @@ def test_live_file_is_paced_and_reports_drops():
 def test_ctrl_c_prints_the_count_so_far():
     import signal
 
-    process = subprocess.Popen([sys.executable, "-m", "cluster.cli", "count", str(video("pushup_incorrect_001.mp4")),
+    process = subprocess.Popen([*CADENCE, "count", str(video("pushup_incorrect_001.mp4")),
                                 "--live", "--stride", "15"], cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True,
                                # as from a terminal: a shell's background job (CI) would inherit SIGINT ignored

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import ray
 
-from cluster.connect import connected
-from cluster.pipeline import CountingPipeline, PipelineSettings
-from pipelines.repetitions import RepetitionCounting
-from pipelines.video import read_video
+from cadence.cluster.connect import connected
+from cadence.cluster.pipeline import CountingPipeline, PipelineSettings
+from cadence.pipelines.repetitions import RepetitionCounting
+from cadence.pipelines.video import read_video
 
-from .conftest import video
+from .helpers import video
 
 
 def test_ray_starts_locally_when_no_address_is_given(monkeypatch):
@@ -33,7 +33,7 @@ def test_two_node_cluster_survives_losing_a_worker_node():
             assert where["nodes"] == 2 and where["cpus"] == 6
             pipeline = CountingPipeline({"pushup": str(path)}, PipelineSettings(pose_actors=4, batch_size=4))
             pipeline.start()
-            nodes = {ray.get(a.node.remote()) for a in pipeline._pool.actors}
+            nodes = {ray.get(a.node.remote()) for a in pipeline.pose_actors}
             assert len(nodes) == 2  # the pose pool spreads over both nodes
             removed = []
 

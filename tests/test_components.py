@@ -8,7 +8,7 @@ import copy
 import numpy as np
 import pytest
 
-from pipelines import (AnnotatedFeature, ComposedEstimator, ComposedTemporalTransformer, ComposedTransformer,
+from cadence.pipelines import (AnnotatedFeature, ComposedEstimator, ComposedTemporalTransformer, ComposedTransformer,
                        Downsample, Estimator, Event, FunctionTransformer, HumanBodyActionCounter, SlidingWindow,
                        TemporalTransformer, Transformer)
 
@@ -120,7 +120,7 @@ def test_constructor_only_stores_arguments_and_repr_shows_them():
 # -- conformance: every temporal component --------------------------------------------------------
 
 def _pose_stream(n=300):
-    from pipelines import Pose
+    from cadence.pipelines import Pose
     t = np.arange(n)
     base = np.random.default_rng(0).uniform(0.2, 0.8, (33, 4)).astype(np.float32)
     out = []

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines import HumanBodyActionCounter, Pose, SlidingWindow
-from pipelines.repcount import mean_absolute_error, poses_from_array, read_labels, read_poses, score
+from cadence.pipelines import HumanBodyActionCounter, Pose, SlidingWindow
+from cadence.pipelines.repcount import mean_absolute_error, poses_from_array, read_labels, read_poses, score
 
 RNG_SEED = 7
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines import HumanBodyActionCounter, SlidingWindow, concatenate
-from pipelines.repetitions import RepetitionCounting
+from cadence.pipelines import HumanBodyActionCounter, SlidingWindow, concatenate
+from cadence.pipelines.repetitions import RepetitionCounting
 
-from .conftest import selected_poses, video
+from .helpers import selected_poses, video
 
 SINGLE_SQUATS = ["squat_correct_001.avi", "squat_correct_007.mp4", "squat_correct_010.mp4",
                  "squat_correct_013.mp4", "squat_correct_016.mp4"]
@@ -54,7 +54,7 @@ def test_the_job_streams_a_concatenated_video_end_to_end():
 
 
 def test_the_composed_pipeline_matches_the_job():
-    from pipelines import read_video
+    from cadence.pipelines import read_video
     job = RepetitionCounting()
     path = video("jumpingjack_correct_001.mp4")
     assert list(job.pipeline().applied(read_video(path)))[-1] == pytest.approx(job.run(read_video(path)).count)

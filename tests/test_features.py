@@ -7,43 +7,18 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import ray
 
-from cluster.connect import connected
-from cluster.features import FeatureStore, content_hash, extract_corpus, read_manifest
-from pipelines.audio import AudioFeaturePrint
-from pipelines.errors import InputError
+from cadence.cluster.connect import connected
+from cadence.cluster.features import FeatureStore, content_hash, extract_corpus, read_manifest
+from cadence.pipelines.audio import AudioFeaturePrint
+from cadence.pipelines.errors import InputError
 
-from .conftest import DATA, ROOT
-
-FSDD = DATA / "fsdd" / "recordings"
-
-
-def corpus(folder: Path, names: list[str], extra: str = "") -> Path:
-    """A manifest over shared FSDD files (by relative path from a folder beside them)."""
-    if not FSDD.exists():
-        pytest.skip(f"{FSDD} is absent")
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        target = folder / name
-        if not target.exists():
-            target.symlink_to(FSDD / name)
-    manifest = folder / "manifest.csv"
-    lines = ["path,label,split"] + [f"{n},{n.split('_')[0]},{'test' if int(n.split('_')[2][:-4]) < 5 else 'train'}"
-                                    for n in names]
-    manifest.write_text("\n".join(lines) + "\n" + extra)
-    return manifest
-
-
-def names(count: int, start: int = 0) -> list[str]:
-    speakers = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
-    return [f"{d}_{speakers[(d + i) % 6]}_{i}.wav" for i in range(start, start + count // 10) for d in range(10)]
-
+from .helpers import CADENCE, FSDD, ROOT, corpus, names
 
 def stored_hashes(store: FeatureStore) -> list[str]:
     return store.table(columns=["content_hash"]).column("content_hash").to_pylist()
@@ -100,14 +75,14 @@ def test_a_manifest_without_the_columns_is_refused(tmp_path):
 
 
 def test_a_run_killed_midway_then_rerun_stores_each_file_once(tmp_path):
-    from cluster.benchmarks import tile_corpus
+    from cadence.cluster.benchmarks import tile_corpus
 
     if not FSDD.exists():
         pytest.skip(f"{FSDD} is absent")
     manifest, _ = tile_corpus(FSDD, tmp_path / "audio", copies=3)  # 9,000 distinct files: seconds of work
     total = len(read_manifest(manifest))
     store_dir = tmp_path / "store"
-    command = [sys.executable, "-m", "cluster.cli", "features", str(manifest), "--store", str(store_dir), "--json"]
+    command = [*CADENCE, "features", str(manifest), "--store", str(store_dir), "--json"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     store = FeatureStore(store_dir, AudioFeaturePrint())

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from pipelines import HumanBodyPoseExtractor, Pose, PoseSelector, STRATEGIES, read_video
-from pipelines.pose import JOINT_NAMES, deduplicated
+from cadence.pipelines import HumanBodyPoseExtractor, Pose, PoseSelector, STRATEGIES, read_video
+from cadence.pipelines.pose import JOINT_NAMES, deduplicated
 
-from .conftest import video
+from .helpers import video
 
 
 def frame(name: str, index: int = 0) -> np.ndarray:

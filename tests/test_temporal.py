@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines import Downsample, SlidingWindow
+from cadence.pipelines import Downsample, SlidingWindow
 
 
 def windows(n, length, stride=None, **kw):

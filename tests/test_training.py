@@ -12,18 +12,14 @@ import zipfile
 import numpy as np
 import pytest
 
-from cluster.features import extract_corpus
-from cluster.train import StoreError, TrainSettings, evaluate, open_store, save_model, train
-from pipelines import AnnotatedFeature
-from pipelines.audio import AudioFeaturePrint, read_audio
-from pipelines.classifiers import FullyConnectedNetworkClassifier, LogisticRegressionClassifier
-from pipelines.modelfile import ModelFileError, load, save
+from cadence.cluster.features import extract_corpus
+from cadence.cluster.train import StoreError, TrainSettings, evaluate, open_store, save_model, train
+from cadence.pipelines import AnnotatedFeature
+from cadence.pipelines.audio import AudioFeaturePrint, clip_vector, read_audio
+from cadence.pipelines.classifiers import FullyConnectedNetworkClassifier, LogisticRegressionClassifier
+from cadence.pipelines.modelfile import ModelFileError, load, save
 
-from .conftest import DATA, ROOT
-from .test_features import corpus, names
-
-FSDD = DATA / "fsdd" / "recordings"
-
+from .helpers import CADENCE, FSDD, ROOT, corpus, names
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
@@ -60,8 +56,8 @@ def test_resume_with_other_settings_is_refused(store, tmp_path):
 
 WRITER = """
 import sys, numpy as np
-from pipelines.classifiers import FullyConnectedNetworkClassifier
-from pipelines.modelfile import save
+from cadence.pipelines.classifiers import FullyConnectedNetworkClassifier
+from cadence.pipelines.modelfile import save
 model = FullyConnectedNetworkClassifier((2000, 2000)).make_transformer(["a", "b"], np.zeros(500), np.ones(500))
 print("ready", flush=True)
 while True:
@@ -103,12 +99,12 @@ def test_a_saved_model_predicts_the_same_and_the_cli_uses_its_extractor(store, t
     model = load(path)[0]["model"]
     assert model == result.model
     wav = FSDD / "3_theo_2.wav"
-    run = subprocess.run([sys.executable, "-m", "cluster.cli", "predict", "--model", str(path), str(wav),
+    run = subprocess.run([*CADENCE, "predict", "--model", str(path), str(wav),
                           str(tmp_path / "nothing.wav")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "nothing.wav: no such file" in run.stderr
     label = run.stdout.split(": ")[1].split()[0]
     extractor = AudioFeaturePrint()
-    expected = result.model.applied(extractor.clip_vector(list(extractor.applied(read_audio(wav)))))
+    expected = result.model.applied(clip_vector(list(extractor.applied(read_audio(wav)))))
     assert label == expected.label
 
 
@@ -154,7 +150,7 @@ def test_the_train_and_evaluate_commands(store, tmp_path):
     import json
 
     model = tmp_path / "digits.npz"
-    run = subprocess.run([sys.executable, "-m", "cluster.cli", "train", "--store", str(store.path), "--epochs", "3",
+    run = subprocess.run([*CADENCE, "train", "--store", str(store.path), "--epochs", "3",
                           "--chunk-size", "128", "--checkpoint-dir", str(tmp_path / "ckpt"), "--model", str(model),
                           "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
@@ -162,26 +158,26 @@ def test_the_train_and_evaluate_commands(store, tmp_path):
     assert metrics["epochs"] == 3 and 0 < metrics["test_accuracy"] <= 1
     assert run.stderr.count("validation accuracy") == 3  # a line per epoch
     assert (tmp_path / "digits-curve.png").stat().st_size > 1000 and (tmp_path / "ckpt" / "checkpoint.npz").exists()
-    shown = subprocess.run([sys.executable, "-m", "cluster.cli", "evaluate", "--model", str(model), "--store",
+    shown = subprocess.run([*CADENCE, "evaluate", "--model", str(model), "--store",
                             str(store.path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert shown.returncode == 0, shown.stderr
     assert "test: accuracy" in shown.stdout and "precision" in shown.stdout
     assert (tmp_path / "digits-confusion-test.png").stat().st_size > 1000
-    refused = subprocess.run([sys.executable, "-m", "cluster.cli", "evaluate", "--model",
+    refused = subprocess.run([*CADENCE, "evaluate", "--model",
                               str(tmp_path / "ckpt" / "checkpoint.npz"), "--store", str(store.path)],
                              cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "checkpoint" in refused.stderr
 
 
 def test_the_network_shape_is_chosen_on_the_command_line(store, tmp_path):
-    from cluster.train import load_model
+    from cadence.cluster.train import load_model
 
     model = tmp_path / "deep.npz"
-    run = subprocess.run([sys.executable, "-m", "cluster.cli", "train", "--store", str(store.path), "--epochs", "2",
+    run = subprocess.run([*CADENCE, "train", "--store", str(store.path), "--epochs", "2",
                           "--hidden", "32", "16", "--batch-size", "64", "--learning-rate", "0.002", "--model",
                           str(model)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert [w.shape[1] for w in load_model(model)[0].weights] == [32, 16, 10]
-    bad = subprocess.run([sys.executable, "-m", "cluster.cli", "train", "--store", str(store.path), "--hidden", "0"],
+    bad = subprocess.run([*CADENCE, "train", "--store", str(store.path), "--hidden", "0"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "--hidden" in bad.stderr

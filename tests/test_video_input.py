@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from pipelines import (CameraError, EmptyVideoError, InvalidVideoError, NoPersonError, VideoNotFoundError,
+from cadence.pipelines import (CameraError, EmptyVideoError, InvalidVideoError, NoPersonError, VideoNotFoundError,
                        concatenate, read_camera, read_video)
-from pipelines.repetitions import RepetitionCounting
-from pipelines.video import LiveStream
+from cadence.pipelines.repetitions import RepetitionCounting
+from cadence.pipelines.video import LiveStream
 
-from .conftest import video
+from .helpers import video, write_video_without_people
 
 
 def test_read_video_yields_indexed_timestamped_frames():
@@ -94,16 +94,6 @@ def test_unreadable_file(tmp_path):
         read_video(path)
 
 
-def write_video_without_people(path, frames=20):
-    """A real video of trees: the left edge of the jumping-jack clip, where nobody stands."""
-    background = next(iter(read_video(video("jumpingjack_correct_001.mp4")))).image[:, :240]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (240, 720))
-    for i in range(frames):
-        writer.write(np.ascontiguousarray(np.roll(background, i, axis=0)))
-    writer.release()
-    return path
-
-
 def test_video_with_no_person(tmp_path):
     path = write_video_without_people(tmp_path / "trees.avi")
     with pytest.raises(NoPersonError, match="trees.avi: no person was detected in any of its 20 frames"):
@@ -117,7 +107,7 @@ def test_no_camera_on_this_machine():
 
 def test_live_stream_drops_frames_a_slow_consumer_cannot_take_and_counts_them():
     import time
-    from pipelines import Frame
+    from cadence.pipelines import Frame
 
     source = [Frame(np.zeros((2, 2, 3), np.uint8), i, i / 100) for i in range(50)]
     live = LiveStream(source, capacity=2, pace=True)
