@@ -29,18 +29,19 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
-# The benchmarks (figures only; several minutes each). librosa is a bench-only extra.
+# The benchmarks (figures only; about an hour in all). librosa is a bench-only extra.
 bench: install
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
 	$(BIN)/python bench/pose_extraction.py $(DATA)
 	$(BIN)/cadence bench repcount --poses $(DATA)/repcount-dev/poses --labels $(DATA)/repcount-dev/labels.csv
 	$(BIN)/cadence bench repcount --poses $(DATA)/repcount-dev/poses --labels $(DATA)/repcount-dev/labels.csv --stride 15
-	$(BIN)/cadence bench pipeline --feeds 1 --seconds 30
-	$(BIN)/cadence bench pipeline --feeds 2 --seconds 30
-	$(BIN)/cadence bench pipeline --feeds 1 --seconds 30 --live
-	$(BIN)/cadence bench features --hours 10
-	$(BIN)/python bench/fsdd_accuracy.py
-	$(BIN)/python bench/training.py --memory
+	$(BIN)/cadence bench pipeline --data $(DATA) --feeds 1 --seconds 30
+	$(BIN)/cadence bench pipeline --data $(DATA) --feeds 2 --seconds 30
+	for n in 1 2 8 24 40; do $(BIN)/cadence bench pipeline --data $(DATA) --feeds $$n --seconds 30 --skip-inline || exit; done
+	$(BIN)/cadence bench pipeline --data $(DATA) --feeds 1 --seconds 30 --live
+	$(BIN)/cadence bench features --data $(DATA) --hours 10
+	$(BIN)/python bench/fsdd_accuracy.py --data $(DATA)
+	$(BIN)/python bench/training.py --data $(DATA) --memory
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

@@ -45,10 +45,13 @@ class CaptureHost:
 
     A file feed is read as fast as the pipeline asks (no frame is ever dropped); a live feed
     (camera, URL, or a file read live) is read on its own thread, which keeps the newest frames and
-    counts the ones the pipeline was too slow for.  The driver starts this actor threaded (one
-    thread per feed it holds) and keeps at most one call per feed in flight, so a feed waiting for
-    its camera holds no other feed back.
+    counts the ones the pipeline was too slow for.  The driver starts this actor with a few
+    threads, so several feeds decode at once, and keeps at most one call per feed in flight; a
+    live feed's call waits at most ``LIVE_WAIT`` seconds for a frame, so a stalled camera holds
+    no thread for long.
     """
+
+    LIVE_WAIT = 0.25
 
     def __init__(self, batch_size: int = 8):
         self.batch_size = batch_size
@@ -71,10 +74,12 @@ class CaptureHost:
             raise StateLost(f"the capture host does not hold {feed} (restarted?)")
         stream, frames = self.feeds[feed]
         if isinstance(stream, LiveStream):
-            batch, dropped = stream.take(self.batch_size, gather=0.05), stream.dropped
+            batch = stream.take(self.batch_size, gather=0.05, wait=self.LIVE_WAIT)
+            end, dropped = not batch and stream.finished, stream.dropped
         else:
-            batch, dropped = list(itertools.islice(frames, self.batch_size)), 0
-        meta = {"frames": len(batch), "end": not batch, "dropped": dropped,
+            batch = list(itertools.islice(frames, self.batch_size))
+            end, dropped = not batch, 0
+        meta = {"frames": len(batch), "end": end, "dropped": dropped,
                 "last_index": batch[-1].index if batch else None}
         return schemas.frames_to_batch(feed, batch), meta
 

@@ -49,7 +49,7 @@ def fsdd_manifest(recordings: Path, folder: Path) -> Path:
 
 def peak_train_memory(store: Path, work: Path) -> float:
     """Max RSS in MiB of ``cadence train`` run alone in a child process."""
-    code = ("import resource, sys; from cluster.cli import main; code = main(sys.argv[1:]); "
+    code = ("import resource, sys; from cadence.cluster.cli import main; code = main(sys.argv[1:]); "
             "print('maxrss', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
     out = subprocess.run([sys.executable, "-c", code, "train", "--store", str(store), "--epochs", "3",
                           "--model", str(work / "m.npz"), "--json"], cwd=ROOT, capture_output=True, text=True,

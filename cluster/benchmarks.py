@@ -1,7 +1,7 @@
 """``cadence bench pipeline``: the same real frames through the inline path and the actor pipeline.
 
-Figures only, nothing asserted.  Each feed plays a real clip from the data folder back to back
-until it lasts ``seconds``.  Both paths are timed from the first frame read to the last count,
+Figures only, nothing asserted.  Each feed plays the real clips of the data folder back to back,
+each feed from another clip on, until it lasts ``seconds``.  Both paths are timed from the first frame read to the last count,
 with their models already loaded (actors are started, and each landmarker built, before the clock
 starts); memory is the peak proportional set size (PSS: shared pages split between the processes
 sharing them) of this process and every process it started, Ray's included.
@@ -9,12 +9,13 @@ sharing them) of this process and every process it started, Ray's included.
 
 from __future__ import annotations
 
-import math
+import itertools
 import os
 import threading
 import time
 from pathlib import Path
 
+from cadence.pipelines.errors import InputError
 from cadence.pipelines.repetitions import RepetitionCounting
 from cadence.pipelines.video import read_video
 
@@ -74,15 +75,21 @@ class PeakMemory:
 
 
 def playlists(data: Path, feeds: int, seconds: float) -> dict[str, list[str]]:
-    """Feed k plays clip k (cycling through CLIPS) back to back for ``seconds``."""
+    """Feed k plays the clips back to back, starting from clip k, until it lasts ``seconds``: any
+    number of feeds (of at least ``seconds`` >= the clips' total) sees the same mix of clips."""
     found = [data / "videos" / c for c in CLIPS if (data / "videos" / c).exists()]
     if not found:
-        raise FileNotFoundError(f"no clips of {', '.join(CLIPS)} in {data / 'videos'}")
+        raise InputError(data / "videos", f"holds none of the benchmark's clips ({', '.join(CLIPS)})")
+    durations = {clip: read_video(clip).duration for clip in found}
     lists = {}
     for k in range(feeds):
-        clip = found[k % len(found)]
-        repeats = max(1, math.ceil(seconds / read_video(clip).duration))
-        lists[f"feed{k + 1}-{clip.stem}"] = [str(clip)] * repeats
+        playlist, total = [], 0.0
+        for clip in itertools.cycle(found[k % len(found):] + found[:k % len(found)]):
+            if total >= seconds:
+                break
+            playlist.append(str(clip))
+            total += durations[clip]
+        lists[f"feed{k + 1}"] = playlist
     return lists
 
 

@@ -42,6 +42,7 @@ from cadence.pipelines.repetitions import CountResult, CountUpdate, FeedCounting
 from cadence.pipelines.video import Source
 
 MAX_RECOVERIES = 5  # per feed: hosts that die more often than this fail the feed
+CAPTURE_THREADS = 4  # feeds a capture host reads at once
 
 
 @dataclass
@@ -98,8 +99,7 @@ def describe(source: Source) -> str:
 class _Entry:
     """One batch of one feed on its way through the stages."""
 
-    frames: ray.ObjectRef | None = None  # held until counted: Ray can redo a lost pose output from it
-    poses: ray.ObjectRef | None = None
+    poses: ray.ObjectRef | None = None  # (Ray keeps the frames until the pose call is done, for its retries)
     pose_actor: int = -1
     counts: ray.ObjectRef | None = None
     state: ray.ObjectRef | None = None  # the feed's session after this batch
@@ -173,7 +173,7 @@ class _Feed:
             self.result.frames += meta["frames"]
             self.next_index = meta["last_index"] + 1
             poses, actor = self.pool.submit("extract", frames)
-            self.posing.put(_Entry(frames=frames, poses=poses, pose_actor=actor))
+            self.posing.put(_Entry(poses=poses, pose_actor=actor))
             if on_frames is not None:
                 on_frames(self.name, meta["frames"])
         self.ended = meta["end"]
@@ -285,7 +285,8 @@ class CountingPipeline:
         hosts = math.ceil(len(self.feeds) / s.feeds_per_host) or 1
         per_host = math.ceil(len(self.feeds) / hosts)
         here = _on_this_node()
-        captures = [CaptureHost.options(**here, max_concurrency=per_host + 2).remote(s.batch_size)
+        # a few threads decode at once; one per feed would multiply malloc's arenas, and memory with them
+        captures = [CaptureHost.options(**here, max_concurrency=min(per_host, CAPTURE_THREADS) + 1).remote(s.batch_size)
                     for _ in range(hosts)]
         counters = [CountingHost.options(**here).remote() for _ in range(hosts)]
         self.capture_hosts, self.counting_hosts = captures, counters

@@ -242,11 +242,12 @@ class LiveStream:
                 self._done = True
                 self._ready.notify()
 
-    def take(self, max_count: int, gather: float = 0.0) -> list[Frame]:
-        """Up to ``max_count`` waiting frames, oldest first; ``[]`` at the end.
+    def take(self, max_count: int, gather: float = 0.0, wait: float | None = None) -> list[Frame]:
+        """Up to ``max_count`` waiting frames, oldest first; ``[]`` at the end (see :attr:`finished`).
 
-        Blocks for the first frame, then waits at most ``gather`` seconds for more, so batches
-        stay small when the consumer keeps up (low latency) and grow when it falls behind.
+        Waits for the first frame (at most ``wait`` seconds when given, then ``[]`` while the source
+        goes on), then at most ``gather`` seconds for more, so batches stay small when the consumer
+        keeps up (low latency) and grow when it falls behind.
         """
         self.start()
         deadline = None
@@ -256,10 +257,8 @@ class LiveStream:
                 if not self._queue:
                     if self._done:
                         break
-                    if deadline is None:
-                        self._ready.wait_for(lambda: self._queue or self._done)
-                    elif not self._ready.wait_for(lambda: self._queue or self._done,
-                                                  timeout=max(0.0, deadline - time.monotonic())):
+                    timeout = wait if deadline is None else max(0.0, deadline - time.monotonic())
+                    if not self._ready.wait_for(lambda: self._queue or self._done, timeout=timeout):
                         break
                     continue
                 taken.append(self._queue.popleft())
@@ -269,6 +268,14 @@ class LiveStream:
         if not taken and self._error is not None:
             raise self._error
         return taken
+
+    @property
+    def finished(self) -> bool:
+        """The source has ended and every frame it gave was taken."""
+        if self._reader is None:
+            return False
+        with self._ready:
+            return self._done and not self._queue
 
     def close(self) -> None:
         if self._reader is not None:
