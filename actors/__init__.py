@@ -1,1 +1,2 @@
-"""Ray actors that host the components of :mod:`pipelines` as streaming stages."""
+"""Ray actors hosting the components of :mod:`cadence.pipelines` as streaming stages (``stages``),
+the Arrow batches they pass (``schemas``), and the driver's bounded queues and pose pool (``queues``)."""

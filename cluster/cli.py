@@ -65,6 +65,13 @@ def _quiet_native_logging() -> None:
     sys.stderr = os.fdopen(saved, "w", buffering=1)
 
 
+def _add_windows(parser: argparse.ArgumentParser, stride_default: str) -> None:
+    parser.add_argument("--window", type=positive, default=default(RepetitionCounting, "window"),
+                        help="poses per counting window (default %(default)s)")
+    parser.add_argument("--stride", type=positive, default=None,
+                        help=f"poses between window starts (default: {stride_default})")
+
+
 # -- cadence count --------------------------------------------------------------------------------
 def _add_count(commands: argparse._SubParsersAction) -> None:
     count = commands.add_parser(
@@ -77,10 +84,7 @@ def _add_count(commands: argparse._SubParsersAction) -> None:
                        help="video files; with --live also camera indexes (0) or stream URLs")
     count.add_argument("--feeds", metavar="FILE",
                        help="a text file with one source per line (relative paths from the file's folder)")
-    count.add_argument("--window", type=positive, default=default(RepetitionCounting, "window"),
-                       help="poses per counting window (default %(default)s)")
-    count.add_argument("--stride", type=positive, default=None,
-                       help=f"poses between window starts (default: the window, or {LIVE_STRIDE} with --live)")
+    _add_windows(count, f"the window, or {LIVE_STRIDE} with --live")
     count.add_argument("--strategy", choices=STRATEGIES, default=default(RepetitionCounting, "strategy"),
                        help="which person to follow when several are in view (default %(default)s)")
     count.add_argument("--live", action="store_true",
@@ -314,26 +318,21 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
                     "|round(pred) - gt| <= 1.")
     repcount.add_argument("--poses", required=True, metavar="DIR", help="folder of NAME.npy arrays (T, 104)")
     repcount.add_argument("--labels", required=True, metavar="CSV", help="labels.csv with columns name,count")
-    repcount.add_argument("--window", type=positive, default=default(RepetitionCounting, "window"),
-                          help="poses per window (default %(default)s)")
-    repcount.add_argument("--stride", type=positive, default=None, help="poses between window starts "
-                                                                        "(default: the window)")
+    _add_windows(repcount, "the window")
     repcount.add_argument("--json", metavar="OUT", help="also write {mae, obo, videos: [{name, gt, pred}]} to OUT")
     repcount.set_defaults(run=_run_bench_repcount)
 
     pipeline = benches.add_parser(
         "pipeline", help="frames per second of the inline path and the Ray actor pipeline on the same frames",
-        description="Play real clips (each feed its own, looped to --seconds) through the inline path (one feed "
-                    "after another in one process) and then through the actor pipeline (all feeds at once), "
+        description="Play real clips (each feed all of them back to back, from another one on, for --seconds) "
+                    "through the inline path (one feed after another in one process) and then through the actor "
+                    "pipeline (all feeds at once), "
                     "and print frames per second of each, their ratio and peak memory; with --live, the "
                     "capture-to-count latency p50/p95 of the paced feeds.")
     pipeline.add_argument("--feeds", type=positive, default=1, help="feeds at once (default %(default)s)")
     pipeline.add_argument("--seconds", type=float, default=60, help="seconds of video per feed (default %(default)s)")
     pipeline.add_argument("--live", action="store_true", help="pace the feeds at their frame rate, as cameras")
-    pipeline.add_argument("--window", type=positive, default=default(RepetitionCounting, "window"),
-                          help="poses per window (default %(default)s)")
-    pipeline.add_argument("--stride", type=positive, default=None,
-                          help=f"default: the window, or {LIVE_STRIDE} with --live")
+    _add_windows(pipeline, f"the window, or {LIVE_STRIDE} with --live")
     pipeline.add_argument("--skip-inline", action="store_true", help="run the actor pipeline only")
     _add_bench_options(pipeline, "videos/")
     pipeline.set_defaults(run=_run_bench_pipeline)

@@ -133,21 +133,28 @@ def test_a_slow_consumer_holds_the_capture_back(local_ray):
     assert max(lead) <= 2 * settings.queue_size * settings.batch_size + settings.job.window
 
 
-def test_a_killed_pose_actor_is_restarted_and_the_count_is_unchanged(local_ray):
-    path = video("pushup_incorrect_001.mp4")
-    pipeline = CountingPipeline({"pushup": str(path)}, PipelineSettings(pose_actors=2, batch_size=4))
+def run_killing(pipeline: CountingPipeline, victim, after_frames: int = 60) -> list:
+    """Run the pipeline; once ``after_frames`` frames are read, kill ``victim(pipeline)`` (Ray restarts it)."""
     killed = []
 
     def kill_once(_, n):
-        if not killed and sum(r.frames for r in pipeline.results) >= 60:
+        if not killed and sum(r.frames for r in pipeline.results) >= after_frames:
             killed.append(True)
-            ray.kill(pipeline.pose_actors[0], no_restart=False)
+            ray.kill(victim(pipeline), no_restart=False)
 
     try:
-        (result,) = pipeline.run(on_frames=kill_once)
+        results = pipeline.run(on_frames=kill_once)
     finally:
         pipeline.close()
-    assert killed and result.error is None and result.frames == 290
+    assert killed
+    return results
+
+
+def test_a_killed_pose_actor_is_restarted_and_the_count_is_unchanged(local_ray):
+    path = video("pushup_incorrect_001.mp4")
+    pipeline = CountingPipeline({"pushup": str(path)}, PipelineSettings(pose_actors=2, batch_size=4))
+    (result,) = run_killing(pipeline, lambda p: p.pose_actors[0])
+    assert result.error is None and result.frames == 290
     assert result.count == pytest.approx(inline_count(path), abs=1e-9)
 
 
@@ -182,18 +189,8 @@ def test_a_killed_counting_host_resumes_every_feed_from_its_state(local_ray):
 def test_a_killed_capture_host_reopens_its_feeds_where_they_were(local_ray):
     path = video("pushup_incorrect_001.mp4")
     pipeline = CountingPipeline({"a": str(path), "b": str(path)}, PipelineSettings(batch_size=4))
-    killed = []
-
-    def kill_once(_, n):
-        if not killed and sum(r.frames for r in pipeline.results) >= 60:
-            killed.append(True)
-            ray.kill(pipeline.capture_hosts[0], no_restart=False)
-
-    try:
-        results = pipeline.run(on_frames=kill_once)
-    finally:
-        pipeline.close()
-    assert killed and sum(r.recoveries for r in results) >= 1
+    results = run_killing(pipeline, lambda p: p.capture_hosts[0])
+    assert sum(r.recoveries for r in results) >= 1
     for result in results:
         assert result.error is None and result.frames == 290
         assert result.count == pytest.approx(inline_count(path), abs=1e-9)
