@@ -209,9 +209,10 @@ def _train_in_chunks(rows: _Rows, estimator: FullyConnectedNetworkClassifier, se
     model = best = progress = None
     if settings.resume and checkpoint and checkpoint.exists():
         models, extra = modelfile.load(checkpoint)
-        if extra.get("identity") != identity:
-            raise StoreError(checkpoint, "was written by a run with other settings or another store",
-                             "resume with the same settings, or start afresh without --resume")
+        if extra.get("identity") != identity or "progress" not in extra:
+            raise StoreError(checkpoint, "was written by a run with other settings, another store or an "
+                                         "older cadence", "resume with the same settings, or start afresh "
+                                                          "without --resume")
         model, best, progress = models["model"], models["best"], TrainingProgress(**extra["progress"])
     else:
         model = estimator.make_transformer(*rows.statistics(settings.chunk_size))
