@@ -80,7 +80,8 @@ class CaptureHost:
             batch = list(itertools.islice(frames, self.batch_size))
             end, dropped = not batch, 0
         meta = {"frames": len(batch), "end": end, "dropped": dropped,
-                "last_index": batch[-1].index if batch else None}
+                "last_index": batch[-1].index if batch else None,
+                "warnings": list(getattr(stream, "warnings", [])) if end else []}
         return schemas.frames_to_batch(feed, batch), meta
 
     def close(self, feed: str) -> None:

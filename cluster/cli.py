@@ -22,7 +22,7 @@ from typing import Any
 
 from cadence.pipelines.audio import AudioFeaturePrint
 from cadence.pipelines.errors import CadenceError, InputError
-from cadence.pipelines.pose import STRATEGIES
+from cadence.pipelines.pose import JOINT_GROUPS, STRATEGIES, joint_names
 from cadence.pipelines.repetitions import LIVE_STRIDE, RepetitionCounting
 
 from .train import TrainSettings
@@ -44,6 +44,13 @@ def positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
     return value
+
+
+def _joints(text: str) -> tuple[str, ...]:
+    try:
+        return joint_names(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _quiet_native_logging() -> None:
@@ -87,6 +94,12 @@ def _add_count(commands: argparse._SubParsersAction) -> None:
     _add_windows(count, f"the window, or {LIVE_STRIDE} with --live")
     count.add_argument("--strategy", choices=STRATEGIES, default=default(RepetitionCounting, "strategy"),
                        help="which person to follow when several are in view (default %(default)s)")
+    joints = count.add_mutually_exclusive_group()
+    joints.add_argument("--joints", metavar="LIST", type=_joints,
+                        help="count on these joints only: names or groups, comma-separated (groups: "
+                             f"{', '.join(JOINT_GROUPS)}; e.g. --joints arms for front raises)")
+    joints.add_argument("--ignore-joints", metavar="LIST", type=_joints,
+                        help="leave these joints out of the count (e.g. --ignore-joints face)")
     count.add_argument("--live", action="store_true",
                        help="read cameras or stream URLs (or files paced at their frame rate) as they come; "
                             "frames the counter cannot keep up with are dropped and reported")

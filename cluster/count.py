@@ -90,6 +90,8 @@ class _Report:
         summary = result.summary()
         if "error" in summary:
             self.bar.write(f"cadence count: error: {summary['error']}", file=sys.stderr)
+        for warning in summary.get("warnings", []):
+            self.bar.write(f"cadence count: warning: {warning}", file=sys.stderr)
         if self.args.json:
             print(json.dumps(summary), flush=True)
         elif "error" not in summary:
@@ -109,7 +111,8 @@ def count_sources(args: argparse.Namespace) -> bool:
     sources = list(args.sources) + (read_feeds(args.feeds) if args.feeds else [])
     if not sources:
         raise InputError("cadence count", "got no source", "give at least one VIDEO, or --feeds FILE")
-    job = RepetitionCounting(window=args.window, stride=args.stride, strategy=args.strategy, live=args.live)
+    job = RepetitionCounting(window=args.window, stride=args.stride, strategy=args.strategy, live=args.live,
+                             selected_joints=args.joints, ignored_joints=args.ignore_joints)
     if min(job.window, job.window_stride) < 1:
         raise InputError("cadence count", "--window and --stride must be whole numbers >= 1")
     runner = args.runner or ("inline" if args.annotate else "ray")

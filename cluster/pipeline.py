@@ -177,6 +177,7 @@ class _Feed:
             if on_frames is not None:
                 on_frames(self.name, meta["frames"])
         self.ended = meta["end"]
+        self.result.warnings += meta["warnings"]
 
     def _take_poses(self, ready: set) -> None:
         while self.posing and not self.counting.full() and self.posing.head().poses in ready:

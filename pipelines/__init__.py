@@ -17,7 +17,7 @@ from .counting import HumanBodyActionCounter
 from .errors import (AudioNotFoundError, CadenceError, CameraError, EmptyAudioError, EmptyVideoError, InputError,
                      InvalidAudioError, InvalidVideoError, ModelFileError, NoPersonError, VideoNotFoundError)
 from .events import Event, EventHandler
-from .pose import JOINT_NAMES, STRATEGIES, HumanBodyPoseExtractor, Pose, PoseSelector
+from .pose import JOINT_GROUPS, JOINT_NAMES, STRATEGIES, HumanBodyPoseExtractor, JointsSelector, Pose, PoseSelector
 from .repetitions import (CountResult, CountUpdate, FeedCounting, FeedTally, PeopleInFrame,
                           RepetitionCounting)
 from .temporal import Downsample, SlidingWindow, Window
@@ -32,7 +32,8 @@ __all__ = [
     "Downsample", "SlidingWindow", "Window", "Frame", "LiveStream", "concatenate", "is_camera", "open_source",
     "read_camera", "read_video",
     # repetition counting
-    "JOINT_NAMES", "STRATEGIES", "HumanBodyPoseExtractor", "Pose", "PoseSelector", "HumanBodyActionCounter",
+    "JOINT_GROUPS", "JOINT_NAMES", "STRATEGIES", "HumanBodyPoseExtractor", "Pose", "PoseSelector", "JointsSelector",
+    "HumanBodyActionCounter",
     "CountResult", "CountUpdate", "FeedCounting", "FeedTally", "PeopleInFrame", "RepetitionCounting",
     # audio and classifiers
     "AudioBuffer", "AudioFeature", "AudioFeaturePrint", "clip_vector", "read_audio", "Classification",

@@ -34,12 +34,28 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from .base import TemporalSession, TemporalTransformer
+from .legs import Leg, LegBook, Repetition
 from .pose import Pose
 from .temporal import Window
 
 _DIRECTIONS = 8  # principal directions kept in the distance; later ones weigh (s_i / s_0)^2 ~ 0
 _BACK = 0.75  # share of the threshold the body must come back toward the anchor for a turn
 _RECENT = 8  # legs whose durations and sizes set the glitch and swing bars
+_STILL = 0.1  # share of a leg's size within which the body is still at its turning point
+
+
+class CumulativeCount(float):
+    """The cumulative count (a float), carrying the :class:`Repetition` events completed with it."""
+
+    repetitions: tuple[Repetition, ...]
+
+    def __new__(cls, value: float, repetitions: Any = ()) -> CumulativeCount:
+        count = super().__new__(cls, value)
+        count.repetitions = tuple(repetitions)
+        return count
+
+    def __reduce__(self) -> tuple:
+        return CumulativeCount, (float(self), self.repetitions)
 
 
 def body_shape(pose: Pose | None) -> np.ndarray | None:
@@ -52,9 +68,12 @@ def body_shape(pose: Pose | None) -> np.ndarray | None:
     if pose is None:
         return None
     xy = pose.keypoints[:, :2].astype(np.float64)
-    low = xy.min(axis=0)
-    extent = float((xy.max(axis=0) - low).max())
-    return ((xy - low) / (extent if extent > 1e-6 else 1.0)).ravel()
+    present = ~np.isnan(xy[:, 0])  # joints a JointsSelector left out are NaN: they stay at 0, motionless
+    low = xy[present].min(axis=0)
+    extent = float((xy[present].max(axis=0) - low).max())
+    shape = (xy - low) / (extent if extent > 1e-6 else 1.0)
+    shape[~present] = 0.0
+    return shape.ravel()
 
 
 class HumanBodyActionCounter(TemporalTransformer):
@@ -74,7 +93,8 @@ class HumanBodyActionCounter(TemporalTransformer):
 
     def __init__(self, history: int = 450, threshold: float = 0.35, minimum_amplitude: float = 0.25,
                  smoothing: int = 5, trend_window: int = 241, glitch_share: float = 0.4, swing_share: float = 0.4,
-                 gap: int = 30, warm_up: int = 120):
+                 gap: int = 30, warm_up: int = 120, rhythm_ratio: float = 2.0, shape_share: float = 0.75,
+                 roughness_limit: float = 0.7):
         self.history = history
         self.threshold = threshold
         self.minimum_amplitude = minimum_amplitude
@@ -84,6 +104,9 @@ class HumanBodyActionCounter(TemporalTransformer):
         self.swing_share = swing_share
         self.gap = gap
         self.warm_up = warm_up
+        self.rhythm_ratio = rhythm_ratio
+        self.shape_share = shape_share
+        self.roughness_limit = roughness_limit
 
     def session(self) -> TemporalSession:
         if self.history < 30:
@@ -99,7 +122,8 @@ class HumanBodyActionCounter(TemporalTransformer):
     def count(self, poses: list[Pose | None]) -> float:
         """The count of a whole sequence at once (one window holding it all)."""
         session = self.session()
-        return session.push(Window(0, list(poses)))[-1] if poses else 0.0
+        counts = session.push(Window(0, list(poses))) + session.finish() if poses else [0.0]
+        return counts[-1]
 
 
 @dataclass
@@ -109,28 +133,31 @@ class _Tracker:
     extremes: int = 0  # confirmed turning points since the last restart
     anchor: np.ndarray | None = None  # shape at the last turning point (or where tracking began)
     anchor_t: int = 0
+    left_t: int = 0  # the last frame still at the anchor: where the leg in progress began to move
     peak: np.ndarray | None = None  # the shape farthest from the anchor in the leg in progress
     peak_t: int = 0
     before: np.ndarray | None = None  # the turning point before the anchor, while it can be taken back
     before_t: int = 0
     last_swing: float = 0.0
-    banked: float = 0.0  # the count before the last gap in detection
-    resumed: bool = False  # tracking began after a gap in detection, not at the start of the stream
     t: int = -1  # the frame tracked last
     legs: deque = field(default_factory=lambda: deque(maxlen=_RECENT))  # durations of the recent legs
     swings: deque = field(default_factory=lambda: deque(maxlen=_RECENT))  # and their sizes
+    run: int = 0  # tracking runs: a gap in detection starts the next
+    book: LegBook | None = None  # the legs so far, judged (see legs.py)
 
     _ARRAYS = ("anchor", "peak", "before")
 
     def snapshot(self) -> dict[str, Any]:
         state = {k: v for k, v in vars(self).items() if k not in self._ARRAYS}
         state.update({k: None if getattr(self, k) is None else getattr(self, k).tolist() for k in self._ARRAYS})
-        state["legs"], state["swings"] = list(self.legs), list(self.swings)
+        state["legs"], state["swings"], state["book"] = list(self.legs), list(self.swings), self.book.snapshot()
         return state
 
     @classmethod
-    def restored(cls, state: dict[str, Any]) -> _Tracker:
-        tracker = cls(**{k: v for k, v in state.items() if k not in ("legs", "swings", *cls._ARRAYS)})
+    def restored(cls, state: dict[str, Any], book: LegBook) -> _Tracker:
+        tracker = cls(**{k: v for k, v in state.items() if k not in ("legs", "swings", "book", *cls._ARRAYS)})
+        book.restore(state["book"])
+        tracker.book = book
         for k in cls._ARRAYS:
             setattr(tracker, k, None if state[k] is None else np.asarray(state[k], dtype=np.float64))
         tracker.legs.extend(int(x) for x in state["legs"])
@@ -145,11 +172,12 @@ class _CounterSession(TemporalSession):
         self.raw: deque = deque(maxlen=max(1, params.smoothing))  # for the moving average
         self.shapes: deque = deque(maxlen=params.history)
         self.times: deque = deque(maxlen=params.history)  # their stream indexes
+        self.jolts: deque = deque(maxlen=params.history)  # and how hard each frame's raw shape jolted
         self.pending: list = []  # (index, shape) not yet tracked, (index, None) for a gap
         self.last_seen = -1  # stream index of the last frame with a person
         self.metric: np.ndarray | None = None  # weighted principal directions (rows)
         self.swing_threshold = params.minimum_amplitude
-        self.tracker = _Tracker()
+        self.tracker = _Tracker(book=self._book())
         self.count = 0.0
 
     # -- per window ------------------------------------------------------------------------
@@ -165,6 +193,7 @@ class _CounterSession(TemporalSession):
                 self.raw.clear()
                 self.pending.append((index, None))
             self.last_seen = index
+            self.jolts.append(self._jolt(shape))
             self.raw.append(shape)
             smoothed = np.mean(self.raw, axis=0)
             self.shapes.append(smoothed)
@@ -177,12 +206,59 @@ class _CounterSession(TemporalSession):
                 self._remeasure_leg()
                 self._run(self.tracker, self.pending)
                 self.pending = []
-                self.count = self._count(self.tracker)
+                self.count = max(self.count, self._estimate(self.tracker))
             else:  # too few frames to trust the directions yet: a provisional count, state untouched
                 provisional = copy.deepcopy(self.tracker)
                 self._run(provisional, self.pending)
-                self.count = self._count(provisional)
-        return [self.count]
+                self.count = max(self.count, self._estimate(provisional))
+        return [CumulativeCount(self.count, self.tracker.book.repetitions())]
+
+    def finish(self) -> list:
+        z = self.tracker
+        if self.pending and len(self.shapes) >= 3:  # a stream shorter than the warm-up: track what there is
+            self._run(z, self.pending)
+            self.pending = []
+        tracked = z.anchor is not None and self.metric is not None and z.extremes > 0
+        z.book.final(z.run, self._fraction(z) if tracked else 0.0, z.anchor_t, z.peak_t)
+        made = z.book.repetitions()
+        final = max(self.count, z.book.credited)
+        if final == self.count and not made:
+            return []
+        self.count = final
+        return [CumulativeCount(final, made)]
+
+    def _book(self) -> LegBook:
+        return LegBook(self.p.rhythm_ratio, self.p.roughness_limit)
+
+    def _jolt(self, shape: np.ndarray) -> float:
+        """The raw shape's second difference: next to nothing for a body moving smoothly, as large
+        as the motion itself for a pose that flails from frame to frame (jitter, a lost person)."""
+        if len(self.raw) < 2:
+            return 0.0
+        second = shape - 2 * self.raw[-1] + self.raw[-2]
+        return float(np.linalg.norm(second if self.metric is None else self.metric @ second))
+
+    def _still_at(self, at: np.ndarray, start: int, end: int, size: float) -> list[int]:
+        """The frames from ``start`` to ``end`` at which the body was still at the shape ``at``
+        (within a tenth of a leg's ``size``); ``[start]`` at least.  A pause at a turning point
+        belongs to no leg: a leg's motion runs from the last still frame at its start to the first
+        at its end."""
+        times = np.fromiter(self.times, int, len(self.times))
+        inside = np.flatnonzero((times >= start) & (times <= end))
+        if not len(inside):
+            return [start]
+        shapes = np.asarray(self.shapes)[inside]
+        near = np.linalg.norm((shapes - at) @ self.metric.T, axis=1) <= _STILL * size
+        return times[inside[near]].tolist() or [start]
+
+    def _seen(self, start: int, end: int) -> bool:
+        """Every frame from ``start`` to ``end`` had a person in it."""
+        return sum(start <= t <= end for t in self.times) == end - start + 1
+
+    def _roughness(self, start: int, end: int, size: float) -> float:
+        """The mean jolt of the frames after ``start`` up to ``end``, as a share of the leg's size."""
+        jolts = [j for t, j in zip(self.times, self.jolts) if start < t <= end]
+        return float(np.mean(jolts)) / max(size, 1e-9) if jolts else 0.0
 
     def _update_metric(self) -> None:
         data = np.asarray(self.shapes)
@@ -222,7 +298,7 @@ class _CounterSession(TemporalSession):
     def _track(self, z: _Tracker, shape: np.ndarray, index: int) -> None:
         z.t = index  # stream time: a leg across frames without a person keeps its real length
         if z.anchor is None:
-            z.anchor, z.anchor_t, z.peak, z.peak_t = shape, index, shape, index
+            z.anchor, z.anchor_t, z.peak, z.peak_t, z.left_t = shape, index, shape, index, index
             return
         reach, now = self._distance(z.peak, z.anchor), self._distance(shape, z.anchor)
         if now > reach:
@@ -249,31 +325,35 @@ class _CounterSession(TemporalSession):
         """Undo the last turning point: the leg before it goes on, its extreme the anchor or now."""
         z.extremes -= 1
         z.legs.pop()  # (its size stays among the recent swings: it was a real excursion of the body)
+        z.book.take_back()  # (never judged yet: a leg is judged once the next one has stood)
         turned_at, turned_t = z.anchor, z.anchor_t
-        z.anchor, z.anchor_t, z.before = z.before, z.before_t, None
+        z.anchor, z.anchor_t, z.left_t, z.before = z.before, z.before_t, z.before_t, None
         if self._distance(shape, z.anchor) > self._distance(turned_at, z.anchor):
             z.peak, z.peak_t = shape, z.t
         else:
             z.peak, z.peak_t = turned_at, turned_t
 
     def _turn(self, z: _Tracker, now: np.ndarray) -> None:
-        if z.extremes == 0:  # the way from where tracking began (the start, or after a gap) counts what it covered
-            z.banked += self._fraction(z)
-        else:  # the leg from one turning point to the next is half a repetition
+        if z.extremes == 0:  # the way from where tracking began (the start, or after a gap)
+            z.book.start_fraction = self._fraction(z)
+        else:  # the leg from one turning point to the next is half a repetition, if judged one
             z.last_swing = self._distance(z.peak, z.anchor)
             z.legs.append(z.peak_t - z.anchor_t)
             z.swings.append(z.last_swing)
             z.before, z.before_t = z.anchor, z.anchor_t
+            arrived = self._still_at(z.peak, z.left_t, z.peak_t, z.last_swing)[0]  # its motion: left_t to arrived
+            z.book.add(Leg(z.left_t, arrived, z.last_swing, z.run, self._roughness(z.left_t, arrived, z.last_swing),
+                           first=z.extremes == 1, seen=self._seen(z.left_t, arrived)))
         z.extremes += 1
+        z.left_t = self._still_at(z.peak, z.peak_t, z.t, self._distance(z.peak, z.anchor))[-1]
         z.anchor, z.anchor_t, z.peak, z.peak_t = z.peak, z.peak_t, now, z.t
 
     def _restart(self, z: _Tracker) -> None:
-        """After a gap in detection: what happened unseen is unknown, so the leg in progress ends
-        where it was (its fraction kept) and the next starts where the person is seen again, never
-        measured across the gap; its fraction counts once it reaches a turn, so a rep split by a gap
-        loses only what was not seen, and a glimpse between two gaps adds nothing."""
-        z.banked = self._count(z)
-        z.extremes, z.resumed = 0, True
+        """After a gap in detection: what happened unseen is unknown, so the run ends where it was
+        and the next starts where the person is seen again, never measured across the gap."""
+        if z.anchor is not None and self.metric is not None and z.extremes > 0:
+            z.book.close_run(z.run, self._fraction(z), z.peak_t)
+        z.extremes, z.run, z.book.start_fraction = 0, z.run + 1, None
         z.anchor = z.peak = z.before = None
 
     def _fraction(self, z: _Tracker) -> float:
@@ -281,16 +361,19 @@ class _CounterSession(TemporalSession):
         swing = z.last_swing or self.swing_threshold / self.p.threshold
         return 0.5 * min(1.0, self._distance(z.peak, z.anchor) / max(swing, 1e-9))
 
-    def _count(self, z: _Tracker) -> float:
-        if z.anchor is None or self.metric is None or (z.extremes == 0 and z.resumed):
-            return z.banked  # (a stretch seen between gaps, with no turn in it, is no evidence of a swing)
-        return z.banked + 0.5 * max(z.extremes - 1, 0) + self._fraction(z)
+    def _estimate(self, z: _Tracker) -> float:
+        """The count as it stands: what is confirmed, and, while in stride, the leg that ended last
+        and the leg in progress (shown now, confirmed or outgrown later)."""
+        book = z.book
+        if z.anchor is None or self.metric is None or not (book.in_stride(z.run) or book.last_confirmed()):
+            return book.credited
+        return book.credited + (0.0 if book.last_confirmed() else 0.5) + self._fraction(z)
 
     # -- state ---------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         return {
             "seen": self.seen, "raw": [x.tolist() for x in self.raw], "shapes": [x.tolist() for x in self.shapes],
-            "times": list(self.times), "last_seen": self.last_seen, "count": self.count,
+            "times": list(self.times), "jolts": list(self.jolts), "last_seen": self.last_seen, "count": self.count,
             "pending": [[i, None if s is None else s.tolist()] for i, s in self.pending],
             "metric": None if self.metric is None else self.metric.tolist(),
             "swing_threshold": self.swing_threshold, "tracker": self.tracker.snapshot(),
@@ -302,7 +385,8 @@ class _CounterSession(TemporalSession):
         self.raw = deque(map(as_array, state["raw"]), maxlen=self.raw.maxlen)
         self.shapes = deque(map(as_array, state["shapes"]), maxlen=self.shapes.maxlen)
         self.times = deque((int(t) for t in state["times"]), maxlen=self.times.maxlen)
+        self.jolts = deque((float(j) for j in state["jolts"]), maxlen=self.jolts.maxlen)
         self.pending = [(int(i), None if s is None else as_array(s)) for i, s in state["pending"]]
         self.metric = None if state["metric"] is None else as_array(state["metric"])
         self.swing_threshold = float(state["swing_threshold"])
-        self.tracker = _Tracker.restored(state["tracker"])
+        self.tracker = _Tracker.restored(state["tracker"], self._book())

@@ -6,6 +6,7 @@ import functools
 import io
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,3 +227,60 @@ class PoseSelector(Transformer):
             if s > best_score:
                 best, best_score = pose, s
         return best
+
+
+# Groups of joints the command line accepts besides single names (``--joints arms``).
+JOINT_GROUPS: dict[str, tuple[str, ...]] = {
+    "face": JOINT_NAMES[:11],
+    "arms": JOINT_NAMES[11:23],
+    "legs": JOINT_NAMES[23:],
+    "torso": ("left_shoulder", "right_shoulder", "left_hip", "right_hip"),
+    "upper_body": JOINT_NAMES[:25],
+    "lower_body": JOINT_NAMES[23:],
+}
+
+
+def joint_names(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """Joint names from names and group names (``"arms,nose"`` or ``["arms", "nose"]``)."""
+    items = [part.strip() for part in spec.split(",")] if isinstance(spec, str) else list(spec)
+    names: list[str] = []
+    for item in filter(None, items):
+        if item in JOINT_GROUPS:
+            names += JOINT_GROUPS[item]
+        elif item in JOINT_INDEX:
+            names.append(item)
+        else:
+            raise ValueError(f"unknown joint or group {item!r}: choose from the groups {', '.join(JOINT_GROUPS)} "
+                             f"or the joints {', '.join(JOINT_NAMES)}")
+    return tuple(dict.fromkeys(names))
+
+
+class JointsSelector(Transformer):
+    """Keeps some joints of a pose and leaves the others out of what comes after it.
+
+    Give ``selected_joints`` (only these count) or ``ignored_joints`` (all but these), as joint or
+    group names (see ``JOINT_GROUPS``): an arm exercise counted on the arms alone, or a jittering
+    face left out.  A joint left out has NaN coordinates and confidence, so the counter and the
+    period predictor see no motion in it and drawing skips it.  ``None`` passes through.
+    """
+
+    def __init__(self, selected_joints: Sequence[str] | None = None, ignored_joints: Sequence[str] | None = None):
+        self.selected_joints = selected_joints
+        self.ignored_joints = ignored_joints
+
+    def _left_out(self) -> np.ndarray:
+        if (self.selected_joints is None) == (self.ignored_joints is None):
+            raise ValueError(f"{self!r}: give either selected_joints or ignored_joints")
+        names = joint_names(self.selected_joints if self.selected_joints is not None else self.ignored_joints)
+        listed = np.isin(np.arange(len(JOINT_NAMES)), [JOINT_INDEX[n] for n in names])
+        left_out = ~listed if self.selected_joints is not None else listed
+        if left_out.all():
+            raise ValueError(f"{self!r}: leaves no joint to count on")
+        return left_out
+
+    def applied(self, pose: Pose | None) -> Pose | None:
+        if pose is None:
+            return None
+        keypoints = pose.keypoints.copy()
+        keypoints[self._left_out()] = np.nan
+        return Pose(keypoints)

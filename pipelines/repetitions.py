@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from .base import ComposedTemporalTransformer, TemporalSession, TemporalTransformer
+from .base import ComposedTemporalTransformer, TemporalSession, TemporalTransformer, Transformer
 from .counting import HumanBodyActionCounter
 from .errors import CadenceError, NoPersonError
-from .pose import HumanBodyPoseExtractor, Pose, PoseSelector
+from .pose import HumanBodyPoseExtractor, JointsSelector, Pose, PoseSelector
 from .temporal import SlidingWindow
 from .video import Frame
 
@@ -71,12 +71,13 @@ class FeedTally:
 class FeedCounting(TemporalTransformer):
     """One feed's stateful part of the job: :class:`PeopleInFrame` in, :class:`CountUpdate` out.
 
-    Each frame's people go through ``selector``; the selected pose (None when nobody qualifies)
+    Each frame's people go through ``selector`` (a :class:`PoseSelector`, perhaps followed by a
+    :class:`JointsSelector`); the selected pose (None when nobody qualifies)
     through ``window`` and ``counter``.  Every count belongs to the frame whose push completed its
     window (at the end, to the last frame).
     """
 
-    def __init__(self, selector: PoseSelector, window: SlidingWindow, counter: HumanBodyActionCounter,
+    def __init__(self, selector: Transformer, window: SlidingWindow, counter: HumanBodyActionCounter,
                  feed: str = ""):
         self.selector = selector
         self.window = window
@@ -150,6 +151,7 @@ class CountResult:
     max_queue_depth: dict[str, int] = field(default_factory=dict)
     recoveries: int = 0
     error: CadenceError | None = None
+    warnings: list[str] = field(default_factory=list)  # counted, but something is worth knowing
 
     def record(self, update: CountUpdate) -> None:
         self.count = update.count
@@ -167,13 +169,14 @@ class CountResult:
         if self.error is not None:
             failed = {"source": self.source, "error": str(self.error)}
             return failed | ({"count_so_far": round(self.count, 3), "frames": self.frames} if self.frames else {})
+        warnings = {"warnings": self.warnings} if self.warnings else {}
         fps = self.frames / self.processing_seconds if self.processing_seconds > 0 else None
         latency = np.percentile(self.latencies, [50, 95]).round(3).tolist() if self.latencies else [None, None]
         return {"source": self.source, "count": round(self.count, 3), "frames": self.frames,
                 "seconds": round(self.seconds, 3), "frames_with_person": self.frames_with_person,
                 "processing_seconds": round(self.processing_seconds, 3),
                 "frames_per_second": None if fps is None else round(fps, 2), "frames_dropped": self.frames_dropped,
-                "latency_p50_seconds": latency[0], "latency_p95_seconds": latency[1]}
+                "latency_p50_seconds": latency[0], "latency_p95_seconds": latency[1]} | warnings
 
 
 @dataclass
@@ -181,7 +184,8 @@ class RepetitionCounting:
     """Settings of the counting job, which both runners take; :meth:`run` counts one stream here.
 
     ``stride`` defaults to the window, or to 15 frames for live feeds (``live``), whose counts
-    should come often.
+    should come often.  ``selected_joints`` or ``ignored_joints`` (joint or group names) put a
+    :class:`JointsSelector` after the pose selector: only the joints kept are counted on.
     """
 
     window: int = 90
@@ -190,6 +194,8 @@ class RepetitionCounting:
     confidence_threshold: float = 0.2
     live: bool = False
     counter: HumanBodyActionCounter = field(default_factory=HumanBodyActionCounter)
+    selected_joints: tuple[str, ...] | None = None
+    ignored_joints: tuple[str, ...] | None = None
 
     @property
     def window_stride(self) -> int:
@@ -200,9 +206,15 @@ class RepetitionCounting:
     def extractor(self) -> HumanBodyPoseExtractor:
         return HumanBodyPoseExtractor()
 
+    def selector(self) -> Transformer:
+        """Everyone in a frame -> the pose counted on (with only the joints kept, if any are chosen)."""
+        selector = PoseSelector(self.strategy, self.confidence_threshold)
+        if self.selected_joints is None and self.ignored_joints is None:
+            return selector
+        return selector.appending(JointsSelector(self.selected_joints, self.ignored_joints))
+
     def feed_counting(self, feed: str = "") -> FeedCounting:
-        return FeedCounting(PoseSelector(self.strategy, self.confidence_threshold),
-                            SlidingWindow(self.window, self.window_stride), self.counter, feed)
+        return FeedCounting(self.selector(), SlidingWindow(self.window, self.window_stride), self.counter, feed)
 
     def pipeline(self) -> ComposedTemporalTransformer:
         """Frames in, cumulative counts out: the whole job as one composed component."""
@@ -240,6 +252,7 @@ class RepetitionCounting:
             extractor.close()
             result.processing_seconds = time.perf_counter() - started
         result.frames_dropped = getattr(frames, "dropped", 0)
+        result.warnings = list(getattr(frames, "warnings", []))
         result.conclude(FeedCounting.tally(session.snapshot()))
         if result.error is not None:
             raise result.error

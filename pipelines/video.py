@@ -54,7 +54,12 @@ def _open(source: str | int) -> cv2.VideoCapture:
 
 
 class VideoStream(_ThreadedAsyncIteration):
-    """A video file as a re-iterable stream of frames; use :func:`read_video` to make one."""
+    """A video file as a re-iterable stream of frames; use :func:`read_video` to make one.
+
+    A file whose decoding stops before the frame count its container promises (truncated, or a
+    container that promises too much) yields the frames it has; ``warnings`` then says so, and a
+    counter counts what was decoded.
+    """
 
     def __init__(self, path: str | os.PathLike, fps: float, frame_count: int, width: int, height: int):
         self.path = str(path)
@@ -62,6 +67,7 @@ class VideoStream(_ThreadedAsyncIteration):
         self.frame_count = frame_count
         self.width = width
         self.height = height
+        self.warnings: list[str] = []
 
     @property
     def duration(self) -> float:
@@ -71,6 +77,7 @@ class VideoStream(_ThreadedAsyncIteration):
         return self.frame_count
 
     def __iter__(self) -> Iterator[Frame]:
+        self.warnings.clear()
         capture = _open(self.path)
         try:
             index = 0
@@ -83,8 +90,8 @@ class VideoStream(_ThreadedAsyncIteration):
         finally:
             capture.release()
         if index < self.frame_count * 0.95 - 1:  # container frame counts can be off by a little
-            raise InvalidVideoError(self.path, f"decoding stopped at frame {index} of {self.frame_count}",
-                                    "the file is truncated or corrupt from there on")
+            self.warnings.append(f"{self.path}: decoding stopped at frame {index} of the {self.frame_count} its "
+                                 "container promises (truncated or corrupt from there on); counted what was decoded")
 
     def __repr__(self) -> str:
         return (f"VideoStream({self.path!r}, {self.width}x{self.height}, {self.fps:g} fps, "
@@ -169,6 +176,10 @@ class ConcatenatedStream(_ThreadedAsyncIteration):
     def fps(self) -> float:
         return self.streams[0].fps if self.streams else DEFAULT_FPS
 
+    @property
+    def warnings(self) -> list[str]:
+        return [w for stream in self.streams for w in stream.warnings]
+
     def __length_hint__(self) -> int:
         return sum(s.frame_count for s in self.streams)
 
@@ -208,6 +219,10 @@ class LiveStream:
 
     def __length_hint__(self) -> int:
         return 0  # unknown: frames may be dropped, and cameras have no end
+
+    @property
+    def warnings(self) -> list[str]:
+        return getattr(self.source, "warnings", [])
 
     def start(self) -> None:
         """Start reading (once); :meth:`take` and iteration call it."""

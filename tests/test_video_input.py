@@ -117,3 +117,19 @@ def test_live_stream_drops_frames_a_slow_consumer_cannot_take_and_counts_them():
         time.sleep(0.03)  # three times slower than the 100 fps source
     assert live.dropped > 0 and live.dropped + live.delivered == 50
     assert got == sorted(got) and got[-1] == 49  # newest frames kept, in order
+
+
+def test_a_video_cut_short_is_counted_as_far_as_it_decodes(tmp_path):
+    """A container that promises more frames than decode: the frames there are counted, with a warning."""
+    clip = tmp_path / "squat.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 360))
+    for frame in read_video(video("squat_correct_007.mp4")):
+        writer.write(cv2.resize(frame.image, (640, 360)))
+    writer.release()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(clip.read_bytes()[: int(clip.stat().st_size * 0.6)])
+    stream = read_video(cut)
+    result = RepetitionCounting().run(stream, source=str(cut))
+    assert 0 < result.frames < stream.frame_count == 75
+    (warning,) = result.warnings
+    assert f"decoding stopped at frame {result.frames} of the 75" in warning and "cut.avi" in warning

@@ -1,0 +1,229 @@
+"""Evidence of repetition: which swings of the counter's zig-zag count, and the repetitions they make.
+
+The counter's tracker cuts the motion into legs, each from one turning point to the next (half a
+repetition).  A leg alone is no evidence: setting up, walking about, a pose flailing for a moment
+make legs too.  A leg is **confirmed** when it is alike, in duration and in size (within
+``rhythm_ratio``; by size alone if frames of it are missing), with the leg before last in its run (the same way, one repetition earlier) or
+with one of the last two legs confirmed (a rhythm carries over a gap in detection); the leg it
+matched is confirmed with it.  A leg whose raw frames jolt by more than ``roughness_limit`` of its
+size (and three times the set's confirmed legs) is jitter, not motion, and matches nothing.  A leg
+no later leg matched is **rejected** and adds nothing.
+
+Only confirmed legs add to the count, half a repetition each (the first of a run adds the way from
+where tracking began, too), so the count never goes down, and what is still uncertain waits until
+it is decided.  A stream too short to judge (fewer than three legs, none confirmed: a single squat
+filmed alone) counts what it holds.  In time order, confirmed legs make :class:`Repetition` events:
+one each time their credit passes a whole number, with the frames it began and ended at and a
+confidence (how alike its legs were with their matches).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+_RECENT = 8  # legs kept: enough for every judgement, which looks back at most two legs
+_ROUGHER = 3.0  # a leg this many times rougher than the set's confirmed ones is jitter, not motion
+
+
+@dataclass(frozen=True)
+class Repetition:
+    """One counted repetition: its number, the stream indexes where its motion began and ended, and a
+    confidence in [0, 1]."""
+
+    index: int
+    start: int
+    end: int
+    confidence: float
+
+
+@dataclass
+class Leg:
+    """A swing from one turning point to the next (stream indexes of where its motion began and ended)."""
+
+    start: int
+    end: int
+    size: float
+    run: int  # tracking runs: a gap in detection starts the next
+    roughness: float  # the raw frames' mean jolt as a share of the size
+    first: bool = False  # the first leg of its run, which carries the way into the run
+    seen: bool = True  # a person was in every frame of it (else its duration says nothing)
+    state: str = "pending"  # "pending", "confirmed" or "rejected"
+    credit: float = 0.0  # what it added to the count
+    agreement: float = 0.0  # how alike it was with the leg it matched, in (0, 1]
+
+    @property
+    def duration(self) -> int:
+        return max(self.end - self.start, 1)
+
+
+class LegBook:
+    """The recent legs of one stream: their judgement, the count they confirm and their repetitions."""
+
+    def __init__(self, rhythm_ratio: float, roughness_limit: float):
+        self.rhythm_ratio = rhythm_ratio
+        self.roughness_limit = roughness_limit
+        self.legs: deque[Leg] = deque(maxlen=_RECENT)
+        self.total = 0  # legs added in the whole stream
+        self.credited = 0.0  # the count confirmed so far: it only grows
+        self.start_fraction: float | None = None  # the way into the current run, while uncredited
+        self.reps = 0  # repetitions made so far
+        self.progress = 0.0  # credit toward the next repetition
+        self.rep_start = -1  # where it began
+        self.rep_agreements: list[float] = []
+        self.made_upto = -1  # legs ending up to here are in the repetitions made (or rejected)
+
+    # -- what the tracker reports -----------------------------------------------------------
+    def add(self, leg: Leg) -> None:
+        """A leg has ended; the one before it can no longer be taken back, so it is judged now."""
+        self._judge_last()
+        self.legs.append(leg)
+        self.total += 1
+
+    def take_back(self) -> None:
+        """The last leg was no turn after all (a glitch): the tracker carries it on."""
+        self.legs.pop()
+        self.total -= 1
+
+    def close_run(self, run: int, in_progress: float, end: int) -> None:
+        """The run ends (a gap in detection, or the stream's end): its last leg is judged, its pending
+        legs count if they keep the confirmed rhythm, and the leg in progress adds ``in_progress``
+        if the run was in stride."""
+        self._judge_last()
+        for leg in self._run(run):
+            if leg.state == "pending":
+                match = self._rhythm_match(leg)
+                if match is not None:
+                    self._confirm(leg, match)
+                else:
+                    leg.state = "rejected"
+        legs = self._run(run)
+        if legs and legs[-1].state == "confirmed" and in_progress > 0:
+            self._credit(Leg(legs[-1].end, end, 0.0, run, 0.0, state="confirmed", agreement=legs[-1].agreement),
+                         in_progress)
+
+    def final(self, run: int, in_progress: float, begin: int, end: int) -> None:
+        """The stream has ended.  Too short to judge (fewer than three legs, none confirmed): every
+        leg, the way into it and the leg in progress (from ``begin`` without a leg) count, with no
+        evidence (confidence 0.5)."""
+        if self.total < 3 and self.credited == 0:
+            for leg in self.legs:
+                leg.state, leg.agreement = "confirmed", 0.5
+                self._credit(leg, 0.5 + ((self.start_fraction or 0.0) if leg.first else 0.0))
+            if self.start_fraction and not self.legs:  # only the way into the run
+                in_progress += self.start_fraction
+            last = self.legs[-1].end if self.legs else begin
+            if in_progress > 0:
+                self._credit(Leg(last, end, 0.0, run, 0.0, state="confirmed", agreement=0.5), in_progress)
+            self.start_fraction = None
+        else:
+            self.close_run(run, in_progress, end)
+        self._make_repetitions(final=True)
+
+    def in_stride(self, run: int) -> bool:
+        """The run's leg before last was confirmed: the motion now keeps the confirmed rhythm."""
+        legs = self._run(run)
+        return len(legs) >= 2 and legs[-2].state == "confirmed"
+
+    def last_confirmed(self) -> bool:
+        return bool(self.legs) and self.legs[-1].state == "confirmed"
+
+    def repetitions(self) -> list[Repetition]:
+        """The repetitions completed since the last call."""
+        return self._make_repetitions()
+
+    # -- judgement ----------------------------------------------------------------------------
+    def _run(self, run: int) -> list[Leg]:
+        return [leg for leg in self.legs if leg.run == run]
+
+    def _rough(self, leg: Leg) -> bool:
+        confirmed = [d.roughness for d in self.legs if d.state == "confirmed" and d.size > 0]
+        bar = self.roughness_limit
+        if confirmed:
+            bar = max(bar, _ROUGHER * float(np.median(confirmed)))
+        return leg.roughness > bar
+
+    def _agreement(self, a: Leg, b: Leg) -> float:
+        """In (0, 1]: 1 for legs of equal duration and size; 0 when they are not alike at all."""
+        if self._rough(a) or self._rough(b):
+            return 0.0
+        durations = min(a.duration, b.duration) / max(a.duration, b.duration) if a.seen and b.seen else 1.0
+        sizes = min(a.size, b.size) / max(a.size, b.size, 1e-9)
+        return durations * sizes if min(durations, sizes) >= 1 / self.rhythm_ratio else 0.0
+
+    def _rhythm_match(self, leg: Leg) -> Leg | None:
+        """One of the last two confirmed legs (one each way) that ``leg`` is alike with."""
+        confirmed = [d for d in self.legs if d.state == "confirmed" and d.size > 0 and d is not leg][-2:]
+        return max(confirmed, key=lambda d: self._agreement(d, leg), default=None) if any(
+            self._agreement(d, leg) > 0 for d in confirmed) else None
+
+    def _judge_last(self) -> None:
+        """Judge the last leg: alike with the leg before last in its run, or with the confirmed rhythm."""
+        if not self.legs or self.legs[-1].state != "pending":
+            return
+        leg, run = self.legs[-1], self._run(self.legs[-1].run)
+        partner = run[-3] if len(run) >= 3 else None
+        if partner is not None and partner.state != "rejected" and self._agreement(partner, leg) > 0:
+            self._confirm(partner, leg)
+            self._confirm(leg, partner)
+        else:
+            match = self._rhythm_match(leg)
+            if match is not None:
+                self._confirm(leg, match)
+        if partner is not None and partner.state == "pending":
+            partner.state = "rejected"  # its later match was its last chance
+
+    def _confirm(self, leg: Leg, match: Leg) -> None:
+        leg.agreement = max(leg.agreement, self._agreement(leg, match))
+        if leg.state == "confirmed":
+            return
+        leg.state = "confirmed"
+        credit = 0.5
+        if leg.first and self.start_fraction is not None:
+            credit += self.start_fraction  # the way into the run's first leg counts with it
+            self.start_fraction = None
+        self._credit(leg, credit)
+
+    def _credit(self, leg: Leg, credit: float) -> None:
+        leg.credit += credit
+        self.credited += credit
+        if leg not in self.legs:  # the leg in progress at a run's end: kept for the repetitions
+            self.legs.append(leg)
+
+    # -- repetitions --------------------------------------------------------------------------
+    def _make_repetitions(self, final: bool = False) -> list[Repetition]:
+        """Walk the decided legs in time order; a repetition each time their credit passes a whole number."""
+        made = []
+        for leg in sorted(self.legs, key=lambda d: d.end):
+            if leg.end <= self.made_upto:
+                continue
+            if leg.state == "pending" and not final:
+                break
+            self.made_upto = leg.end
+            if leg.state != "confirmed":
+                continue
+            if self.progress < 1e-9:  # a repetition begins with this leg's motion
+                self.rep_start = leg.start
+            self.progress += leg.credit
+            self.rep_agreements.append(leg.agreement)
+            while self.progress >= 1 - 1e-9:
+                self.reps += 1
+                made.append(Repetition(self.reps, self.rep_start, leg.end, float(np.mean(self.rep_agreements))))
+                self.progress = max(self.progress - 1, 0.0)
+                self.rep_start, self.rep_agreements = leg.end, [leg.agreement] if self.progress > 1e-9 else []
+        return made
+
+    # -- state --------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        state = {k: v for k, v in vars(self).items() if k != "legs"}
+        state["legs"] = [asdict(leg) for leg in self.legs]
+        return state
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            if k != "legs":
+                setattr(self, k, list(v) if isinstance(v, list) else v)
+        self.legs = deque((Leg(**leg) for leg in state["legs"]), maxlen=_RECENT)

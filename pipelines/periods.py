@@ -1,0 +1,106 @@
+"""How repetitive a body's motion is, and at what tempo: :class:`HumanBodyActionPeriodPredictor`.
+
+Each frame's pose becomes a body shape (as the counter sees it); the recent shapes, less their
+mean, are projected on their main directions of motion, and their autocorrelation is taken (by
+FFT) over lags from ``minimum_period`` to ``maximum_period`` frames.  A body repeating a motion every
+P frames correlates with itself at lag P: the period is the lag of the highest peak (the shortest
+lag reaching 90 % of it, so that two repetitions are not taken for one), and the periodicity is the
+correlation there, between 0 (no repetition: standing still, walking about, jitter) and 1 (the same
+motion over and over).  Predictions are causal: a frame's comes from the frames up to its window's
+end, so a set must last about two repetitions before it is recognised.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .base import TemporalSession, TemporalTransformer
+from .counting import body_shape
+from .temporal import Window
+
+_DIRECTIONS = 4  # main directions of motion the autocorrelation is taken over
+
+
+@dataclass(frozen=True)
+class PeriodPrediction:
+    """The tempo at one frame: ``period`` frames per repetition (0 when none is seen) and
+    ``periodicity`` in [0, 1]."""
+
+    index: int
+    period: float
+    periodicity: float
+
+
+class HumanBodyActionPeriodPredictor(TemporalTransformer):
+    """Windows of poses (``Pose`` or None per frame) in, one :class:`PeriodPrediction` per new frame out.
+
+    ``history`` frames are looked back over; periods from ``minimum_period`` to ``maximum_period``
+    frames are considered (at 30 fps, the defaults span 0.27 s to 8 s per repetition).
+    """
+
+    def __init__(self, history: int = 300, minimum_period: int = 8, maximum_period: int = 240):
+        self.history = history
+        self.minimum_period = minimum_period
+        self.maximum_period = maximum_period
+
+    def session(self) -> TemporalSession:
+        if not 2 <= self.minimum_period < self.maximum_period:
+            raise ValueError(f"{self!r}: periods must satisfy 2 <= minimum_period < maximum_period")
+        if self.history < 2 * self.minimum_period:
+            raise ValueError(f"{self!r}: history must hold at least two of the shortest periods")
+        return _PeriodSession(self)
+
+
+class _PeriodSession(TemporalSession):
+    def __init__(self, p: HumanBodyActionPeriodPredictor):
+        self.p = p
+        self.seen = 0  # stream index of the next unseen frame
+        self.shapes: deque = deque(maxlen=p.history)
+
+    def push(self, window: Window) -> list[PeriodPrediction]:
+        new = [(window.start + i, pose) for i, pose in enumerate(window) if window.start + i >= self.seen]
+        self.seen = max(self.seen, window.stop)
+        for _, pose in new:
+            shape = body_shape(pose)
+            if shape is not None:
+                self.shapes.append(shape)
+        period, periodicity = self.estimate()
+        return [PeriodPrediction(index, period, periodicity) for index, _ in new]
+
+    def estimate(self) -> tuple[float, float]:
+        """(period, periodicity) of the shapes held now."""
+        n = len(self.shapes)
+        if n < 2 * self.p.minimum_period:
+            return 0.0, 0.0
+        data = np.asarray(self.shapes)
+        data = data - data.mean(axis=0)
+        _, sizes, vt = np.linalg.svd(data, full_matrices=False)
+        if sizes[0] < 1e-9:
+            return 0.0, 0.0  # no motion at all
+        signals = data @ vt[:_DIRECTIONS].T  # (n, directions), each weighted by its own variance
+        spectrum = np.fft.rfft(signals, n=2 * n, axis=0)
+        lagged = np.fft.irfft(np.abs(spectrum) ** 2, axis=0)[:n].sum(axis=1)
+        correlation = lagged / np.arange(n, 0, -1) / (lagged[0] / n)  # unbiased, 1 at lag 0
+        low, high = self.p.minimum_period, min(self.p.maximum_period, n // 2)
+        if high <= low:
+            return 0.0, 0.0
+        # peaks only: the slow decay from lag 0 of a smooth motion is no repetition
+        inner = correlation[low:high + 1]
+        before, after = correlation[low - 1:high], correlation[low + 1:high + 2]
+        peaks = np.flatnonzero((inner > before) & (inner >= after[:len(inner)]) & (inner > 0))
+        if not len(peaks):
+            return 0.0, 0.0
+        best = float(inner[peaks].max())
+        lag = low + int(peaks[np.argmax(inner[peaks] >= 0.9 * best)])
+        return float(lag), float(min(1.0, correlation[lag]))
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"seen": self.seen, "shapes": [s.tolist() for s in self.shapes]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.seen = int(state["seen"])
+        self.shapes = deque((np.asarray(s, np.float64) for s in state["shapes"]), maxlen=self.p.history)
