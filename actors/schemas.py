@@ -12,7 +12,7 @@ Every batch holds several consecutive frames (or count updates) of one feed.  Co
 
 Payloads: ``FRAMES`` carries the BGR image bytes with their ``height`` and ``width``; ``POSES``
 every person found (a list of 33 x 4 keypoints, each flattened to a fixed-size list of 132
-float32); ``COUNTS`` the cumulative ``count``.
+float32); ``COUNTS`` the cumulative ``count`` and the repetitions completed with it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from cadence.pipelines.pose import JOINT_NAMES, Pose
-from cadence.pipelines.repetitions import CountUpdate, PeopleInFrame
+from cadence.pipelines.repetitions import CountUpdate, PeopleInFrame, RepetitionEvent
 from cadence.pipelines.video import Frame
 
 KEYPOINT_VALUES = len(JOINT_NAMES) * 4
@@ -38,7 +38,9 @@ _COMMON = [
 FRAMES = pa.schema(_COMMON + [pa.field("height", pa.int32()), pa.field("width", pa.int32()),
                               pa.field("image", pa.large_binary())])
 POSES = pa.schema(_COMMON + [pa.field("poses", pa.list_(KEYPOINTS))])
-COUNTS = pa.schema(_COMMON + [pa.field("count", pa.float64())])
+REPETITION = pa.struct([("index", pa.int32()), ("start_frame", pa.int64()), ("end_frame", pa.int64()),
+                        ("start_time", pa.float64()), ("end_time", pa.float64()), ("confidence", pa.float64())])
+COUNTS = pa.schema(_COMMON + [pa.field("count", pa.float64()), pa.field("repetitions", pa.list_(REPETITION))])
 
 
 def _common(feed: str, indexes: Sequence[int], timestamps: Sequence[float], captured_at: Sequence[float]) -> list:
@@ -101,12 +103,20 @@ def batch_to_people(batch: pa.RecordBatch) -> list[PeopleInFrame]:
 
 
 # -- counts -----------------------------------------------------------------------------------
+_REPETITION_FIELDS = [f.name for f in REPETITION]
+
+
 def updates_to_batch(feed: str, updates: Sequence[CountUpdate]) -> pa.RecordBatch:
     columns = _common(feed, [u.frame_index for u in updates], [u.timestamp for u in updates],
                       [u.captured_at for u in updates])
-    return pa.RecordBatch.from_arrays(columns + [pa.array([u.count for u in updates], pa.float64())], schema=COUNTS)
+    repetitions = [[{name: getattr(r, name) for name in _REPETITION_FIELDS} for r in u.repetitions] for u in updates]
+    return pa.RecordBatch.from_arrays(columns + [pa.array([u.count for u in updates], pa.float64()),
+                                                 pa.array(repetitions, pa.list_(REPETITION))], schema=COUNTS)
 
 
 def batch_to_updates(batch: pa.RecordBatch) -> list[CountUpdate]:
-    return [CountUpdate(*row) for row in zip(*(_column(batch, n) for n in ("feed", "frame_index", "timestamp", "count",
-                                                                          "captured_at")))]
+    rows = zip(*(_column(batch, n) for n in ("feed", "frame_index", "timestamp", "count", "captured_at",
+                                             "repetitions")))
+    return [CountUpdate(feed, index, timestamp, count, captured,
+                        tuple(RepetitionEvent(feed, **r) for r in repetitions))
+            for feed, index, timestamp, count, captured, repetitions in rows]

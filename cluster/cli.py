@@ -107,9 +107,12 @@ def _add_count(commands: argparse._SubParsersAction) -> None:
                        help="write the video with the selected skeleton and the running count drawn on it "
                             "(with several videos, one file each: OUT-NAME.mp4)")
     count.add_argument("--json", action="store_true",
-                       help="print one JSON object per source at the end instead of the running counts")
+                       help="print one JSON object per source at the end instead of the running counts "
+                            "(with its counted repetitions: index, start and end frame and time, duration, "
+                            "confidence)")
     count.add_argument("--out", metavar="FILE.parquet",
-                       help="write every count update (feed, frame_index, timestamp, count) as a Parquet table")
+                       help="write every count update (feed, frame_index, timestamp, count) as a Parquet table, "
+                            "and every counted repetition to FILE-repetitions.parquet beside it")
     count.add_argument("--runner", choices=("ray", "inline"), default=None,
                        help="ray (default): every feed at once through Ray actors with bounded queues; "
                             "inline: one source after another in this process (the default with --annotate)")
@@ -328,9 +331,12 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
         description="Run HumanBodyActionCounter as a stream (the same sliding windows and cumulative counts as "
                     "'cadence count') over every pose sequence listed in LABELS, and print MAE, OBO and the "
                     "per-video predictions. MAE = mean(|pred - gt| / max(gt, 1)); OBO = share with "
-                    "|round(pred) - gt| <= 1.")
+                    "|round(pred) - gt| <= 1; per-cycle MAE (with a cycle_boundaries column): at the end of each "
+                    "labelled repetition, the repetitions counted by then against its number, divided as MAE; and "
+                    "how many counts ever went down (none should).")
     repcount.add_argument("--poses", required=True, metavar="DIR", help="folder of NAME.npy arrays (T, 104)")
-    repcount.add_argument("--labels", required=True, metavar="CSV", help="labels.csv with columns name,count")
+    repcount.add_argument("--labels", required=True, metavar="CSV",
+                          help="labels.csv with columns name,count[,cycle_boundaries]")
     _add_windows(repcount, "the window")
     repcount.add_argument("--json", metavar="OUT", help="also write {mae, obo, videos: [{name, gt, pred}]} to OUT")
     repcount.set_defaults(run=_run_bench_repcount)
@@ -397,8 +403,10 @@ def _run_bench_repcount(args: argparse.Namespace) -> int:
         result = score(sequences, args.window, stride, progress=lambda _: bar.update(1))
     for v in result.videos:
         print(f"{v['name']:>16}  gt {v['gt']:6.1f}  pred {v['pred']:7.2f}")
-    print(f"window {args.window} stride {stride}: MAE {result.mae:.3f}  OBO {result.obo:.3f}  "
-          f"({len(result.videos)} videos, {result.poses_per_second:,.0f} poses/s counted)")
+    boundary = "n/a" if result.boundary_mae is None else f"{result.boundary_mae:.3f}"
+    print(f"window {args.window} stride {stride}: MAE {result.mae:.3f}  OBO {result.obo:.3f}  per-cycle MAE "
+          f"{boundary}  counts that went down: {result.decreases}  ({len(result.videos)} videos, "
+          f"{result.poses_per_second:,.0f} poses/s counted)")
     _write_json(args.json, result.to_dict())
     return 0
 

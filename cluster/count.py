@@ -18,38 +18,62 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from cadence.pipelines.drawing import AnnotatedVideoWriter, draw_count, draw_pose
+from cadence.pipelines.drawing import write_annotated
 from cadence.pipelines.errors import CadenceError, InputError
 from cadence.pipelines.repetitions import CountResult, CountUpdate, RepetitionCounting
 from cadence.pipelines.video import is_camera, open_source
 
 COUNT_TABLE = pa.schema([("feed", pa.string()), ("frame_index", pa.int64()), ("timestamp", pa.float64()),
                          ("count", pa.float64())])
+REPETITION_TABLE = pa.schema([("feed", pa.string()), ("index", pa.int32()), ("start_frame", pa.int64()),
+                              ("end_frame", pa.int64()), ("start_time", pa.float64()), ("end_time", pa.float64()),
+                              ("duration", pa.float64()), ("confidence", pa.float64())])
+
+
+class _PartialParquet:
+    """Rows written to ``NAME.partial`` in row groups as they come; the file takes its name when closed,
+    so a reader never sees a half-written table, and an interrupted run keeps what it had written."""
+
+    def __init__(self, path: Path, schema: pa.Schema, group: int = 256):
+        self.path, self.schema, self.group = path, schema, group
+        self._partial = path.with_name(path.name + ".partial")
+        self._writer = pq.ParquetWriter(self._partial, schema)
+        self._rows: list[dict] = []
+
+    def write(self, rows: list[dict]) -> None:
+        self._rows += rows
+        if len(self._rows) >= self.group:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._rows:
+            self._writer.write_batch(pa.RecordBatch.from_pylist(self._rows, schema=self.schema))
+            self._rows = []
+
+    def close(self) -> None:
+        self.flush()
+        self._writer.close()
+        self._partial.replace(self.path)
 
 
 class CountTable:
-    """``--out``: every count update as rows of a Parquet file, written as they come.
-
-    Rows go to ``NAME.partial`` first and the file takes its name when closed, so a reader never
-    sees a half-written table; an interrupted run still keeps the counts it had made.
-    """
+    """``--out FILE``: every count update as rows of FILE (feed, frame_index, timestamp, count), and
+    every counted repetition as rows of FILE-repetitions (feed, index, start and end frame and time,
+    duration, confidence), written as they come."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._partial = self.path.with_name(self.path.name + ".partial")
-        self._writer = pq.ParquetWriter(self._partial, COUNT_TABLE)
+        self.repetitions_path = self.path.with_name(f"{self.path.stem}-repetitions{self.path.suffix or '.parquet'}")
+        self._counts = _PartialParquet(self.path, COUNT_TABLE)
+        self._repetitions = _PartialParquet(self.repetitions_path, REPETITION_TABLE)
 
-    def write_batch(self, counts: pa.RecordBatch) -> None:
-        self._writer.write_batch(pa.RecordBatch.from_arrays(
-            [counts.column(name) for name in COUNT_TABLE.names], schema=COUNT_TABLE))
-
-    def write_update(self, update: CountUpdate) -> None:
-        self._writer.write_batch(pa.RecordBatch.from_pylist(
-            [{name: getattr(update, name) for name in COUNT_TABLE.names}], schema=COUNT_TABLE))
+    def write(self, updates: list[CountUpdate]) -> None:
+        self._counts.write([{name: getattr(u, name) for name in COUNT_TABLE.names} for u in updates])
+        self._repetitions.write([{"feed": r.feed, **r.to_dict()} for u in updates for r in u.repetitions])
 
     def close(self) -> None:
-        self._writer.close()
-        self._partial.replace(self.path)
+        self._counts.close()
+        self._repetitions.close()
 
 
 def read_feeds(path: str) -> list[str]:
@@ -118,6 +142,8 @@ def count_sources(args: argparse.Namespace) -> bool:
     runner = args.runner or ("inline" if args.annotate else "ray")
     if runner == "ray" and args.annotate:
         raise InputError("cadence count", "--annotate draws frames in this process", "use it with --runner inline")
+    if args.annotate and args.live:
+        raise InputError("cadence count", "--annotate reads each video twice", "leave out --live to annotate")
     table = CountTable(args.out) if args.out else None
     try:
         with tqdm(total=None, unit="frame", leave=False, file=sys.stderr, disable=None) as bar:
@@ -138,7 +164,7 @@ def _count_inline(sources: list[str], job: RepetitionCounting, args: argparse.Na
     def on_update(update: CountUpdate) -> None:
         latest[update.feed] = update.count
         if table is not None:
-            table.write_update(update)
+            table.write([update])
         report.update(update)
 
     for source in sources:
@@ -160,23 +186,19 @@ def _count_inline(sources: list[str], job: RepetitionCounting, args: argparse.Na
 
 def _count_one(job: RepetitionCounting, source: str, frames, report: _Report,
                on_update: Callable[[CountUpdate], None], annotate: Path | None) -> CountResult:
-    """One source; with ``annotate``, its frames with the followed skeleton and the count drawn."""
-    writer = AnnotatedVideoWriter(annotate, frames.fps) if annotate else None
+    """One source; with ``annotate``, then a second pass writing its frames with the followed
+    skeleton and the count stepping up where each repetition ended."""
+    poses: list = []
 
     def on_frame(frame, pose, count) -> None:
         report.bar.update(1)
-        if writer is not None:
-            image = frame.image.copy()
-            if pose is not None:
-                draw_pose(image, pose)
-            draw_count(image, count)
-            writer.write(image)
+        if annotate:
+            poses.append(pose)
 
-    try:
-        return job.run(frames, source=source, on_update=on_update, on_frame=on_frame)
-    finally:
-        if writer is not None:
-            writer.close()
+    result = job.run(frames, source=source, on_update=on_update, on_frame=on_frame)
+    if annotate:
+        write_annotated(annotate, open_source(source), poses, [r.end_frame for r in result.repetitions], frames.fps)
+    return result
 
 
 def _count_on_ray(sources: list[str], job: RepetitionCounting, args: argparse.Namespace, report: _Report,
@@ -192,8 +214,12 @@ def _count_on_ray(sources: list[str], job: RepetitionCounting, args: argparse.Na
         pipeline = CountingPipeline(feeds, settings)
         try:
             pipeline.start()
-            results = pipeline.run(report.update, table.write_batch if table else None,
-                                   on_frames=lambda _, n: report.bar.update(n))
+            def on_update(update: CountUpdate) -> None:
+                if table is not None:
+                    table.write([update])
+                report.update(update)
+
+            results = pipeline.run(on_update, on_frames=lambda _, n: report.bar.update(n))
         except KeyboardInterrupt:
             report.interrupted({r.feed: r.count for r in pipeline.results})
             raise

@@ -254,8 +254,7 @@ class CountingPipeline:
     """Counts repetitions on many feeds at once on the connected Ray cluster.
 
     ``feeds`` maps a feed name to its source (a file, a camera index, a stream URL, or a list of
-    files played back to back).  :meth:`run` calls ``on_update`` with every count as it comes and
-    ``on_counts`` with every count batch (to write them out).
+    files played back to back).  :meth:`run` calls ``on_update`` with every count as it comes.
     """
 
     def __init__(self, feeds: dict[str, Source], settings: PipelineSettings | None = None):
@@ -267,7 +266,6 @@ class CountingPipeline:
         self.counting_hosts: list = []
         self._turn = 0
         self._on_update: Callable[[CountUpdate], None] | None = None
-        self._on_counts: Callable[[pa.RecordBatch], None] | None = None
 
     def pool_size(self) -> int:
         if self.settings.pose_actors:
@@ -309,20 +307,15 @@ class CountingPipeline:
         return [feed.result for feed in self._feeds]
 
     def _deliver(self, feed: _Feed, counts: pa.RecordBatch) -> None:
-        updates = schemas.batch_to_updates(counts)
-        for update in updates:
+        for update in schemas.batch_to_updates(counts):
             feed.result.record(update)
-        if counts.num_rows and self._on_counts is not None:
-            self._on_counts(counts)
-        if self._on_update is not None:
-            for update in updates:
+            if self._on_update is not None:
                 self._on_update(update)
 
     def run(self, on_update: Callable[[CountUpdate], None] | None = None,
-            on_counts: Callable[[pa.RecordBatch], None] | None = None,
             on_frames: Callable[[str, int], None] | None = None) -> list[CountResult]:
         """Count every feed to its end; returns (and keeps in :attr:`results`) one result per feed."""
-        self._on_update, self._on_counts = on_update, on_counts
+        self._on_update = on_update
         if not self._feeds:
             self.start()
         active = [f for f in self._feeds if not f.done]
@@ -356,12 +349,11 @@ class CountingPipeline:
 
 
 def count_feeds(feeds: dict[str, Source], settings: PipelineSettings | None = None,
-                on_update: Callable[[CountUpdate], None] | None = None,
-                on_counts: Callable[[pa.RecordBatch], None] | None = None) -> list[CountResult]:
+                on_update: Callable[[CountUpdate], None] | None = None) -> list[CountResult]:
     """Run the pipeline over ``feeds`` on the connected cluster and return one result per feed."""
     pipeline = CountingPipeline(feeds, settings)
     try:
-        return pipeline.run(on_update, on_counts)
+        return pipeline.run(on_update)
     finally:
         pipeline.close()
 

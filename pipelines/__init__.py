@@ -1,8 +1,9 @@
 """cadence's components: plain Python, no Ray. Compose them with ``appending`` (or ``|``).
 
 One small module per concept: ``base`` (the component model), ``temporal`` (Downsample,
-SlidingWindow), ``video`` (readers, ``open_source``), ``pose`` (extraction, selection), ``counting``
-(the counter), ``repetitions`` (the counting job), ``drawing``, ``repcount`` (the RepCount format and
+SlidingWindow), ``video`` (readers, ``open_source``), ``pose`` (extraction, selection of a person and
+of joints), ``counting`` (the counter), ``legs`` (its evidence of repetition), ``periods`` (tempo and
+periodicity), ``repetitions`` (the counting job), ``drawing``, ``repcount`` (the RepCount format and
 metrics), ``audio`` (AudioFeaturePrint), ``classifiers``, ``modelfile`` (pickle-free model files),
 ``files`` (atomic writes), ``events`` and ``errors``.
 """
@@ -13,13 +14,15 @@ from .base import (AnnotatedFeature, ComposedEstimator, ComposedTemporalTransfor
                    Transformer, compose)
 from .classifiers import (Classification, ClassifierModel, FullyConnectedNetworkClassifier,
                           LogisticRegressionClassifier, TrainingProgress)
-from .counting import HumanBodyActionCounter
+from .counting import CumulativeCount, HumanBodyActionCounter
+from .legs import Repetition
+from .periods import HumanBodyActionPeriodPredictor, PeriodPrediction
 from .errors import (AudioNotFoundError, CadenceError, CameraError, EmptyAudioError, EmptyVideoError, InputError,
                      InvalidAudioError, InvalidVideoError, ModelFileError, NoPersonError, VideoNotFoundError)
 from .events import Event, EventHandler
 from .pose import JOINT_GROUPS, JOINT_NAMES, STRATEGIES, HumanBodyPoseExtractor, JointsSelector, Pose, PoseSelector
-from .repetitions import (CountResult, CountUpdate, FeedCounting, FeedTally, PeopleInFrame,
-                          RepetitionCounting)
+from .repetitions import (CountResult, CountUpdate, FeedCounting, FeedTally, PeopleInFrame, RepetitionCounting,
+                          RepetitionEvent)
 from .temporal import Downsample, SlidingWindow, Window
 from .video import Frame, LiveStream, concatenate, is_camera, open_source, read_camera, read_video
 
@@ -33,8 +36,8 @@ __all__ = [
     "read_camera", "read_video",
     # repetition counting
     "JOINT_GROUPS", "JOINT_NAMES", "STRATEGIES", "HumanBodyPoseExtractor", "Pose", "PoseSelector", "JointsSelector",
-    "HumanBodyActionCounter",
-    "CountResult", "CountUpdate", "FeedCounting", "FeedTally", "PeopleInFrame", "RepetitionCounting",
+    "HumanBodyActionCounter", "CumulativeCount", "Repetition", "HumanBodyActionPeriodPredictor", "PeriodPrediction",
+    "RepetitionEvent", "CountResult", "CountUpdate", "FeedCounting", "FeedTally", "PeopleInFrame", "RepetitionCounting",
     # audio and classifiers
     "AudioBuffer", "AudioFeature", "AudioFeaturePrint", "clip_vector", "read_audio", "Classification",
     "ClassifierModel", "FullyConnectedNetworkClassifier", "LogisticRegressionClassifier", "TrainingProgress",

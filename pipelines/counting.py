@@ -2,14 +2,25 @@
 
 :class:`HumanBodyActionCounter` needs no training and no per-exercise rule.  Each frame's pose
 becomes a body-shape vector (joint x, y relative to the body's bounding box, so position and
-distance to the camera do not matter).  The recent frames, less their slow trend, give the
-directions the body moves in (principal components); a distance that weights each direction by
-its share of the motion squared measures how far the body has moved.  A zig-zag (hysteresis)
-tracker follows that distance: the body has turned back when it is more than an adaptive
-threshold away from its farthest shape and has come most of that way back toward where the leg
-began.  Every swing between two turning points is half a repetition; the way from where tracking
-began to the first turn counts too, and the leg in progress adds its fraction, so a single squat
-filmed from a standstill counts 1 and partial reps count.
+distance to the camera do not matter; joints a ``JointsSelector`` left out stay still).  The
+recent frames, less their slow trend, give the directions the body moves in (principal
+components); a distance that weights each direction by its share of the motion squared measures
+how far the body has moved.  A zig-zag (hysteresis) tracker follows that distance: the body has
+turned back when it is more than an adaptive threshold away from its farthest shape and has come
+most of that way back toward where the leg began.  Each leg between two turning points is half a
+repetition, its motion timed from the last frame still at its start to the first at its end (a
+pause at a turning point belongs to no leg).
+
+Evidence of repetition (``legs.py``): a leg counts only once it is confirmed, alike in duration
+and size with the leg one repetition before or after it (or with the rhythm confirmed so far, or
+with the leg it comes back from, to where that began), and neither made of frame-to-frame jolts
+nor a wiggle beside the set's swings; so setting up, walking about and a pose that flails add
+nothing.  The count shown is what is confirmed plus, after a confirmed leg, the share of the leg
+in progress (which its confirmation will at least add); legs not yet judged are not shown, so the
+count never goes down and never shows what may be taken back.  The way from where tracking began to the first turn counts with the first confirmed leg,
+and a stream too short to judge counts what it holds, so a single squat filmed alone counts 1.
+Every confirmed repetition is reported (a :class:`CumulativeCount` carries them) with the frames
+where it began and ended.
 
 A distance rather than a position along one axis: when two directions of motion are about
 equally large, the top principal axis can swap between them from one window to the next, and a
@@ -19,8 +30,7 @@ Streaming: only frames not seen in an earlier window are consumed, and the track
 across windows, so a rep that spans several windows is counted once.  The first ``warm_up``
 frames with a person are held until the directions of motion can be estimated from them (their
 count meanwhile is provisional), and when the directions are re-estimated the leg in progress is
-measured again, so 90/90 and 90/15 windows count nearly alike (RepCount dev MAE 0.234 and 0.244;
-0.234-0.262 over shifted window seams).  Memory is bounded by ``history``.
+measured again, so 90/90 and 90/15 windows count nearly alike.  Memory is bounded by ``history``.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from typing import Any
 
 import numpy as np
 from scipy.ndimage import uniform_filter1d
+from threadpoolctl import ThreadpoolController
 
 from .base import TemporalSession, TemporalTransformer
 from .legs import Leg, LegBook, Repetition
@@ -42,6 +53,8 @@ _DIRECTIONS = 8  # principal directions kept in the distance; later ones weigh (
 _BACK = 0.75  # share of the threshold the body must come back toward the anchor for a turn
 _RECENT = 8  # legs whose durations and sizes set the glitch and swing bars
 _STILL = 0.1  # share of a leg's size within which the body is still at its turning point
+_RANGE = 10  # the motion's range runs from this percentile of the recent frames to its complement
+_BLAS = ThreadpoolController()  # the directions' SVD (a few hundred frames by 66) runs on one thread
 
 
 class CumulativeCount(float):
@@ -79,7 +92,8 @@ def body_shape(pose: Pose | None) -> np.ndarray | None:
 class HumanBodyActionCounter(TemporalTransformer):
     """Windows of poses (``Pose`` or None per frame) in, one cumulative fractional count per window out.
 
-    ``threshold`` is the share of the recent motion range a swing must cover to count;
+    ``threshold`` is the share of the recent motion's range (10th to 90th percentile) a swing must
+    cover to count;
     ``minimum_amplitude`` (in body-size units) keeps still holds and jitter at zero;
     ``history`` frames are kept for the directions of motion, and the first ``warm_up`` frames
     with a person are needed before they are trusted; ``smoothing`` frames are averaged against
@@ -88,13 +102,14 @@ class HumanBodyActionCounter(TemporalTransformer):
     reps are under way the bar is at most ``swing_share`` of their median swing, so reps smaller
     than the motion's overall range (arms only, after whole-body moves) still count; after more
     than ``gap`` frames without a person the tracker starts a new leg, keeping the count, since a
-    change seen across a gap in detection is no evidence of a swing.
+    change seen across a gap in detection is no evidence of a swing.  Legs are confirmed when alike
+    within ``rhythm_ratio`` in duration and size, and rejected as jitter when their raw frames jolt
+    by more than ``roughness_limit`` of their size (see ``legs.py``).
     """
 
-    def __init__(self, history: int = 450, threshold: float = 0.35, minimum_amplitude: float = 0.25,
+    def __init__(self, history: int = 450, threshold: float = 0.33, minimum_amplitude: float = 0.25,
                  smoothing: int = 5, trend_window: int = 241, glitch_share: float = 0.4, swing_share: float = 0.4,
-                 gap: int = 30, warm_up: int = 120, rhythm_ratio: float = 2.0, shape_share: float = 0.75,
-                 roughness_limit: float = 0.7):
+                 gap: int = 30, warm_up: int = 120, rhythm_ratio: float = 2.0, roughness_limit: float = 0.7):
         self.history = history
         self.threshold = threshold
         self.minimum_amplitude = minimum_amplitude
@@ -105,7 +120,6 @@ class HumanBodyActionCounter(TemporalTransformer):
         self.gap = gap
         self.warm_up = warm_up
         self.rhythm_ratio = rhythm_ratio
-        self.shape_share = shape_share
         self.roughness_limit = roughness_limit
 
     def session(self) -> TemporalSession:
@@ -138,6 +152,7 @@ class _Tracker:
     peak_t: int = 0
     before: np.ndarray | None = None  # the turning point before the anchor, while it can be taken back
     before_t: int = 0
+    origin: np.ndarray | None = None  # the shape where the run's tracking began
     last_swing: float = 0.0
     t: int = -1  # the frame tracked last
     legs: deque = field(default_factory=lambda: deque(maxlen=_RECENT))  # durations of the recent legs
@@ -145,7 +160,7 @@ class _Tracker:
     run: int = 0  # tracking runs: a gap in detection starts the next
     book: LegBook | None = None  # the legs so far, judged (see legs.py)
 
-    _ARRAYS = ("anchor", "peak", "before")
+    _ARRAYS = ("anchor", "peak", "before", "origin")
 
     def snapshot(self) -> dict[str, Any]:
         state = {k: v for k, v in vars(self).items() if k not in self._ARRAYS}
@@ -218,9 +233,8 @@ class _CounterSession(TemporalSession):
         if self.pending and len(self.shapes) >= 3:  # a stream shorter than the warm-up: track what there is
             self._run(z, self.pending)
             self.pending = []
-        tracked = z.anchor is not None and self.metric is not None and z.extremes > 0
-        z.book.final(z.run, self._fraction(z) if tracked else 0.0, z.anchor_t, z.peak_t)
-        made = z.book.repetitions()
+        tracked = z.anchor is not None and self.metric is not None
+        made = z.book.final(z.run, self._fraction(z) if tracked else 0.0, z.anchor_t, z.peak_t)
         final = max(self.count, z.book.credited)
         if final == self.count and not made:
             return []
@@ -265,13 +279,16 @@ class _CounterSession(TemporalSession):
         # The directions of motion: PCA of the shapes less their slow trend, so that a change of
         # person, view or stance (an offset) cannot take them over from the repeated motion.
         trend = uniform_filter1d(data, size=min(self.p.trend_window, len(data)), axis=0, mode="nearest")
-        _, sizes, vt = np.linalg.svd(data - trend, full_matrices=False)
+        with _BLAS.limit(limits=1, user_api="blas"):  # threads only contend at this size: ~40x slower when busy
+            _, sizes, vt = np.linalg.svd(data - trend, full_matrices=False)
         weights = (sizes[:_DIRECTIONS] / max(float(sizes[0]), 1e-12)) ** 2
         self.metric = vt[:_DIRECTIONS] * weights[:, None]
-        # The motion's range along the main direction, from its inner half (scaled to a 5-95 %
-        # range), so a few large excursions do not raise the bar for the ordinary reps around them.
-        q25, q75 = np.percentile(data @ vt[0], [25, 75])
-        self.swing_threshold = max(self.p.minimum_amplitude, self.p.threshold * 1.8 * (q75 - q25))
+        # The motion's range along the main direction, from the 10th to the 90th percentile: a few
+        # large excursions do not raise the bar for the ordinary reps around them, and a motion that
+        # holds at both ends (push-ups: most frames at the top or the bottom) keeps its full range,
+        # where the inner half (used before) saw only one end and let wiggles there pass for turns.
+        low, high = np.percentile(data @ vt[0], [_RANGE, 100 - _RANGE])
+        self.swing_threshold = max(self.p.minimum_amplitude, self.p.threshold * (high - low))
         if len(self.tracker.swings) >= 4:
             typical = self.p.swing_share * float(np.median(self.tracker.swings))
             self.swing_threshold = min(self.swing_threshold, max(self.p.minimum_amplitude, typical))
@@ -336,14 +353,17 @@ class _CounterSession(TemporalSession):
     def _turn(self, z: _Tracker, now: np.ndarray) -> None:
         if z.extremes == 0:  # the way from where tracking began (the start, or after a gap)
             z.book.start_fraction = self._fraction(z)
+            z.origin = z.anchor
         else:  # the leg from one turning point to the next is half a repetition, if judged one
             z.last_swing = self._distance(z.peak, z.anchor)
             z.legs.append(z.peak_t - z.anchor_t)
             z.swings.append(z.last_swing)
+            start = z.origin if z.extremes == 1 else z.before  # where the leg before this one began
+            closure = 1e9 if start is None else self._distance(z.peak, start) / max(z.last_swing, 1e-9)
             z.before, z.before_t = z.anchor, z.anchor_t
             arrived = self._still_at(z.peak, z.left_t, z.peak_t, z.last_swing)[0]  # its motion: left_t to arrived
             z.book.add(Leg(z.left_t, arrived, z.last_swing, z.run, self._roughness(z.left_t, arrived, z.last_swing),
-                           first=z.extremes == 1, seen=self._seen(z.left_t, arrived)))
+                           first=z.extremes == 1, seen=self._seen(z.left_t, arrived), closure=closure))
         z.extremes += 1
         z.left_t = self._still_at(z.peak, z.peak_t, z.t, self._distance(z.peak, z.anchor))[-1]
         z.anchor, z.anchor_t, z.peak, z.peak_t = z.peak, z.peak_t, now, z.t
@@ -354,7 +374,7 @@ class _CounterSession(TemporalSession):
         if z.anchor is not None and self.metric is not None and z.extremes > 0:
             z.book.close_run(z.run, self._fraction(z), z.peak_t)
         z.extremes, z.run, z.book.start_fraction = 0, z.run + 1, None
-        z.anchor = z.peak = z.before = None
+        z.anchor = z.peak = z.before = z.origin = None
 
     def _fraction(self, z: _Tracker) -> float:
         """The leg in progress as a share of a repetition: half of its size over the last swing's."""
@@ -362,12 +382,13 @@ class _CounterSession(TemporalSession):
         return 0.5 * min(1.0, self._distance(z.peak, z.anchor) / max(swing, 1e-9))
 
     def _estimate(self, z: _Tracker) -> float:
-        """The count as it stands: what is confirmed, and, while in stride, the leg that ended last
-        and the leg in progress (shown now, confirmed or outgrown later)."""
+        """The count as it stands: what is confirmed and, after a confirmed leg, the share of the
+        leg in progress (the next leg's credit is at least that once it is confirmed).  Legs not
+        yet judged are not shown: a count shown can never be taken back."""
         book = z.book
-        if z.anchor is None or self.metric is None or not (book.in_stride(z.run) or book.last_confirmed()):
+        if z.anchor is None or self.metric is None or not book.last_confirmed():
             return book.credited
-        return book.credited + (0.0 if book.last_confirmed() else 0.5) + self._fraction(z)
+        return book.credited + self._fraction(z)
 
     # -- state ---------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

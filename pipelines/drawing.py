@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import cv2
@@ -10,6 +12,7 @@ import numpy as np
 
 from .errors import InputError
 from .pose import JOINT_INDEX, SKELETON, Pose
+from .video import Frame
 
 
 def draw_pose(image: np.ndarray, pose: Pose, threshold: float = 0.2, color: tuple = (0, 220, 255)) -> None:
@@ -26,9 +29,9 @@ def draw_pose(image: np.ndarray, pose: Pose, threshold: float = 0.2, color: tupl
 
 
 def draw_count(image: np.ndarray, count: float) -> None:
-    """Draw the running count in the top-left corner, in place."""
+    """Draw the running count in the top-left corner, in place (whole repetitions as whole numbers)."""
     scale = max(0.8, image.shape[1] / 800)
-    text = f"reps {count:.1f}"
+    text = f"reps {count:.0f}" if float(count).is_integer() else f"reps {count:.1f}"
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
     cv2.rectangle(image, (10, 10), (30 + tw, 30 + th + base), (0, 0, 0), -1)
     cv2.putText(image, text, (20, 20 + th), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 2, cv2.LINE_AA)
@@ -61,3 +64,17 @@ class AnnotatedVideoWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def write_annotated(path: str | os.PathLike, frames: Iterable[Frame], poses: Sequence[Pose | None],
+                    repetition_ends: Sequence[int], fps: float) -> None:
+    """Write ``frames`` with the pose followed on each and the count of repetitions ended by then:
+    the count steps up at the frame where each repetition's motion ended."""
+    ends = sorted(repetition_ends)
+    with AnnotatedVideoWriter(path, fps) as writer:
+        for frame, pose in zip(frames, poses):
+            image = frame.image.copy()
+            if pose is not None:
+                draw_pose(image, pose)
+            draw_count(image, bisect.bisect_right(ends, frame.index))
+            writer.write(image)

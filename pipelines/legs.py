@@ -3,11 +3,19 @@
 The counter's tracker cuts the motion into legs, each from one turning point to the next (half a
 repetition).  A leg alone is no evidence: setting up, walking about, a pose flailing for a moment
 make legs too.  A leg is **confirmed** when it is alike, in duration and in size (within
-``rhythm_ratio``; by size alone if frames of it are missing), with the leg before last in its run (the same way, one repetition earlier) or
-with one of the last two legs confirmed (a rhythm carries over a gap in detection); the leg it
-matched is confirmed with it.  A leg whose raw frames jolt by more than ``roughness_limit`` of its
-size (and three times the set's confirmed legs) is jitter, not motion, and matches nothing.  A leg
-no later leg matched is **rejected** and adds nothing.
+``rhythm_ratio``; by size alone if frames of it are missing), with
+
+- the leg before last in its run (the same way, one repetition earlier),
+- or one of the last two legs confirmed (a rhythm carries over a gap in detection),
+- or the leg just before it, when it comes back to within ``_CLOSED`` of its size of where that
+  leg began: out and back to the same shape is a cycle by itself (a single squat between rests);
+  the first leg of a run is judged so against the way into the run;
+
+and the leg it matched is confirmed with it.  Two kinds of leg match nothing: one whose raw
+frames jolt by more than ``roughness_limit`` of its size (and three times the set's confirmed
+legs), which is jitter rather than motion, and one smaller than the set's confirmed legs beyond
+``rhythm_ratio``, a wiggle at a turning point.  A leg no later leg matched is **rejected** and adds
+nothing.
 
 Only confirmed legs add to the count, half a repetition each (the first of a run adds the way from
 where tracking began, too), so the count never goes down, and what is still uncertain waits until
@@ -16,7 +24,6 @@ filmed alone) counts what it holds.  In time order, confirmed legs make :class:`
 one each time their credit passes a whole number, with the frames it began and ended at and a
 confidence (how alike its legs were with their matches).
 """
-
 from __future__ import annotations
 
 from collections import deque
@@ -27,6 +34,7 @@ import numpy as np
 
 _RECENT = 8  # legs kept: enough for every judgement, which looks back at most two legs
 _ROUGHER = 3.0  # a leg this many times rougher than the set's confirmed ones is jitter, not motion
+_CLOSED = 0.35  # a leg ending this near (share of its size) where the leg before began closes a cycle
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,7 @@ class Leg:
     state: str = "pending"  # "pending", "confirmed" or "rejected"
     credit: float = 0.0  # what it added to the count
     agreement: float = 0.0  # how alike it was with the leg it matched, in (0, 1]
+    closure: float = 1e9  # how far it ended from where the leg before it began, as a share of its size
 
     @property
     def duration(self) -> int:
@@ -105,8 +114,8 @@ class LegBook:
             self._credit(Leg(legs[-1].end, end, 0.0, run, 0.0, state="confirmed", agreement=legs[-1].agreement),
                          in_progress)
 
-    def final(self, run: int, in_progress: float, begin: int, end: int) -> None:
-        """The stream has ended.  Too short to judge (fewer than three legs, none confirmed): every
+    def final(self, run: int, in_progress: float, begin: int, end: int) -> list[Repetition]:
+        """The stream has ended; the repetitions it completes are returned.  Too short to judge (fewer than three legs, none confirmed): every
         leg, the way into it and the leg in progress (from ``begin`` without a leg) count, with no
         evidence (confidence 0.5)."""
         if self.total < 3 and self.credited == 0:
@@ -121,12 +130,7 @@ class LegBook:
             self.start_fraction = None
         else:
             self.close_run(run, in_progress, end)
-        self._make_repetitions(final=True)
-
-    def in_stride(self, run: int) -> bool:
-        """The run's leg before last was confirmed: the motion now keeps the confirmed rhythm."""
-        legs = self._run(run)
-        return len(legs) >= 2 and legs[-2].state == "confirmed"
+        return self._make_repetitions(final=True)
 
     def last_confirmed(self) -> bool:
         return bool(self.legs) and self.legs[-1].state == "confirmed"
@@ -146,9 +150,14 @@ class LegBook:
             bar = max(bar, _ROUGHER * float(np.median(confirmed)))
         return leg.roughness > bar
 
+    def _small(self, leg: Leg) -> bool:
+        """Far smaller than the set's confirmed legs (beyond ``rhythm_ratio``): a wiggle within the motion."""
+        confirmed = [d.size for d in self.legs if d.state == "confirmed" and d.size > 0]
+        return len(confirmed) >= 2 and leg.size * self.rhythm_ratio < float(np.median(confirmed))
+
     def _agreement(self, a: Leg, b: Leg) -> float:
         """In (0, 1]: 1 for legs of equal duration and size; 0 when they are not alike at all."""
-        if self._rough(a) or self._rough(b):
+        if self._rough(a) or self._rough(b) or self._small(a) or self._small(b):
             return 0.0
         durations = min(a.duration, b.duration) / max(a.duration, b.duration) if a.seen and b.seen else 1.0
         sizes = min(a.size, b.size) / max(a.size, b.size, 1e-9)
@@ -171,8 +180,13 @@ class LegBook:
             self._confirm(leg, partner)
         else:
             match = self._rhythm_match(leg)
+            back = run[-2] if len(run) >= 2 else None
             if match is not None:
                 self._confirm(leg, match)
+            elif leg.closure <= _CLOSED and (back is None) == leg.first and (back is None or self._agreement(back, leg) > 0):
+                # out and back to where it began (the way into the run, or the leg before), alike: a cycle by itself
+                self._confirm(back or leg, leg)
+                self._confirm(leg, back or leg)
         if partner is not None and partner.state == "pending":
             partner.state = "rejected"  # its later match was its last chance
 

@@ -7,6 +7,7 @@ axis min-max normalised within the frame, then five joint angles; a row of zeros
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ class LabelledSequence:
     name: str
     path: Path
     count: float
+    cycles: tuple[tuple[int, int], ...] = ()  # each labelled repetition's (start, end) frame, when given
 
 
 def read_labels(poses_dir: str | os.PathLike, labels_csv: str | os.PathLike) -> list[LabelledSequence]:
@@ -64,7 +66,8 @@ def read_labels(poses_dir: str | os.PathLike, labels_csv: str | os.PathLike) -> 
         path = poses_dir / f"{row['name']}.npy"
         if not path.exists():
             raise InputError(path, f"is listed in {labels_csv} but missing")
-        found.append(LabelledSequence(row["name"], path, float(row["count"])))
+        bounds = [int(x) for x in (row.get("cycle_boundaries") or "").split()]
+        found.append(LabelledSequence(row["name"], path, float(row["count"]), tuple(zip(bounds[::2], bounds[1::2]))))
     return found
 
 
@@ -78,6 +81,18 @@ def off_by_one_accuracy(predictions: Sequence[float], truths: Sequence[float]) -
     """RepCount's OBO: the share of sequences with |round(pred) - gt| <= 1."""
     p, g = np.asarray(predictions, float), np.asarray(truths, float)
     return float(np.mean(np.abs(np.round(p) - g) <= 1))
+
+
+def boundary_error(cycles: Sequence[tuple[int, int]], repetition_ends: Sequence[int], truth: float) -> float | None:
+    """How well the counted repetitions line up with the labelled ones: at the end of each labelled
+    cycle (give or take half of it), the repetitions counted by then against its number, averaged
+    and divided by max(truth, 1) like MAE.  A right total made of misplaced repetitions scores badly."""
+    if not cycles:
+        return None
+    ends = np.sort(np.asarray(repetition_ends, float))
+    errors = [abs(np.searchsorted(ends, end + (end - start) / 2, side="right") - i)
+              for i, (start, end) in enumerate(cycles, start=1)]
+    return float(np.mean(errors)) / max(truth, 1)
 
 
 def iterate_labelled(sequences: Sequence[LabelledSequence]) -> Iterator[tuple[LabelledSequence, list[Pose | None]]]:
@@ -102,9 +117,23 @@ class Score:
     def obo(self) -> float:
         return off_by_one_accuracy([v["pred"] for v in self.videos], [v["gt"] for v in self.videos])
 
+    @property
+    def boundary_mae(self) -> float | None:
+        """The mean :func:`boundary_error` of the videos labelled with cycles."""
+        errors = [v["boundary_error"] for v in self.videos if v.get("boundary_error") is not None]
+        return float(np.mean(errors)) if errors else None
+
+    @property
+    def decreases(self) -> int:
+        """Videos whose count went down at some point (it never should)."""
+        return sum(v["decreased"] for v in self.videos)
+
     def to_dict(self) -> dict:
-        return {"mae": round(self.mae, 4), "obo": round(self.obo, 4), "window": self.window, "stride": self.stride,
-                "poses_per_second": round(self.poses_per_second), "videos": self.videos}
+        boundary = self.boundary_mae
+        return {"mae": round(self.mae, 4), "obo": round(self.obo, 4),
+                "boundary_mae": None if boundary is None else round(boundary, 4), "decreases": self.decreases,
+                "window": self.window, "stride": self.stride, "poses_per_second": round(self.poses_per_second),
+                "videos": self.videos}
 
 
 def score(sequences: Sequence[LabelledSequence], window: int = 90, stride: int = 90, counter=None,
@@ -122,7 +151,11 @@ def score(sequences: Sequence[LabelledSequence], window: int = 90, stride: int =
         counts = list(counter.applied(SlidingWindow(window, stride).applied(poses)))
         seconds += time.perf_counter() - started
         poses_counted += len(poses)
-        videos.append({"name": seq.name, "gt": seq.count, "pred": round(float(counts[-1]) if counts else 0.0, 3)})
+        ends = [r.end for c in counts for r in getattr(c, "repetitions", ())]
+        boundary = boundary_error(seq.cycles, ends, seq.count)
+        videos.append({"name": seq.name, "gt": seq.count, "pred": round(float(counts[-1]) if counts else 0.0, 3),
+                       "boundary_error": None if boundary is None else round(boundary, 4),
+                       "decreased": any(b < a for a, b in itertools.pairwise(counts))})
         if progress:
             progress(seq)
     return Score(window, stride, videos, poses_counted / seconds if seconds else 0.0)

@@ -17,6 +17,7 @@ sessions of many feeds in one counting actor.  Both end with the same :class:`Co
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,8 +45,34 @@ class PeopleInFrame:
 
 
 @dataclass(frozen=True)
+class RepetitionEvent:
+    """One counted repetition of a feed: its number, the frames (and seconds into the feed) where its
+    motion began and ended, and a confidence in [0, 1] (how alike its swings were with the ones
+    that confirmed them; 0.5 where a stream was too short to compare)."""
+
+    feed: str
+    index: int
+    start_frame: int
+    end_frame: int
+    start_time: float
+    end_time: float
+    confidence: float
+
+    @property
+    def duration(self) -> float:
+        return self.end_time - self.start_time
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "start_frame": self.start_frame, "end_frame": self.end_frame,
+                "start_time": round(self.start_time, 3), "end_time": round(self.end_time, 3),
+                "duration": round(self.duration, 3), "confidence": round(self.confidence, 3)}
+
+
+@dataclass(frozen=True)
 class CountUpdate:
-    """The cumulative count after a window ending at frame ``frame_index`` of ``feed``.
+    """The cumulative count after a window ending at frame ``frame_index`` of ``feed``, with the
+    repetitions completed since the last update (a repetition is counted once it is confirmed, a
+    little after it ends).
 
     ``captured_at`` is when the oldest frame this update is the first to count was read: the
     update's capture-to-count latency starts there.
@@ -56,6 +83,7 @@ class CountUpdate:
     timestamp: float
     count: float
     captured_at: float = 0.0
+    repetitions: tuple[RepetitionEvent, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,7 +118,11 @@ class FeedCounting(TemporalTransformer):
     @staticmethod
     def tally(state: dict[str, Any]) -> FeedTally:
         """The tally in a state returned by the session's ``snapshot``."""
-        return FeedTally(state["frames"], state["frames_with_person"], state["count"], state["last_timestamp"])
+        last = state["recent"][-1][1] if state["recent"] else 0.0
+        return FeedTally(state["frames"], state["frames_with_person"], state["count"], last)
+
+
+_FRAMES_KEPT = 4096  # (index, timestamp) of the recent frames, to place repetitions reported late
 
 
 class _FeedCountingSession(TemporalSession):
@@ -99,14 +131,14 @@ class _FeedCountingSession(TemporalSession):
         self.counting = p.window.appending(p.counter).session()
         self.frames = self.frames_with_person = 0
         self.count = 0.0
-        self.last_index, self.last_timestamp = -1, 0.0
+        self.recent: deque = deque(maxlen=_FRAMES_KEPT)  # (index, timestamp) by position in the stream
         self.waiting_since: float | None = None  # read time of the oldest frame no update has counted yet
 
     def push(self, frame: PeopleInFrame) -> list[CountUpdate]:
         pose = self.p.selector.applied(frame.people)
         self.frames += 1
         self.frames_with_person += pose is not None
-        self.last_index, self.last_timestamp = frame.index, frame.timestamp
+        self.recent.append((frame.index, frame.timestamp))
         if self.waiting_since is None:
             self.waiting_since = frame.captured_at
         return self._updates(self.counting.push(pose))
@@ -114,25 +146,37 @@ class _FeedCountingSession(TemporalSession):
     def finish(self) -> list[CountUpdate]:
         return self._updates(self.counting.finish())
 
+    def _at(self, position: int) -> tuple[int, float]:
+        """(frame index, timestamp) of the frame at a position in the stream (the oldest kept, if older)."""
+        first = self.frames - len(self.recent)
+        return self.recent[min(max(position - first, 0), len(self.recent) - 1)]
+
     def _updates(self, counts: list[float]) -> list[CountUpdate]:
-        updates = []
-        for count in counts:
-            self.count = count
-            updates.append(CountUpdate(self.p.feed, self.last_index, self.last_timestamp, count,
-                                       self.waiting_since if self.waiting_since is not None else time.time()))
-            self.waiting_since = None
-        return updates
+        if not counts or not self.recent:
+            return []
+        index, timestamp = self.recent[-1]
+        repetitions = []
+        for count in counts:  # (several only at the end, all of them at the last frame)
+            for r in getattr(count, "repetitions", ()):
+                (start, start_time), (end, end_time) = self._at(r.start), self._at(r.end)
+                repetitions.append(RepetitionEvent(self.p.feed, r.index, start, end, start_time, end_time,
+                                                   r.confidence))
+        self.count = float(counts[-1])
+        captured = self.waiting_since if self.waiting_since is not None else time.time()
+        self.waiting_since = None
+        return [CountUpdate(self.p.feed, index, timestamp, self.count, captured, tuple(repetitions))]
 
     def snapshot(self) -> dict[str, Any]:
         return {"counting": self.counting.snapshot(), "frames": self.frames,
-                "frames_with_person": self.frames_with_person, "count": self.count, "last_index": self.last_index,
-                "last_timestamp": self.last_timestamp, "waiting_since": self.waiting_since}
+                "frames_with_person": self.frames_with_person, "count": self.count, "recent": list(self.recent),
+                "waiting_since": self.waiting_since}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.counting.restore(state["counting"])
         self.frames, self.frames_with_person = int(state["frames"]), int(state["frames_with_person"])
-        self.count, self.last_index = float(state["count"]), int(state["last_index"])
-        self.last_timestamp, self.waiting_since = float(state["last_timestamp"]), state["waiting_since"]
+        self.count = float(state["count"])
+        self.recent = deque((tuple(r) for r in state["recent"]), maxlen=_FRAMES_KEPT)
+        self.waiting_since = state["waiting_since"]
 
 
 @dataclass
@@ -152,10 +196,12 @@ class CountResult:
     recoveries: int = 0
     error: CadenceError | None = None
     warnings: list[str] = field(default_factory=list)  # counted, but something is worth knowing
+    repetitions: list[RepetitionEvent] = field(default_factory=list, repr=False)
 
     def record(self, update: CountUpdate) -> None:
         self.count = update.count
         self.latencies.append(time.time() - update.captured_at)
+        self.repetitions += update.repetitions
 
     def conclude(self, tally: FeedTally) -> None:
         """The stream ended: take the session's tally, and fail a stream in which nobody was found."""
@@ -176,7 +222,8 @@ class CountResult:
                 "seconds": round(self.seconds, 3), "frames_with_person": self.frames_with_person,
                 "processing_seconds": round(self.processing_seconds, 3),
                 "frames_per_second": None if fps is None else round(fps, 2), "frames_dropped": self.frames_dropped,
-                "latency_p50_seconds": latency[0], "latency_p95_seconds": latency[1]} | warnings
+                "latency_p50_seconds": latency[0], "latency_p95_seconds": latency[1],
+                "repetitions": [r.to_dict() for r in self.repetitions]} | warnings
 
 
 @dataclass

@@ -73,6 +73,26 @@ def names(count: int, start: int = 0) -> list[str]:
     return [f"{d}_{speakers[(d + i) % 6]}_{i}.wav" for i in range(start, start + count // 10) for d in range(10)]
 
 
+def squatting_person(phase: np.ndarray, noise: float = 0.01, seed: int = 7) -> list:
+    """A stick figure whose hips and knees go down and up with ``cos(phase)``: one rep per 2*pi."""
+    from cadence import Pose
+
+    rng = np.random.default_rng(seed)
+    base = np.zeros((33, 4), np.float32)
+    base[:, 0] = np.linspace(0.4, 0.6, 33)
+    base[:, 1] = np.linspace(0.1, 0.9, 33)  # head at the top, feet at the bottom
+    base[:, 3] = 1.0
+    poses = []
+    for p in phase:
+        k = base.copy()
+        depth = 0.5 * (1 - np.cos(p))  # 0 standing, 1 at the bottom
+        k[:25, 1] += 0.25 * depth  # everything above the knees goes down
+        k[23:27, 0] += np.array([-1, 1, -1, 1]) * 0.08 * depth  # knees and hips spread
+        k[:, :2] += rng.normal(0, noise, (33, 2))
+        poses.append(Pose(k))
+    return poses
+
+
 CADENCE = [sys.executable, "-m", "cadence"]  # the command line, as the installed `cadence` script runs it
 
 

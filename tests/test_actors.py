@@ -255,9 +255,13 @@ def test_parquet_out_has_every_update(local_ray, tmp_path):
 
     table = CountTable(tmp_path / "counts.parquet")
     updates = []
+
+    def on_update(update):
+        updates.append(update)
+        table.write([update])
+
     count_feeds({"a": str(video("squat_correct_016.mp4")), "b": str(video("squat_correct_001.avi"))},
-                PipelineSettings(RepetitionCounting(window=30, stride=15)), on_update=updates.append,
-                on_counts=table.write_batch)
+                PipelineSettings(RepetitionCounting(window=30, stride=15)), on_update=on_update)
     table.close()
     written = pq.read_table(tmp_path / "counts.parquet")
     assert written.num_rows == len(updates) > 2

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from cadence.pipelines import (AnnotatedFeature, ComposedEstimator, ComposedTemporalTransformer, ComposedTransformer,
-                       Downsample, Estimator, Event, FunctionTransformer, HumanBodyActionCounter, SlidingWindow,
+                       Downsample, Estimator, Event, FunctionTransformer, HumanBodyActionCounter,
+                       HumanBodyActionPeriodPredictor, SlidingWindow,
                        TemporalTransformer, Transformer)
 
 
@@ -137,6 +138,7 @@ TEMPORAL = [
     (SlidingWindow(7, 3), list(range(50))),
     (SlidingWindow(4, 9), list(range(50))),
     (SlidingWindow(90, 15).appending(HumanBodyActionCounter()), _pose_stream()),
+    (SlidingWindow(90, 15).appending(HumanBodyActionPeriodPredictor()), _pose_stream()),
 ]
 
 
@@ -164,4 +166,5 @@ def test_snapshot_round_trips_mid_stream(component, stream):
 def _same(a, b):
     if len(a) != len(b):
         return False
-    return all((list(x) == list(y) and x.start == y.start) if hasattr(x, "start") else x == y for x, y in zip(a, b))
+    return all((list(x) == list(y) and x.start == y.start) if hasattr(x, "start")
+               else x == y and getattr(x, "repetitions", None) == getattr(y, "repetitions", None) for x, y in zip(a, b))

@@ -5,29 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cadence.pipelines import HumanBodyActionCounter, Pose, SlidingWindow
+from cadence.pipelines import HumanBodyActionCounter, SlidingWindow
 from cadence.pipelines.repcount import mean_absolute_error, poses_from_array, read_labels, read_poses, score
 
-RNG_SEED = 7
-
-
-def squatting_person(phase: np.ndarray, noise: float = 0.01, seed: int = RNG_SEED) -> list[Pose | None]:
-    """A stick figure whose hips and knees go down and up with ``cos(phase)``: one rep per 2*pi."""
-    rng = np.random.default_rng(seed)
-    base = np.zeros((33, 4), np.float32)
-    base[:, 0] = np.linspace(0.4, 0.6, 33)
-    base[:, 1] = np.linspace(0.1, 0.9, 33)  # head at the top, feet at the bottom
-    base[:, 3] = 1.0
-    poses = []
-    for p in phase:
-        k = base.copy()
-        depth = 0.5 * (1 - np.cos(p))  # 0 standing, 1 at the bottom
-        k[:25, 1] += 0.25 * depth  # everything above the knees goes down
-        k[23:27, 0] += np.array([-1, 1, -1, 1]) * 0.08 * depth  # knees and hips spread
-        k[:, :2] += rng.normal(0, noise, (33, 2))
-        poses.append(Pose(k))
-    return poses
-
+from .helpers import squatting_person
 
 def stream_count(poses, window=90, stride=90, counter=None) -> float:
     counts = list((counter or HumanBodyActionCounter()).applied(SlidingWindow(window, stride).applied(poses)))

@@ -1,0 +1,44 @@
+"""HumanBodyActionPeriodPredictor: the tempo and how repetitive the motion is, on poses with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cadence import Pose, SlidingWindow
+from cadence.pipelines.periods import HumanBodyActionPeriodPredictor
+
+from .helpers import squatting_person
+
+
+def predictions(poses, window=90, stride=15):
+    return list(HumanBodyActionPeriodPredictor().applied(SlidingWindow(window, stride).applied(poses)))
+
+
+@pytest.mark.parametrize("period", [20, 50, 120])
+def test_a_steady_set_gives_its_period_and_high_periodicity(period):
+    out = predictions(squatting_person(2 * np.pi * np.arange(8 * period) / period))
+    assert [p.index for p in out] == list(range(8 * period))  # one prediction per frame
+    last = out[-1]
+    assert last.period == pytest.approx(period, rel=0.1) and last.periodicity > 0.8
+
+
+def test_standing_still_or_flailing_is_not_periodic():
+    still = predictions(squatting_person(np.zeros(300)))
+    assert still[-1].periodicity < 0.3
+    rng = np.random.default_rng(1)
+    flailing = [Pose(np.concatenate([rng.random((33, 2)), np.ones((33, 2))], axis=1)) for _ in range(300)]
+    assert predictions(flailing)[-1].periodicity < 0.3
+
+
+def test_the_set_is_recognised_once_it_starts():
+    """Standing, then squatting every 40 frames: periodicity rises once two repetitions are in view."""
+    phase = np.concatenate([np.zeros(200), 2 * np.pi * np.arange(400) / 40])
+    out = predictions(squatting_person(phase), stride=10)
+    assert out[150].periodicity < 0.5 and out[-1].periodicity > 0.8
+    assert out[-1].period == pytest.approx(40, rel=0.1)
+
+
+def test_no_person_gives_no_period():
+    out = predictions([None] * 100)
+    assert len(out) == 100 and all(p.period == 0 and p.periodicity == 0 for p in out)
