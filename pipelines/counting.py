@@ -153,6 +153,7 @@ class _Tracker:
     before: np.ndarray | None = None  # the turning point before the anchor, while it can be taken back
     before_t: int = 0
     origin: np.ndarray | None = None  # the shape where the run's tracking began
+    way_in_t: int = 0  # where the way into the run began to move
     last_swing: float = 0.0
     t: int = -1  # the frame tracked last
     legs: deque = field(default_factory=lambda: deque(maxlen=_RECENT))  # durations of the recent legs
@@ -354,6 +355,7 @@ class _CounterSession(TemporalSession):
         if z.extremes == 0:  # the way from where tracking began (the start, or after a gap)
             z.book.start_fraction = self._fraction(z)
             z.origin = z.anchor
+            z.way_in_t = self._still_at(z.anchor, z.anchor_t, z.peak_t, self._distance(z.peak, z.anchor))[-1]
         else:  # the leg from one turning point to the next is half a repetition, if judged one
             z.last_swing = self._distance(z.peak, z.anchor)
             z.legs.append(z.peak_t - z.anchor_t)
@@ -363,7 +365,8 @@ class _CounterSession(TemporalSession):
             z.before, z.before_t = z.anchor, z.anchor_t
             arrived = self._still_at(z.peak, z.left_t, z.peak_t, z.last_swing)[0]  # its motion: left_t to arrived
             z.book.add(Leg(z.left_t, arrived, z.last_swing, z.run, self._roughness(z.left_t, arrived, z.last_swing),
-                           first=z.extremes == 1, seen=self._seen(z.left_t, arrived), closure=closure))
+                           first=z.extremes == 1, seen=self._seen(z.left_t, arrived), closure=closure,
+                           way_in=z.way_in_t if z.extremes == 1 else -1))
         z.extremes += 1
         z.left_t = self._still_at(z.peak, z.peak_t, z.t, self._distance(z.peak, z.anchor))[-1]
         z.anchor, z.anchor_t, z.peak, z.peak_t = z.peak, z.peak_t, now, z.t

@@ -63,6 +63,7 @@ class Leg:
     credit: float = 0.0  # what it added to the count
     agreement: float = 0.0  # how alike it was with the leg it matched, in (0, 1]
     closure: float = 1e9  # how far it ended from where the leg before it began, as a share of its size
+    way_in: int = -1  # the first leg of a run: where the way into the run began to move
 
     @property
     def duration(self) -> int:
@@ -219,8 +220,8 @@ class LegBook:
             self.made_upto = leg.end
             if leg.state != "confirmed":
                 continue
-            if self.progress < 1e-9:  # a repetition begins with this leg's motion
-                self.rep_start = leg.start
+            if self.progress < 1e-9:  # a repetition begins with this leg's motion (or the way into it)
+                self.rep_start = leg.way_in if leg.first and leg.credit > 0.5 and leg.way_in >= 0 else leg.start
             self.progress += leg.credit
             self.rep_agreements.append(leg.agreement)
             while self.progress >= 1 - 1e-9:

@@ -77,6 +77,19 @@ def test_a_set_begun_from_a_standstill_counts_its_first_descent(window, stride):
     assert count == pytest.approx(10, abs=0.25)
 
 
+@BOTH_WINDOWS
+def test_each_repetition_is_reported_where_it_happened(window, stride):
+    """Ten squats of 50 frames after 60 still ones: repetition k runs from about frame 60 + 50 (k - 1)
+    to 60 + 50 k (the first one from where its descent began), each reported once, in order."""
+    poses = squatting_person(np.concatenate([np.zeros(60), 2 * np.pi * np.arange(500) / 50]))
+    counts = list(HumanBodyActionCounter().applied(SlidingWindow(window, stride).applied(poses)))
+    reps = [r for c in counts for r in c.repetitions]
+    assert [r.index for r in reps] == list(range(1, len(reps) + 1)) and len(reps) >= 9
+    for r in reps:
+        assert abs(r.start - (60 + 50 * (r.index - 1))) <= 10 and abs(r.end - (60 + 50 * r.index)) <= 10, r
+        assert 0 < r.confidence <= 1
+
+
 def test_standing_still_counts_nothing():
     assert stream_count(squatting_person(np.zeros(400), noise=0.01)) < 0.5
 
