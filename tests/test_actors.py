@@ -268,6 +268,11 @@ def test_parquet_out_has_every_update(local_ray, tmp_path):
     assert set(written.column("feed").to_pylist()) == {"a", "b"}
     assert written.schema.names == ["feed", "frame_index", "timestamp", "count"]
     assert isinstance(written, pa.Table)
+    repetitions = pq.read_table(tmp_path / "counts-repetitions.parquet").to_pylist()
+    reported = [r for u in updates for r in u.repetitions]
+    assert len(repetitions) == len(reported) >= 1  # squat_correct_016 counts 0.9: no whole repetition
+    assert {(r["feed"], r["index"], r["end_frame"]) for r in repetitions} == {
+        (r.feed, r.index, r.end_frame) for r in reported}
 
 
 def test_a_host_restarted_between_calls_refuses_work_until_restored(local_ray):

@@ -31,6 +31,9 @@ def test_json_counts_and_annotated_video(tmp_path):
     assert summary["source"].endswith("squat_correct_007.mp4")
     assert summary["count"] == pytest.approx(1, abs=0.5)
     assert summary["frames"] == 75 and summary["seconds"] == pytest.approx(2.5, abs=0.05)
+    (rep,) = summary["repetitions"]
+    assert rep["index"] == 1 and 0 <= rep["start_frame"] < rep["end_frame"] < 75
+    assert rep["duration"] == pytest.approx(rep["end_time"] - rep["start_time"], abs=1e-3) and 0 < rep["confidence"] <= 1
     annotated = cv2.VideoCapture(str(out))
     assert annotated.isOpened() and int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == 75
     annotated.release()
@@ -118,5 +121,9 @@ def test_feeds_file_and_parquet_out(tmp_path):
     assert all("frames_dropped" in s and "latency_p95_seconds" in s for s in summaries)
     table = pq.read_table(out)
     assert table.num_rows == 2 and table.column("count").to_pylist()[0] == pytest.approx(summaries[0]["count"], abs=1e-3)
+    repetitions = pq.read_table(tmp_path / "counts-repetitions.parquet")
+    assert repetitions.num_rows == sum(len(s["repetitions"]) for s in summaries)
+    assert sorted(repetitions.column("end_frame").to_pylist()) == sorted(
+        r["end_frame"] for s in summaries for r in s["repetitions"])
     missing = cadence("count", "--feeds", str(tmp_path / "nope.txt"))
     assert missing.returncode == 2 and "nope.txt" in missing.stderr
