@@ -278,8 +278,8 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from .train import evaluate, load_model, open_store, plot_confusion
 
-    model, _, extra = load_model(args.model)
-    report = evaluate(model, open_store(args.store), args.split, extra.get("level", "clip"))
+    model, extractor, extra = load_model(args.model)
+    report = evaluate(model, open_store(args.store), args.split, extra.get("level", "clip"), extractor=extractor)
     picture = args.confusion or str(Path(args.model).with_name(f"{Path(args.model).stem}-confusion-{args.split}.png"))
     plot_confusion(report, model.classes, picture)
     if args.json:

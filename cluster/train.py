@@ -267,9 +267,17 @@ def plot_curve(history: list[dict], path: str | os.PathLike) -> None:
 
 
 def evaluate(model: ClassifierModel, store: FeatureStore, split: str, level: str = "clip",
-             chunk: int = 4096) -> dict:
-    """Accuracy, per-class precision/recall/F1 and the confusion matrix on one split."""
+             chunk: int = 4096, extractor: AudioFeaturePrint | None = None) -> dict:
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix on one split.  With the
+    ``extractor`` the model was trained on, a store made by another one is refused: its features
+    mean something else, and the accuracy would be noise."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    if extractor is not None and extractor.identity() != store.extractor.identity():
+        raise StoreError(store.path, f"holds features of {store.extractor!r}, but the model was trained on "
+                                     f"features of {extractor!r}",
+                         "evaluate on a store extracted with the model's extractor (cadence features with "
+                         "its settings), or train a model on this store")
 
     truth, predicted = [], []
     for batch in store.iter_batches(chunk, split, level, columns=["label", "vector"]):

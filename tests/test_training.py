@@ -108,6 +108,18 @@ def test_a_saved_model_predicts_the_same_and_the_cli_uses_its_extractor(store, t
     assert label == expected.label
 
 
+def test_a_model_is_not_evaluated_on_features_of_another_extractor(store, tmp_path):
+    result = train(store, small(classifier="logreg"))
+    path = save_model(tmp_path / "digits.npz", result, store, small(classifier="logreg"))
+    other = extract_corpus(corpus(tmp_path / "audio", names(20)), tmp_path / "store8k",
+                           AudioFeaturePrint(sample_rate=8000), use_ray=False)
+    run = subprocess.run([*CADENCE, "evaluate", "--model", str(path), "--store", other.store],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert "sample_rate=8000" in run.stderr and "sample_rate=16000" in run.stderr
+    assert "accuracy" not in run.stdout
+
+
 def test_stores_that_cannot_be_trained_on_give_clear_errors(tmp_path, store):
     with pytest.raises(StoreError, match="holds no feature store"):
         open_store(tmp_path)
