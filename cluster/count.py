@@ -144,6 +144,10 @@ def count_sources(args: argparse.Namespace) -> bool:
         raise InputError("cadence count", "--annotate draws frames in this process", "use it with --runner inline")
     if args.annotate and args.live:
         raise InputError("cadence count", "--annotate reads each video twice", "leave out --live to annotate")
+    for option, path in (("--out", args.out), ("--annotate", args.annotate)):
+        if path and not Path(path).absolute().parent.is_dir():
+            raise InputError(path, f"({option}) cannot be written: its folder {Path(path).absolute().parent} "
+                                   "does not exist", "create the folder, or choose another path")
     table = CountTable(args.out) if args.out else None
     try:
         with tqdm(total=None, unit="frame", leave=False, file=sys.stderr, disable=None) as bar:

@@ -98,6 +98,19 @@ class VideoStream(_ThreadedAsyncIteration):
                 f"{self.frame_count} frames)")
 
 
+_IMAGE_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"BM", "BMP"),
+                     (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"GIF8", "GIF"))
+
+
+def _image_format(path: Path) -> str | None:
+    """The still-image format ``path`` starts like (PNG, JPEG, ...), or None."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for signature, name in _IMAGE_SIGNATURES if head.startswith(signature)), None)
+
+
 def read_video(path: str | os.PathLike) -> VideoStream:
     """Open a video file and check it decodes; raise a typed error naming the file if not."""
     p = Path(path)
@@ -117,6 +130,11 @@ def read_video(path: str | os.PathLike) -> VideoStream:
         ok, image = capture.read()
         if not ok or image is None:
             raise EmptyVideoError(path, "holds no decodable frame")
+        still = _image_format(p)
+        if still and not capture.grab():  # OpenCV reads a photo as a one-frame video
+            raise InvalidVideoError(path, f"is a still image ({still}), not a video",
+                                    "give a video file (a series of photos becomes one with "
+                                    "ffmpeg -framerate 30 -i photo%04d.png video.mp4)")
         fps = capture.get(cv2.CAP_PROP_FPS)
         fps = fps if math.isfinite(fps) and 1 <= fps <= 1000 else DEFAULT_FPS
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))

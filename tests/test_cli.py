@@ -67,6 +67,15 @@ def test_bad_inputs_are_named_and_good_videos_still_counted(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("option", ["--out", "--annotate"])
+def test_an_output_in_a_folder_that_does_not_exist_is_refused_before_counting(tmp_path, option):
+    target = tmp_path / "no-such-folder" / ("counts.parquet" if option == "--out" else "annotated.mp4")
+    result = cadence("count", str(video("squat_correct_016.mp4")), "--runner", "inline", option, str(target))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"{target}" in result.stderr and "does not exist" in result.stderr
+    assert ": frame " not in result.stdout  # refused before counting
+
+
 def test_a_camera_that_is_not_there_is_a_clear_error():
     result = cadence("count", "5", "--live")
     assert result.returncode == 2

@@ -59,6 +59,18 @@ def test_text_file_named_mp4(tmp_path):
         read_video(path)
 
 
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp"])
+def test_a_photo_named_mp4_is_not_a_video(tmp_path, suffix):
+    """OpenCV opens a still image as a one-frame video: it is refused as what it is."""
+    image = tmp_path / f"photo{suffix}"
+    cv2.imwrite(str(image), np.full((120, 160, 3), 90, np.uint8))
+    path = tmp_path / "photo.mp4"
+    path.write_bytes(image.read_bytes())
+    with pytest.raises(InvalidVideoError, match=f"still image \\({suffix[1:].upper().replace('JPG', 'JPEG')}\\)") as e:
+        read_video(path)
+    assert str(path) in str(e.value)
+
+
 def test_empty_file(tmp_path):
     path = tmp_path / "empty.mp4"
     path.touch()
