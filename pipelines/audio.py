@@ -178,7 +178,14 @@ class AudioFeaturePrint(TemporalTransformer):
         would make other features (another class, or another feature version)."""
         if not isinstance(identity, dict) or identity.get("class") != cls.__name__:
             raise InputError(where, f"records no {cls.__name__} (found {identity!r:.80})")
-        extractor = cls(**identity["params"])
+        params = identity.get("params")
+        known = cls().get_params()
+        if not isinstance(params, dict) or set(params) - set(known):
+            unknown = sorted(set(params) - set(known)) if isinstance(params, dict) else params
+            raise InputError(where, f"records {cls.__name__} parameters this cadence does not know: {unknown!r:.80}",
+                             f"it was written by another cadence version, or edited; {cls.__name__} takes "
+                             f"{', '.join(known)}: extract the features again and retrain")
+        extractor = cls(**params)
         if extractor.fingerprint() != identity.get("fingerprint"):
             raise InputError(where, f"holds features of another {cls.__name__} version",
                              f"this cadence makes version {FEATURE_VERSION}; extract the features again")

@@ -120,6 +120,17 @@ def test_a_model_is_not_evaluated_on_features_of_another_extractor(store, tmp_pa
     assert "accuracy" not in run.stdout
 
 
+def test_a_model_file_naming_an_unknown_extractor_parameter_is_refused(store, tmp_path):
+    result = train(store, small(classifier="logreg"))
+    identity = store.extractor.identity()
+    identity["params"]["hop_length"] = 256
+    path = save(tmp_path / "edited.npz", {"model": result.model}, {"extractor": identity, "level": "clip"})
+    run = subprocess.run([*CADENCE, "predict", "--model", str(path), str(FSDD / "3_theo_2.wav")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert "edited.npz" in run.stderr and "hop_length" in run.stderr
+
+
 def test_stores_that_cannot_be_trained_on_give_clear_errors(tmp_path, store):
     with pytest.raises(StoreError, match="holds no feature store"):
         open_store(tmp_path)
