@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,7 @@ class FeatureStore:
         self.extractor = extractor
         self.path = self.root / extractor.fingerprint()
         self.schema = feature_schema(extractor.DIMENSION)
+        self._checked: set[str] = set()
 
     def create(self) -> FeatureStore:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -110,7 +112,18 @@ class FeatureStore:
         return self
 
     def _parts(self, prefix: str) -> list[str]:
-        return sorted(str(p) for p in self.path.glob(f"{prefix}-*.parquet")) if self.path.exists() else []
+        """The store's parts, each checked once to be a readable Parquet file (its footer read)."""
+        parts = sorted(str(p) for p in self.path.glob(f"{prefix}-*.parquet")) if self.path.exists() else []
+        for part in parts:
+            if part not in self._checked:
+                try:
+                    pq.read_metadata(part)
+                except (pa.ArrowInvalid, OSError) as e:
+                    raise InputError(part, f"is not a readable Parquet part of the store ({e})",
+                                     "delete it and run cadence features again: only the files it held are "
+                                     "extracted again") from e
+                self._checked.add(part)
+        return parts
 
     def dataset(self) -> ds.Dataset:
         return ds.dataset(self._parts("part"), schema=self.schema, format="parquet")
@@ -214,7 +227,12 @@ class HashCache:
         self.file = store.path / "hashes.parquet"
         self.known: dict[tuple, str] = {}
         if self.file.exists():
-            t = pq.read_table(self.file).to_pydict()
+            try:
+                t = pq.read_table(self.file, schema=self.SCHEMA).to_pydict()
+            except (pa.ArrowInvalid, OSError) as e:  # only a cache: hash the files again, and write it anew
+                warnings.warn(f"{self.file}: unreadable ({e}); the files are hashed again and it is rewritten",
+                              stacklevel=2)
+                return
             self.known = {(p, s, m): h for p, s, m, h in zip(t["path"], t["size"], t["mtime_ns"], t["content_hash"])}
 
     def digest(self, path: str) -> str:

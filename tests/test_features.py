@@ -41,6 +41,26 @@ def test_rerun_extracts_nothing_and_new_files_only_are_extracted(tmp_path):
         == {"train", "test"}
 
 
+def test_a_corrupt_part_is_named_with_its_repair_and_a_corrupt_hash_cache_is_rebuilt(tmp_path):
+    manifest = corpus(tmp_path / "audio", names(20))
+    extract_corpus(manifest, tmp_path / "store", files_per_task=10, use_ray=False)
+    store = FeatureStore(tmp_path / "store", AudioFeaturePrint())
+    parts = sorted(store.path.glob("part-*.parquet"))
+    assert len(parts) == 2
+    parts[0].write_bytes(parts[0].read_bytes()[:300])  # cut short, as a full disk would leave it
+    command = [*CADENCE, "features", str(manifest), "--store", str(tmp_path / "store"), "--inline", "--json"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert parts[0].name in run.stderr and "delete it" in run.stderr
+    parts[0].unlink()
+    (store.path / "hashes.parquet").write_bytes(b"not parquet")
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "hashes.parquet" in run.stderr, run.stderr
+    summary = json.loads(run.stdout.splitlines()[-1])
+    assert (summary["extracted"], summary["skipped"]) == (10, 10)  # only the lost part's files again
+    assert len(set(stored_hashes(FeatureStore(tmp_path / "store", AudioFeaturePrint())))) == 20
+
+
 def test_another_extractor_never_reuses_the_features(tmp_path):
     manifest = corpus(tmp_path / "audio", names(10))
     extract_corpus(manifest, tmp_path / "store", use_ray=False)
