@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -112,7 +113,8 @@ def _add_count(commands: argparse._SubParsersAction) -> None:
                             "confidence)")
     count.add_argument("--out", metavar="FILE.parquet",
                        help="write every count update (feed, frame_index, timestamp, count) as a Parquet table, "
-                            "and every counted repetition to FILE-repetitions.parquet beside it")
+                            "and every counted repetition to FILE-repetitions.parquet beside it (rows are kept "
+                            "in FILE.parquet.parts/ as they come, readable even after a kill, and joined at the end)")
     count.add_argument("--runner", choices=("ray", "inline"), default=None,
                        help="ray (default): every feed at once through Ray actors with bounded queues; "
                             "inline: one source after another in this process (the default with --annotate)")
@@ -462,10 +464,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (kill, a service manager, a container stopping) stops as cleanly as Ctrl-C: what was
+    done is kept and reported (`connected` keeps it when Ray starts)."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt("terminated (SIGTERM)")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.verbose:
         _quiet_native_logging()
+    _stop_on_sigterm()
     name = " ".join(filter(None, ("cadence", args.command, getattr(args, "bench", None))))
     try:
         return args.run(args)

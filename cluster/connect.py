@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 from collections.abc import Iterator
 
 import ray
@@ -21,10 +23,13 @@ def connected(address: str | None = None, num_cpus: int | None = None) -> Iterat
     started_here = False
     if not ray.is_initialized():
         kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+        on_sigterm = _sigterm_handler()
         if address:
             ray.init(address=address, **kwargs)
         else:
             ray.init(num_cpus=num_cpus, **kwargs)
+        if callable(on_sigterm):  # ray.init replaces it with sys.exit: the caller's own handler stays
+            signal.signal(signal.SIGTERM, on_sigterm)
         started_here = True
     try:
         resources = ray.cluster_resources()
@@ -33,3 +38,8 @@ def connected(address: str | None = None, num_cpus: int | None = None) -> Iterat
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _sigterm_handler() -> object:
+    """The SIGTERM handler now set (None off the main thread, where none can be set)."""
+    return signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None

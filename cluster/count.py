@@ -11,6 +11,7 @@ import argparse
 import json
 import operator
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tqdm import tqdm
 
 from cadence.pipelines.drawing import write_annotated
 from cadence.pipelines.errors import CadenceError, InputError
+from cadence.pipelines.files import replaced_atomically
 from cadence.pipelines.repetitions import CountResult, CountUpdate, RepetitionCounting
 from cadence.pipelines.video import is_camera, open_source
 
@@ -31,29 +33,47 @@ REPETITION_TABLE = pa.schema([("feed", pa.string()), ("index", pa.int32()), ("st
 
 
 class _PartialParquet:
-    """Rows written to ``NAME.partial`` in row groups as they come; the file takes its name when closed,
-    so a reader never sees a half-written table, and an interrupted run keeps what it had written."""
+    """Rows written as they come, each batch a whole Parquet file in ``NAME.parts/`` (every ``group``
+    rows, or ``seconds`` after the first unwritten one), so a run killed outright still leaves every
+    batch written readable; closing joins the parts into ``NAME`` and removes the folder."""
 
-    def __init__(self, path: Path, schema: pa.Schema, group: int = 256):
-        self.path, self.schema, self.group = path, schema, group
-        self._partial = path.with_name(path.name + ".partial")
-        self._writer = pq.ParquetWriter(self._partial, schema)
+    def __init__(self, path: Path, schema: pa.Schema, group: int = 256, seconds: float = 2.0):
+        self.path, self.schema, self.group, self.seconds = path, schema, group, seconds
+        self.parts = path.with_name(path.name + ".parts")
+        if self.parts.exists():
+            raise InputError(self.parts, "holds the rows of an earlier run that was killed",
+                             f"read them (pyarrow.dataset.dataset('{self.parts}'), or DuckDB's "
+                             f"read_parquet('{self.parts}/*.parquet')), then delete the folder")
+        self.parts.mkdir()
         self._rows: list[dict] = []
+        self._since = 0.0
+        self._written = 0
 
     def write(self, rows: list[dict]) -> None:
+        if rows and not self._rows:
+            self._since = time.monotonic()
         self._rows += rows
-        if len(self._rows) >= self.group:
+        if len(self._rows) >= self.group or (self._rows and time.monotonic() - self._since >= self.seconds):
             self.flush()
 
     def flush(self) -> None:
         if self._rows:
-            self._writer.write_batch(pa.RecordBatch.from_pylist(self._rows, schema=self.schema))
+            part = self.parts / f"part-{self._written:06d}.parquet"
+            with replaced_atomically(part) as hidden:
+                pq.write_table(pa.Table.from_pylist(self._rows, schema=self.schema), hidden)
+            self._written += 1
             self._rows = []
 
     def close(self) -> None:
         self.flush()
-        self._writer.close()
-        self._partial.replace(self.path)
+        files = sorted(self.parts.glob("part-*.parquet"))
+        table = pa.concat_tables([pq.read_table(f, schema=self.schema) for f in files]) if files \
+            else self.schema.empty_table()
+        with replaced_atomically(self.path) as hidden:
+            pq.write_table(table, hidden)
+        for f in files:
+            f.unlink()
+        self.parts.rmdir()
 
 
 class CountTable:

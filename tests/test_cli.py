@@ -115,6 +115,50 @@ def test_ctrl_c_prints_the_count_so_far():
     assert "repetitions in" not in out  # it stopped: no final summary
 
 
+@pytest.mark.parametrize("runner", ["inline", "ray"])
+def test_sigterm_stops_like_ctrl_c_and_keeps_a_readable_table(tmp_path, runner):
+    import signal
+
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "counts.parquet"
+    process = subprocess.Popen([*CADENCE, "count", str(video("pushup_incorrect_001.mp4")), "--live",
+                                "--runner", runner, "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    first = process.stdout.readline()
+    assert ": frame " in first, first
+    process.send_signal(signal.SIGTERM)
+    out_text, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "repetitions so far" in err and "Traceback" not in err
+    assert pq.read_table(out).num_rows >= 1 and not (tmp_path / "counts.parquet.parts").exists()
+
+
+def test_after_sigkill_the_rows_written_so_far_are_readable(tmp_path):
+    import signal
+    import time
+
+    import pyarrow.dataset as ds
+
+    out = tmp_path / "counts.parquet"
+    parts = tmp_path / "counts.parquet.parts"
+    feeds = tmp_path / "feeds.txt"  # 30 s of video played live, one after another
+    feeds.write_text(f"{video('pushup_incorrect_001.mp4')}\n" * 3)
+    process = subprocess.Popen([*CADENCE, "count", "--feeds", str(feeds), "--live", "--runner", "inline",
+                                "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    assert ": frame " in process.stdout.readline()
+    deadline = time.monotonic() + 60
+    while not list(parts.glob("part-*.parquet")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)  # the first batch of rows is written 2 s after it began
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    rows = ds.dataset(parts).to_table()
+    assert rows.num_rows >= 1 and rows.schema.names == ["feed", "frame_index", "timestamp", "count"]
+    again = cadence("count", str(video("squat_correct_016.mp4")), "--runner", "inline", "--out", str(out))
+    assert again.returncode == 2 and str(parts) in again.stderr and "killed" in again.stderr
+
+
 def test_feeds_file_and_parquet_out(tmp_path):
     import pyarrow.parquet as pq
 
