@@ -21,6 +21,8 @@ from .errors import ModelFileError
 from .files import replaced_atomically
 
 FORMAT = "cadence-model"
+MAX_HEADER_BYTES = 1 << 20  # the JSON header: classes, parameters, training metrics
+MAX_ARRAY_BYTES = 1 << 28  # 256 MiB: a network of 8,000 x 8,000 float32 weights; trained models are a few MB
 VERSION = 1
 KINDS = ("logistic_regression", "fully_connected_network")
 
@@ -60,24 +62,51 @@ def load(path: str | os.PathLike) -> tuple[dict[str, ClassifierModel], dict]:
         raise ModelFileError(path, "no such model file", "check the path, or train one with cadence train")
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise ModelFileError(path, f"is not a cadence model file ({type(e).__name__})",
-                             "it may be corrupt or of another program; models are never loaded with pickle") from e
-    try:
-        header = json.loads(str(arrays.pop("header")))
-        if header.get("format") != FORMAT:
-            raise ValueError("format")
-        if header.get("version") != VERSION:
-            raise ModelFileError(path, f"is version {header.get('version')} of the model format; this cadence reads "
-                                       f"version {VERSION}")
+            header = json.loads(str(_checked(path, data, "header", MAX_HEADER_BYTES)))
+            if not isinstance(header, dict) or header.get("format") != FORMAT:
+                raise ValueError("format")
+            if header.get("version") != VERSION:
+                raise ModelFileError(path, f"is version {header.get('version')} of the model format; this cadence "
+                                           f"reads version {VERSION}")
+            arrays = {k: _checked(path, data, k, MAX_ARRAY_BYTES) for k in _needed(header["models"])}
         models = {name: _model(name, spec, arrays) for name, spec in header["models"].items()}
     except ModelFileError:
         raise
     except (ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
         raise ModelFileError(path, "is not a cadence model file (its header or arrays are not as expected)",
+                             "it may be corrupt or of another program; models are never loaded with pickle") from e
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise ModelFileError(path, f"is not a cadence model file ({type(e).__name__})",
                              "it may be corrupt or of another program") from e
     return models, header.get("extra", {})
+
+
+def _needed(specs: dict[str, Any]) -> list[str]:
+    """The arrays the header's models use: only these are read."""
+    names = []
+    for name, spec in specs.items():
+        layers = int(spec["layers"])
+        names += [f"{name}/mean", f"{name}/scale"] + [f"{name}/{w}{i}" for i in range(layers) for w in "wb"]
+        if spec.get("optimizer_step") is not None:
+            names += [f"{name}/adam_{m}{i}" for i in range(2 * layers) for m in "mv"]
+    return names
+
+
+def _checked(path: Path, data: Any, key: str, limit: int) -> np.ndarray:
+    """One array of the file, read only once its declared shape and size are checked (a file may
+    declare terabytes, or hide a huge array inside a small compressed one)."""
+    member = f"{key}.npy"
+    if member not in data.zip.namelist():
+        raise ValueError(f"no array {key}")
+    with data.zip.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+    size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if size > limit or data.zip.getinfo(member).file_size > limit + 4096:
+        raise ModelFileError(path, f"declares an array {key} of {size:,} bytes, more than any model holds "
+                                   f"(at most {limit:,})", "it is corrupt or was made to exhaust memory: do not use it")
+    return data[key]
 
 
 def _numeric(arrays: dict[str, np.ndarray], key: str) -> np.ndarray:

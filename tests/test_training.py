@@ -93,6 +93,34 @@ def test_corrupt_or_foreign_model_files_are_refused(tmp_path):
             load(path)
 
 
+def _npy_header(shape: tuple, dtype: str = "<f4") -> bytes:
+    """The header of a .npy file declaring ``shape``: the data itself is left out."""
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def test_model_files_declaring_huge_arrays_are_refused_before_reading_and_extra_arrays_never_read(store, tmp_path):
+    result = train(store, small(classifier="logreg"))
+    path = save_model(tmp_path / "digits.npz", result, store, small(classifier="logreg"))
+    with zipfile.ZipFile(path) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    huge = tmp_path / "huge.npz"  # its weights declare 4 TB
+    with zipfile.ZipFile(huge, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, _npy_header((10**6, 10**6)) if name == "model/w0.npy" else data)
+    with pytest.raises(ModelFileError, match="declares an array model/w0 of 4,000,000,000,000 bytes"):
+        load(huge)
+    padded = tmp_path / "padded.npz"  # a model, and beside it an array of 7 TiB it does not use
+    with zipfile.ZipFile(padded, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+        z.writestr("junk.npy", _npy_header((7 << 40,), "|u1"))
+    assert load(padded)[0]["model"] == result.model
+
+
 def test_a_saved_model_predicts_the_same_and_the_cli_uses_its_extractor(store, tmp_path):
     result = train(store, small(classifier="logreg"))
     path = save_model(tmp_path / "digits.npz", result, store, small(classifier="logreg"))
