@@ -476,11 +476,25 @@ def _stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, stop)
 
 
+def _only_json_on_stdout() -> None:
+    """With ``--json``, standard output carries the documented JSON lines and nothing else: file
+    descriptor 1 is pointed at the real standard error, so what native libraries, Ray's processes
+    (started after this) or anything else write there lands on stderr, and ``print`` writes to a
+    private copy of the real stdout."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    real = os.dup(1)
+    os.dup2(sys.stderr.fileno(), 1)
+    sys.stdout = os.fdopen(real, "w", buffering=1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.verbose:
         _quiet_native_logging()
     _stop_on_sigterm()
+    if getattr(args, "json", None) is True:
+        _only_json_on_stdout()
     name = " ".join(filter(None, ("cadence", args.command, getattr(args, "bench", None))))
     try:
         return args.run(args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import subprocess
+import sys
 
 import cv2
 import pytest
@@ -157,6 +158,30 @@ def test_after_sigkill_the_rows_written_so_far_are_readable(tmp_path):
     assert rows.num_rows >= 1 and rows.schema.names == ["feed", "frame_index", "timestamp", "count"]
     again = cadence("count", str(video("squat_correct_016.mp4")), "--runner", "inline", "--out", str(out))
     assert again.returncode == 2 and str(parts) in again.stderr and "killed" in again.stderr
+
+
+NOISY = """
+import os, sys, threading, time
+from cadence.cluster.cli import main
+
+def noise():  # as a native library or one of Ray's processes writing to file descriptor 1 while it runs
+    time.sleep(2)
+    for _ in range(20):
+        os.write(1, b"(raylet) something to say\\n")
+        time.sleep(0.5)
+
+threading.Thread(target=noise, daemon=True).start()
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_json_output_is_only_json_whatever_else_writes_to_stdout():
+    run = subprocess.run([sys.executable, "-c", NOISY, "count", str(video("jumpingjack_correct_001.mp4")), "--json"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["count"] > 0
+    assert "(raylet) something to say" in run.stderr  # not lost: on standard error
 
 
 def test_feeds_file_and_parquet_out(tmp_path):
