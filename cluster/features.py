@@ -45,6 +45,8 @@ def feature_schema(dimension: int) -> pa.Schema:
     ])
 
 
+LABELS = pa.schema([("content_hash", pa.string()), ("path", pa.string()), ("label", pa.string()),
+                    ("split", pa.string())])
 ERRORS = pa.schema([("path", pa.string()), ("content_hash", pa.string()), ("error", pa.string()),
                     ("time", pa.timestamp("s"))])
 
@@ -103,6 +105,7 @@ class FeatureStore:
         self.path = self.root / extractor.fingerprint()
         self.schema = feature_schema(extractor.DIMENSION)
         self._checked: set[str] = set()
+        self._labels: tuple[int, dict] | None = None
 
     def create(self) -> FeatureStore:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -141,33 +144,88 @@ class FeatureStore:
         if errors.num_rows:
             _atomic_parquet(errors, self.path / f"errors-{key}.parquet")
 
+    # -- labels: the latest manifest's, kept apart from the features ------------------------------
+    def write_labels(self, rows: Sequence[tuple[ManifestRow, str]]) -> None:
+        """Record the manifest's files (with their content hashes) as the store's labels and splits:
+        rows are read with these, and files no longer listed are left out.  Cheap: no re-extraction."""
+        seen: dict[str, ManifestRow] = {}
+        for row, digest in rows:
+            if digest:
+                seen.setdefault(digest, row)
+        table = pa.table({"content_hash": list(seen), "path": [r.path for r in seen.values()],
+                          "label": [r.label for r in seen.values()], "split": [r.split for r in seen.values()]},
+                         schema=LABELS)
+        _atomic_parquet(table, self.path / "labels.parquet")
+        self._labels = None
+
+    def labels(self) -> dict[str, tuple[str, str, str]] | None:
+        """Content hash -> (label, split, path) from the latest manifest; None for a store written before
+        labels were kept apart (its rows' own columns are used)."""
+        file = self.path / "labels.parquet"
+        if not file.exists():
+            return None
+        stamp = file.stat().st_mtime_ns
+        if self._labels is None or self._labels[0] != stamp:
+            try:
+                t = pq.read_table(file, schema=LABELS).to_pydict()
+            except (pa.ArrowInvalid, OSError) as e:
+                raise InputError(file, f"cannot be read ({e})", "run cadence features again with the manifest: "
+                                                                 "it is rewritten, nothing is extracted again") from e
+            self._labels = (stamp, dict(zip(t["content_hash"], zip(t["label"], t["split"], t["path"]))))
+        return self._labels[1]
+
+    def _relabelled(self, batch: pa.RecordBatch, columns: Sequence[str] | None) -> pa.RecordBatch:
+        """The batch with its label, split and path from the latest manifest, and only ``columns``."""
+        labels = self.labels()
+        if labels is not None and len(batch):
+            hashes = batch.column("content_hash").to_pylist()
+            for i, name in enumerate(("label", "split", "path")):
+                if name in batch.schema.names:
+                    index = batch.schema.get_field_index(name)
+                    batch = batch.set_column(index, name, pa.array([labels[h][i] for h in hashes], pa.string()))
+        return batch.select(list(columns)) if columns is not None else batch
+
+    def _read_columns(self, columns: Sequence[str] | None) -> list[str] | None:
+        if columns is None or self.labels() is None or "content_hash" in columns:
+            return None if columns is None else list(columns)
+        return [*columns, "content_hash"]
+
+    # -- reading --------------------------------------------------------------------------------
     def table(self, columns: Sequence[str] | None = None, split: str | None = None,
               level: str = "clip") -> pa.Table:
-        return self.dataset().to_table(columns=columns, filter=self.expression(split, level))
+        batches = list(self.iter_batches(1 << 16, split, level, columns))
+        schema = self.schema if columns is None else pa.schema([self.schema.field(c) for c in columns])
+        return pa.Table.from_batches(batches, schema=schema)
 
     def iter_batches(self, batch_size: int, split: str | None = None, level: str = "clip",
                      columns: Sequence[str] | None = None,
                      order: np.random.Generator | None = None) -> Iterator[pa.RecordBatch]:
         """Rows in batches of at most ``batch_size``, reading only as much as each batch needs;
         with ``order``, part by part in an order drawn from it (a shuffle that stays streaming)."""
-        dataset, expression = self.dataset(), self.expression(split, level)
+        dataset, expression, read = self.dataset(), self.expression(split, level), self._read_columns(columns)
         if order is None:
-            yield from dataset.to_batches(columns=columns, filter=expression, batch_size=batch_size)
-            return
-        parts = list(dataset.get_fragments())
-        for i in order.permutation(len(parts)):
-            yield from parts[i].to_batches(columns=columns, filter=expression, batch_size=batch_size)
+            fragments = [dataset]
+        else:
+            parts = list(dataset.get_fragments())
+            fragments = [parts[i] for i in order.permutation(len(parts))]
+        for fragment in fragments:
+            for batch in fragment.to_batches(columns=read, filter=expression, batch_size=batch_size):
+                yield self._relabelled(batch, columns)
 
     def count_rows(self, split: str | None = None, level: str = "clip") -> int:
         return self.dataset().count_rows(filter=self.expression(split, level))
 
-    @staticmethod
-    def expression(split: str | None, level: str) -> ds.Expression:
-        """The rows of one split (all when None) at clip or window level."""
+    def expression(self, split: str | None, level: str) -> ds.Expression:
+        """The rows of one split (all when None) at clip or window level; with the latest manifest's
+        labels, only files it lists, in the split it gives them."""
         if level not in ("clip", "window"):
             raise ValueError(f"FeatureStore: level must be 'clip' or 'window', got {level!r}")
         expression = ds.field("window_index") == CLIP if level == "clip" else ds.field("window_index") >= 0
-        return expression if split is None else expression & (ds.field("split") == split)
+        labels = self.labels()
+        if labels is None:
+            return expression if split is None else expression & (ds.field("split") == split)
+        listed = [h for h, (_, s, _) in labels.items() if split is None or s == split]
+        return expression & ds.field("content_hash").isin(pa.array(listed, pa.string()))
 
     def errors(self) -> pa.Table:
         return ds.dataset(self._parts("errors"), schema=ERRORS, format="parquet").to_table()
@@ -319,6 +377,8 @@ def extract_corpus(manifest: str | os.PathLike | Sequence[ManifestRow], store_ro
                 done(table.num_rows, errors.num_rows, len(shard))
     finally:
         cache.save()
+    store.write_labels([(row, cache.digest(row.path)) for row in rows])  # the labels follow this manifest
+    cache.save()
     summary.seconds = time.perf_counter() - started
     return summary
 

@@ -61,6 +61,32 @@ def test_a_corrupt_part_is_named_with_its_repair_and_a_corrupt_hash_cache_is_reb
     assert len(set(stored_hashes(FeatureStore(tmp_path / "store", AudioFeaturePrint())))) == 20
 
 
+def test_the_store_follows_edits_to_the_manifest_without_extracting_again(tmp_path):
+    manifest = corpus(tmp_path / "audio", names(10))
+    extract_corpus(manifest, tmp_path / "store", use_ray=False)
+    lines = manifest.read_text().splitlines()
+    header, rows = lines[0], [line.split(",") for line in lines[1:]]
+    relabelled, (moved, _, old_split), removed = rows[0][0], rows[1], rows[-1][0]
+    new_split = "train" if old_split == "test" else "test"
+    edited = []
+    for path, label, split in rows:
+        if path == removed:
+            continue
+        edited.append(f"{path},{'nine' if path == relabelled else label},{new_split if path == moved else split}")
+    manifest.write_text("\n".join([header, *edited]) + "\n")
+    again = extract_corpus(manifest, tmp_path / "store", use_ray=False)
+    assert (again.extracted, again.skipped) == (0, 9)
+    store = FeatureStore(tmp_path / "store", AudioFeaturePrint())
+    by_path = {Path(p).name: (label, split) for p, label, split in zip(
+        *store.table(columns=["path", "label", "split"]).to_pydict().values())}
+    assert len(by_path) == 9 and removed not in by_path
+    assert by_path[relabelled][0] == "nine" and by_path[moved][1] == new_split
+    assert moved not in {Path(p).name for p in store.table(["path"], split=old_split).column("path").to_pylist()}
+    assert store.count_rows("train") + store.count_rows("test") == 9
+    labels = [b.column("label").to_pylist() for b in store.iter_batches(4, "test", columns=["label", "vector"])]
+    assert sum(len(x) for x in labels) == store.count_rows("test")
+
+
 def test_another_extractor_never_reuses_the_features(tmp_path):
     manifest = corpus(tmp_path / "audio", names(10))
     extract_corpus(manifest, tmp_path / "store", use_ray=False)
