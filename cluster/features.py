@@ -247,8 +247,9 @@ def extract_files(rows: Sequence[tuple[ManifestRow, str]], extractor: AudioFeatu
             if not features:
                 raise InputError(row.path, "gave no audio window")
             clip = (CLIP, 0.0, sum(f.duration for f in features), clip_vector(features))
-        except (CadenceError, OSError, ValueError) as e:
-            for name, value in zip(ERRORS.names, (row.path, digest or None, str(e), int(time.time()))):
+        except Exception as e:  # noqa: BLE001 - whatever one file raises costs that file alone
+            message = str(e) if isinstance(e, CadenceError) else f"{row.path}: {type(e).__name__}: {e}"
+            for name, value in zip(ERRORS.names, (row.path, digest or None, message, int(time.time()))):
                 errors[name].append(value)
             continue
         for index, start, duration, vector in [(f.index, f.start_time, f.duration, f.vector) for f in features] + [clip]:

@@ -84,6 +84,10 @@ class AudioStream:
             with sf.SoundFile(self.path) as f:
                 for data in f.blocks(blocksize=block, dtype="float32", always_2d=True):
                     mono = data.mean(axis=1, dtype=np.float32)
+                    if not np.isfinite(mono).all():
+                        raise InvalidAudioError(self.path, f"holds NaN or infinite samples (from "
+                                                           f"{start / self.source_rate:.2f} s)",
+                                                "the file is corrupt: export it again")
                     samples = mono if up == down else _resample(mono, up, down)
                     yield AudioBuffer(samples, self.sample_rate, start / self.source_rate, self.path)
                     start += len(mono)

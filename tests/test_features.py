@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import ray
 
@@ -85,6 +86,25 @@ def test_the_store_follows_edits_to_the_manifest_without_extracting_again(tmp_pa
     assert store.count_rows("train") + store.count_rows("test") == 9
     labels = [b.column("label").to_pylist() for b in store.iter_batches(4, "test", columns=["label", "vector"])]
     assert sum(len(x) for x in labels) == store.count_rows("test")
+
+
+def test_audio_with_nan_or_infinite_samples_is_a_bad_file_and_the_rest_is_extracted(tmp_path):
+    import soundfile as sf
+
+    manifest = corpus(tmp_path / "audio", names(10)[:2])
+    rng = np.random.default_rng(0)
+    for name, value in (("nan.wav", np.nan), ("inf.wav", np.inf), ("all-nan.wav", None)):
+        samples = rng.normal(0, 0.1, 8000).astype(np.float32)
+        samples[4000:4100] = value if value is not None else np.nan
+        if value is None:
+            samples[:] = np.nan
+        sf.write(tmp_path / "audio" / name, samples, 8000, subtype="FLOAT")
+    manifest.write_text(manifest.read_text() + "nan.wav,x,train\ninf.wav,x,train\nall-nan.wav,x,train\n")
+    summary = extract_corpus(manifest, tmp_path / "store", use_ray=False)
+    assert (summary.extracted, summary.failed) == (2, 3)
+    errors = FeatureStore(tmp_path / "store", AudioFeaturePrint()).errors().to_pydict()
+    assert sorted(Path(p).name for p in errors["path"]) == ["all-nan.wav", "inf.wav", "nan.wav"]
+    assert all("NaN or infinite" in e for e in errors["error"])
 
 
 def test_another_extractor_never_reuses_the_features(tmp_path):
