@@ -15,7 +15,9 @@ manifest, so work starts at once and at most two tasks per CPU wait (a bounded q
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import hashlib
 import json
 import os
@@ -144,6 +146,29 @@ class FeatureStore:
         if errors.num_rows:
             _atomic_parquet(errors, self.path / f"errors-{key}.parquet")
 
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[FeatureStore]:
+        """Hold the store's write lock: a second run writing the same store at once (another runner,
+        another terminal) is refused rather than storing the same files twice."""
+        self.create()
+        with open(self.path / ".lock", "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                holder = lock.read().strip() or "unknown"
+                raise InputError(self.path, f"is being written by another cadence features run (process {holder})",
+                                 "wait for it to end, then run again: only what it did not extract is "
+                                 "extracted") from None
+            lock.seek(0)
+            lock.truncate()
+            lock.write(str(os.getpid()))
+            lock.flush()
+            try:
+                yield self
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     # -- labels: the latest manifest's, kept apart from the features ------------------------------
     def write_labels(self, rows: Sequence[tuple[ManifestRow, str]]) -> None:
         """Record the manifest's files (with their content hashes) as the store's labels and splits:
@@ -185,11 +210,6 @@ class FeatureStore:
                     batch = batch.set_column(index, name, pa.array([labels[h][i] for h in hashes], pa.string()))
         return batch.select(list(columns)) if columns is not None else batch
 
-    def _read_columns(self, columns: Sequence[str] | None) -> list[str] | None:
-        if columns is None or self.labels() is None or "content_hash" in columns:
-            return None if columns is None else list(columns)
-        return [*columns, "content_hash"]
-
     # -- reading --------------------------------------------------------------------------------
     def table(self, columns: Sequence[str] | None = None, split: str | None = None,
               level: str = "clip") -> pa.Table:
@@ -202,18 +222,34 @@ class FeatureStore:
                      order: np.random.Generator | None = None) -> Iterator[pa.RecordBatch]:
         """Rows in batches of at most ``batch_size``, reading only as much as each batch needs;
         with ``order``, part by part in an order drawn from it (a shuffle that stays streaming)."""
-        dataset, expression, read = self.dataset(), self.expression(split, level), self._read_columns(columns)
+        dataset, expression, read = self.dataset(), self.expression(split, level), columns and list(columns)
         if order is None:
             fragments = [dataset]
         else:
             parts = list(dataset.get_fragments())
             fragments = [parts[i] for i in order.permutation(len(parts))]
+        seen: set[tuple[str, int]] = set()  # a file's rows are read once, even if two parts hold them
         for fragment in fragments:
-            for batch in fragment.to_batches(columns=read, filter=expression, batch_size=batch_size):
-                yield self._relabelled(batch, columns)
+            for batch in fragment.to_batches(columns=self._with_keys(read), filter=expression, batch_size=batch_size):
+                batch = self._once(batch, seen)
+                if len(batch):
+                    yield self._relabelled(batch, columns)
+
+    @staticmethod
+    def _with_keys(columns: list[str] | None) -> list[str] | None:
+        return None if columns is None else list(dict.fromkeys([*columns, "content_hash", "window_index"]))
+
+    @staticmethod
+    def _once(batch: pa.RecordBatch, seen: set[tuple[str, int]]) -> pa.RecordBatch:
+        keys = zip(batch.column("content_hash").to_pylist(), batch.column("window_index").to_pylist())
+        keep = []
+        for key in keys:
+            keep.append(key not in seen)
+            seen.add(key)
+        return batch if all(keep) else batch.filter(pa.array(keep))
 
     def count_rows(self, split: str | None = None, level: str = "clip") -> int:
-        return self.dataset().count_rows(filter=self.expression(split, level))
+        return sum(len(b) for b in self.iter_batches(1 << 16, split, level, columns=["content_hash"]))
 
     def expression(self, split: str | None, level: str) -> ds.Expression:
         """The rows of one split (all when None) at clip or window level; with the latest manifest's
@@ -364,22 +400,23 @@ def extract_corpus(manifest: str | os.PathLike | Sequence[ManifestRow], store_ro
         if progress:
             progress(files)
 
-    cache = HashCache(store)
-    cpus = _cpus() if use_ray else 1
-    size = files_per_task or min(1024, max(16, len(rows) // (8 * cpus)))
-    shards = _shards(plan(rows, store, cache, skip), size)
-    try:
-        if use_ray:
-            _extract_on_ray(shards, store, done)
-        else:
-            for shard in shards:
-                table, errors = extract_files(shard, extractor)
-                store.write_part(table, errors)
-                done(table.num_rows, errors.num_rows, len(shard))
-    finally:
+    with store.writing():
+        cache = HashCache(store)
+        cpus = _cpus() if use_ray else 1
+        size = files_per_task or min(1024, max(16, len(rows) // (8 * cpus)))
+        shards = _shards(plan(rows, store, cache, skip), size)
+        try:
+            if use_ray:
+                _extract_on_ray(shards, store, done)
+            else:
+                for shard in shards:
+                    table, errors = extract_files(shard, extractor)
+                    store.write_part(table, errors)
+                    done(table.num_rows, errors.num_rows, len(shard))
+        finally:
+            cache.save()
+        store.write_labels([(row, cache.digest(row.path)) for row in rows])  # the labels follow this manifest
         cache.save()
-    store.write_labels([(row, cache.digest(row.path)) for row in rows])  # the labels follow this manifest
-    cache.save()
     summary.seconds = time.perf_counter() - started
     return summary
 

@@ -107,6 +107,28 @@ def test_audio_with_nan_or_infinite_samples_is_a_bad_file_and_the_rest_is_extrac
     assert all("NaN or infinite" in e for e in errors["error"])
 
 
+def test_two_runs_on_one_store_at_once_store_each_file_once(tmp_path):
+    import shutil as sh
+
+    manifest = corpus(tmp_path / "audio", names(300))
+    store_dir = tmp_path / "store"
+    command = [*CADENCE, "features", str(manifest), "--store", str(store_dir), "--inline", "--json"]
+    with FeatureStore(store_dir, AudioFeaturePrint()).writing():  # a run is writing it now
+        refused = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "being written by another cadence features run" in refused.stderr
+    assert f"process {os.getpid()}" in refused.stderr
+    runs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]  # two at once: one writes, the other is refused or finds it all done
+    results = [(run.wait(timeout=300), run.stderr.read()) for run in runs]
+    assert sorted(code for code, _ in results) in ([0, 0], [0, 2]), results
+    store = FeatureStore(store_dir, AudioFeaturePrint())
+    assert len(stored_hashes(store)) == len(set(stored_hashes(store))) == 300
+    part = sorted(store.path.glob("part-*.parquet"))[0]  # a part stored twice, as racing runs used to leave it
+    sh.copy(part, part.with_name("part-copy.parquet"))
+    store = FeatureStore(store_dir, AudioFeaturePrint())
+    assert len(stored_hashes(store)) == len(set(stored_hashes(store))) == 300 == store.count_rows()
+
+
 def test_another_extractor_never_reuses_the_features(tmp_path):
     manifest = corpus(tmp_path / "audio", names(10))
     extract_corpus(manifest, tmp_path / "store", use_ray=False)
