@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import ray
 
+from . import reaper
+
 
 @contextlib.contextmanager
 def connected(address: str | None = None, num_cpus: int | None = None) -> Iterator[dict]:
@@ -20,7 +22,7 @@ def connected(address: str | None = None, num_cpus: int | None = None) -> Iterat
     nothing should listen beyond localhost unless the operator chose it.
     """
     address = address or os.environ.get("RAY_ADDRESS") or None
-    started_here = False
+    started_here, watcher = False, None
     if not ray.is_initialized():
         kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
         on_sigterm = _sigterm_handler()
@@ -31,6 +33,7 @@ def connected(address: str | None = None, num_cpus: int | None = None) -> Iterat
         if callable(on_sigterm):  # ray.init replaces it with sys.exit: the caller's own handler stays
             signal.signal(signal.SIGTERM, on_sigterm)
         started_here = True
+        watcher = None if address else reaper.watch()  # a local Ray goes with this process, even on kill -9
     try:
         resources = ray.cluster_resources()
         yield {"address": address or "local", "nodes": len([n for n in ray.nodes() if n.get("Alive")]),
@@ -38,6 +41,8 @@ def connected(address: str | None = None, num_cpus: int | None = None) -> Iterat
     finally:
         if started_here:
             ray.shutdown()
+        if watcher is not None:
+            watcher.stdin.close()  # the watcher stops whatever of this Ray did not stop
 
 
 def _sigterm_handler() -> object:

@@ -184,6 +184,24 @@ def test_json_output_is_only_json_whatever_else_writes_to_stdout():
     assert "(raylet) something to say" in run.stderr  # not lost: on standard error
 
 
+def test_a_count_killed_outright_leaves_no_ray_process_behind():
+    import signal
+    import time
+
+    import psutil
+
+    process = subprocess.Popen([*CADENCE, "count", str(video("pushup_incorrect_001.mp4")), "--live"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert ": frame " in process.stdout.readline()  # Ray is up and counting
+    ray_processes = [p for p in psutil.Process(process.pid).children(recursive=True)
+                     if "ray" in p.name() or "ray" in " ".join(p.cmdline())]
+    assert any("raylet" in p.name() for p in ray_processes)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    gone, alive = psutil.wait_procs(ray_processes, timeout=60)
+    assert not alive, [(p.pid, p.name()) for p in alive]
+
+
 def test_feeds_file_and_parquet_out(tmp_path):
     import pyarrow.parquet as pq
 
