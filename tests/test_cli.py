@@ -129,7 +129,7 @@ def test_sigterm_stops_like_ctrl_c_and_keeps_a_readable_table(tmp_path, runner):
     first = process.stdout.readline()
     assert ": frame " in first, first
     process.send_signal(signal.SIGTERM)
-    out_text, err = process.communicate(timeout=60)
+    _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "repetitions so far" in err and "Traceback" not in err
     assert pq.read_table(out).num_rows >= 1 and not (tmp_path / "counts.parquet.parts").exists()
@@ -186,7 +186,6 @@ def test_json_output_is_only_json_whatever_else_writes_to_stdout():
 
 def test_a_count_killed_outright_leaves_no_ray_process_behind():
     import signal
-    import time
 
     import psutil
 
@@ -198,7 +197,7 @@ def test_a_count_killed_outright_leaves_no_ray_process_behind():
     assert any("raylet" in p.name() for p in ray_processes)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
-    gone, alive = psutil.wait_procs(ray_processes, timeout=60)
+    _, alive = psutil.wait_procs(ray_processes, timeout=60)
     assert not alive, [(p.pid, p.name()) for p in alive]
 
 

@@ -123,7 +123,7 @@ def test_two_runs_on_one_store_at_once_store_each_file_once(tmp_path):
     assert sorted(code for code, _ in results) in ([0, 0], [0, 2]), results
     store = FeatureStore(store_dir, AudioFeaturePrint())
     assert len(stored_hashes(store)) == len(set(stored_hashes(store))) == 300
-    part = sorted(store.path.glob("part-*.parquet"))[0]  # a part stored twice, as racing runs used to leave it
+    part = min(store.path.glob("part-*.parquet"))  # a part stored twice, as racing runs used to leave it
     sh.copy(part, part.with_name("part-copy.parquet"))
     store = FeatureStore(store_dir, AudioFeaturePrint())
     assert len(stored_hashes(store)) == len(set(stored_hashes(store))) == 300 == store.count_rows()
