@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -178,6 +179,7 @@ def _run_features(args: argparse.Namespace) -> int:
         where = connected(args.address)
     with where, tqdm(total=len(rows), unit="file", file=sys.stderr, disable=None, desc="features") as bar:
         try:
+            started = time.time()
             summary = extract_corpus(rows, args.store, extractor, use_ray=not args.inline, progress=bar.update)
         except KeyboardInterrupt:
             raise KeyboardInterrupt("every file extracted so far is kept, run again to finish") from None
@@ -187,9 +189,23 @@ def _run_features(args: argparse.Namespace) -> int:
         print(f"{summary.extracted} extracted, {summary.skipped} skipped (already in the store), "
               f"{summary.failed} failed, in {summary.seconds:.1f} s -> {summary.store}")
     if summary.failed:
-        print(f"cadence features: {summary.failed} file(s) failed; see the errors table in {summary.store}",
-              file=sys.stderr)
+        _show_failures(summary, started)
     return EXIT_BAD_INPUT if summary.failed else 0
+
+
+def _show_failures(summary, since: float, shown: int = 20) -> None:
+    """Each file that failed in this run, with its reason (the first ``shown``), then where they all are."""
+    import pyarrow.compute as pc
+
+    from .features import FeatureStore
+
+    errors = FeatureStore.errors_at(summary.store)
+    recent = errors.filter(pc.greater_equal(errors.column("time").cast("int64"), int(since))).to_pylist()
+    for error in recent[:shown]:
+        print(f"cadence features: {error['error']}", file=sys.stderr)
+    more = f" ({len(recent) - shown} more)" if len(recent) > shown else ""
+    print(f"cadence features: {summary.failed} file(s) failed{more}; every one is in the errors table of "
+          f"{summary.store}", file=sys.stderr)
 
 
 # -- cadence train, evaluate, predict -------------------------------------------------------------

@@ -70,9 +70,14 @@ def read_manifest(manifest: str | os.PathLike) -> list[ManifestRow]:
             if not {"path", "label"} <= fields:
                 raise InputError(m, f"has columns {sorted(fields)}", "the header must be path,label[,split]")
             folder = os.path.abspath(m.parent)
-            rows = [ManifestRow(os.path.normpath(os.path.join(folder, r["path"])) if r["path"] else "",
-                                (r["label"] or "").strip(), (r.get("split") or "train").strip())
-                    for r in reader]
+            rows = []
+            for r in reader:
+                if not (r["path"] or "").strip() or not (r["label"] or "").strip():
+                    raise InputError(m, f"line {reader.line_num} has no {'path' if not (r['path'] or '').strip() else 'label'}"
+                                        f" ({','.join(str(v) for v in r.values() if v is not None)[:60]!r})",
+                                     "every line needs path,label[,split]; quote a field holding a comma")
+                rows.append(ManifestRow(os.path.normpath(os.path.join(folder, r["path"])), r["label"].strip(),
+                                        (r.get("split") or "train").strip()))
     except OSError as e:
         raise InputError(m, f"cannot be read ({e.strerror})", "give a CSV file with path,label[,split]") from e
     except (UnicodeDecodeError, csv.Error) as e:
@@ -265,6 +270,12 @@ class FeatureStore:
 
     def errors(self) -> pa.Table:
         return ds.dataset(self._parts("errors"), schema=ERRORS, format="parquet").to_table()
+
+    @staticmethod
+    def errors_at(store_path: str | os.PathLike) -> pa.Table:
+        """The errors table of the store folder at ``store_path``."""
+        parts = sorted(str(p) for p in Path(store_path).glob("errors-*.parquet"))
+        return ds.dataset(parts, schema=ERRORS, format="parquet").to_table()
 
 
 def _atomic_parquet(table: pa.Table, path: Path) -> None:

@@ -44,7 +44,12 @@ def open_store(path: str | os.PathLike) -> FeatureStore:
         raise StoreError(p, f"holds stores of {len(candidates)} extractors: {', '.join(c.name for c in candidates)}",
                          "give the folder of one of them")
     spec = candidates[0] / "extractor.json"
-    store = FeatureStore(candidates[0].parent, AudioFeaturePrint.from_identity(json.loads(spec.read_text()), spec))
+    try:
+        identity = json.loads(spec.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise StoreError(spec, f"cannot be read as the store's extractor record ({e})",
+                         "it is damaged: extract the files again into a new store") from e
+    store = FeatureStore(candidates[0].parent, AudioFeaturePrint.from_identity(identity, spec))
     if store.path != candidates[0]:
         raise StoreError(candidates[0], f"is named for another extractor than its {spec.name} records",
                          "give the store folder cadence features made, not a renamed copy")

@@ -200,8 +200,12 @@ class AudioFeaturePrint(TemporalTransformer):
         return read_audio(path, self.sample_rate)
 
     def clip_features(self, path: str | os.PathLike) -> list[AudioFeature]:
-        """Every window's feature of one file."""
-        return list(self.applied(self.read(path)))
+        """Every window's feature of one file (an error for a file shorter than one 25 ms analysis frame)."""
+        stream = self.read(path)
+        if stream.duration < _FRAME:
+            raise EmptyAudioError(path, f"holds {stream.duration * 1000:.1f} ms of audio, less than one "
+                                        f"{_FRAME * 1000:.0f} ms analysis frame", "give a longer recording")
+        return list(self.applied(stream))
 
     def vector(self, samples: np.ndarray) -> np.ndarray:
         """The feature vector of one window of samples at ``sample_rate``."""
