@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -136,6 +137,54 @@ def run_actors(feeds: dict[str, list[str]], job: RepetitionCounting, address: st
 
 
 # -- cadence bench features -----------------------------------------------------------------
+def run_chaos(feeds: dict[str, list[str]], job: RepetitionCounting, address: str | None, every: float,
+              seed: int = 0) -> dict:
+    """Count ``feeds`` through the actor pipeline while a random actor of any stage (capture, pose,
+    counting) is killed every ``every`` seconds, Ray restarting it; then count each feed inline and
+    compare.  Every feed's final count must equal the inline one, exactly."""
+    import random
+
+    import ray
+
+    from cadence.pipelines.video import concatenate
+
+    from .connect import connected
+    from .pipeline import CountingPipeline, PipelineSettings
+
+    chooser = random.Random(seed)
+    kills: dict[str, int] = {"capture": 0, "pose": 0, "counting": 0}
+    with connected(address):
+        pipeline = CountingPipeline(feeds, PipelineSettings(job))
+        try:
+            pipeline.start()
+            started = last = time.perf_counter()
+
+            def chaos(_feed: str, _frames: int) -> None:
+                nonlocal last
+                if time.perf_counter() - last < every:
+                    return
+                last = time.perf_counter()
+                stage = chooser.choice(list(kills))
+                actors = {"capture": pipeline.capture_hosts, "pose": pipeline.pose_actors,
+                          "counting": pipeline.counting_hosts}[stage]
+                ray.kill(chooser.choice(actors), no_restart=False)
+                kills[stage] += 1
+                done = sum(r.frames for r in pipeline.results)
+                print(f"chaos: kill {sum(kills.values())} ({stage}) at {last - started:.1f} s, {done} frames counted",
+                      file=sys.stderr, flush=True)
+
+            results = pipeline.run(on_frames=chaos)
+            seconds = time.perf_counter() - started
+        finally:
+            pipeline.close()
+    inline = {name: job.run(concatenate(*playlist)).count for name, playlist in feeds.items()}
+    feeds_out = {r.feed: {"actors": round(r.count, 6), "inline": round(inline[r.feed], 6),
+                          "error": None if r.error is None else str(r.error)} for r in results}
+    exact = all(f["error"] is None and abs(f["actors"] - f["inline"]) < 1e-6 for f in feeds_out.values())
+    return {"feeds": len(feeds), "kills": sum(kills.values()), "kills_by_stage": kills, "seconds": round(seconds, 1),
+            "every_count_exact": exact, "counts": feeds_out}
+
+
 def tile_corpus(source: Path, folder: Path, hours: float = 0.0, seed: int = 0, copies: int = 0) -> tuple[Path, float]:
     """Write FSDD copies with random gain (0.5-1.5x) and a time shift (0-200 ms of quiet noise in
     front) until the corpus lasts ``hours`` (or holds ``copies`` copies); returns the manifest and

@@ -374,6 +374,20 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     _add_bench_options(pipeline, "videos/")
     pipeline.set_defaults(run=_run_bench_pipeline)
 
+    chaos = benches.add_parser(
+        "chaos", help="the actor pipeline while random actors are killed: every count must equal the inline one",
+        description="Play real clips through the actor pipeline on --feeds feeds while a random actor of any stage "
+                    "(capture, pose extraction, counting) is killed every --every seconds (Ray restarts it and the "
+                    "pipeline recovers its feeds), then count each feed inline, and print the kills by stage and "
+                    "whether every feed's final count equals the inline one exactly. Exit status 1 if one does not.")
+    chaos.add_argument("--feeds", type=positive, default=8, help="feeds at once (default %(default)s)")
+    chaos.add_argument("--seconds", type=float, default=15, help="seconds of video per feed (default %(default)s)")
+    chaos.add_argument("--every", type=float, default=2.0, help="seconds between kills (default %(default)s)")
+    chaos.add_argument("--seed", type=int, default=0, help="which actors are killed (default %(default)s)")
+    _add_windows(chaos, "the window")
+    _add_bench_options(chaos, "videos/")
+    chaos.set_defaults(run=_run_bench_chaos)
+
     features = benches.add_parser(
         "features", help="audio seconds per second of feature extraction: one process, librosa, Ray, incremental",
         description="Tile FSDD (gain and time-shift variations) into a temporary corpus of --hours, then print "
@@ -446,6 +460,21 @@ def _run_bench_pipeline(args: argparse.Namespace) -> int:
         print(f"actors / inline: {figures['ratio']}x")
     _write_json(args.json, figures)
     return 0
+
+
+def _run_bench_chaos(args: argparse.Namespace) -> int:
+    from .benchmarks import playlists, run_chaos
+
+    job = RepetitionCounting(window=args.window, stride=args.stride)
+    figures = run_chaos(playlists(_data(args, "videos"), args.feeds, args.seconds), job, args.address, args.every,
+                        args.seed)
+    for feed, counts in figures["counts"].items():
+        print(f"{feed}: actors {counts['actors']:.3f}  inline {counts['inline']:.3f}"
+              + (f"  error: {counts['error']}" if counts["error"] else ""))
+    print(f"{figures['kills']} kills {figures['kills_by_stage']} in {figures['seconds']} s; every count exact: "
+          f"{figures['every_count_exact']}")
+    _write_json(args.json, figures)
+    return 0 if figures["every_count_exact"] else 1
 
 
 def _run_bench_features(args: argparse.Namespace) -> int:

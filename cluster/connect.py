@@ -28,8 +28,8 @@ def connected(address: str | None = None, num_cpus: int | None = None) -> Iterat
         on_sigterm = _sigterm_handler()
         if address:
             ray.init(address=address, **kwargs)
-        else:
-            ray.init(num_cpus=num_cpus, **kwargs)
+        else:  # "local": a new Ray of its own, never one a file left by an earlier (perhaps killed) Ray points to
+            ray.init(address="local", num_cpus=num_cpus, **kwargs)
         if callable(on_sigterm):  # ray.init replaces it with sys.exit: the caller's own handler stays
             signal.signal(signal.SIGTERM, on_sigterm)
         started_here = True

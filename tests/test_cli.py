@@ -201,6 +201,25 @@ def test_a_count_killed_outright_leaves_no_ray_process_behind():
     assert not alive, [(p.pid, p.name()) for p in alive]
 
 
+def test_a_ray_left_behind_by_an_earlier_run_does_not_stop_the_next():
+    """Ray records the last cluster it started in a file; a local run must start its own Ray, not
+    wait forever on a dead one that file names."""
+    import os
+    import shutil
+    import tempfile
+
+    temp = Path(tempfile.mkdtemp(prefix="r", dir="/tmp"))  # short: Ray's socket paths are limited
+    try:
+        (temp / "ray").mkdir()
+        (temp / "ray" / "ray_current_cluster").write_text("127.0.0.1:9")  # nothing listens there
+        result = subprocess.run([*CADENCE, "count", str(video("squat_correct_016.mp4")), "--json"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=180, env=os.environ | {"RAY_TMPDIR": str(temp)})
+        assert result.returncode == 0, result.stderr
+        assert json_lines(result.stdout)[0]["count"] == pytest.approx(1, abs=0.5)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
 def test_feeds_file_and_parquet_out(tmp_path):
     import pyarrow.parquet as pq
 
