@@ -69,7 +69,7 @@ def test_bounded_queue_refuses_past_its_bound():
 # -- on a local Ray ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
 
