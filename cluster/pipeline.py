@@ -41,7 +41,7 @@ from cadence.pipelines.errors import CadenceError
 from cadence.pipelines.repetitions import CountResult, CountUpdate, FeedCounting, RepetitionCounting
 from cadence.pipelines.video import Source
 
-MAX_RECOVERIES = 5  # per feed: hosts that die more often than this fail the feed
+MAX_RECOVERIES = 5  # per feed: hosts that die this many times in a row, with no progress between, fail the feed
 CAPTURE_THREADS = 4  # feeds a capture host reads at once
 
 
@@ -122,6 +122,9 @@ class _Feed:
         self.counting: BoundedQueue[_Entry] = BoundedQueue(self.queue, f"{name}: counting")
         self.state: ray.ObjectRef | None = None  # the session after the last count batch received
         self.next_index = 0
+        self.delivered = 0  # count batches received
+        self.stalled = 0  # recoveries since the feed last moved on
+        self.progress_mark = (0, 0)
         self.ended = self.finishing = self.done = False
         self.started = time.perf_counter()
 
@@ -204,6 +207,7 @@ class _Feed:
                 self._recover_counting()
                 return
             self.counting.pop()
+            self.delivered += 1
             self.state = entry.state
             deliver(self, counts)
             if entry.final:
@@ -229,9 +233,15 @@ class _Feed:
         self.counter.close.remote(self.name)
 
     def _may_recover(self) -> bool:
+        """Recover, unless the feed's actors keep dying with no progress between (a source that kills
+        them, say): deaths spread over a long run, each after some progress, are survived."""
         self.result.recoveries += 1
-        if self.result.recoveries > MAX_RECOVERIES:
-            self.fail(CadenceError(f"{self.result.source}: its actors died {MAX_RECOVERIES} times; giving up"))
+        mark = (self.next_index, self.delivered)
+        self.stalled = 1 if mark != self.progress_mark else self.stalled + 1
+        self.progress_mark = mark
+        if self.stalled > MAX_RECOVERIES:
+            self.fail(CadenceError(f"{self.result.source}: its actors died {MAX_RECOVERIES} times in a row with no "
+                                   "progress between; giving up"))
             return False
         return True
 
