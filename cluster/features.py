@@ -427,7 +427,6 @@ def extract_corpus(manifest: str | os.PathLike | Sequence[ManifestRow], store_ro
         finally:
             cache.save()
         store.write_labels([(row, cache.digest(row.path)) for row in rows])  # the labels follow this manifest
-        cache.save()
     summary.seconds = time.perf_counter() - started
     return summary
 

@@ -39,6 +39,22 @@ def selected_poses(name: str, strategy: str = "maximum_bounding_box_area") -> tu
         extractor.close()
 
 
+def write_video_cut_short(path: Path) -> Path:
+    """A real squat clip re-encoded as MJPG and cut at 60 % of its bytes: it opens, then decoding
+    stops part way while its header still promises every frame."""
+    import cv2
+
+    from cadence import read_video
+
+    whole = path.with_name(f"whole-{path.name}")
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 360))
+    for frame in read_video(video("squat_correct_007.mp4")):
+        writer.write(cv2.resize(frame.image, (640, 360)))
+    writer.release()
+    path.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    return path
+
+
 def write_video_without_people(path: Path, frames: int = 20) -> Path:
     """A real video of trees: the left edge of the jumping-jack clip, where nobody stands."""
     from cadence import read_video

@@ -21,7 +21,7 @@ from cadence.pipelines.repetitions import CountUpdate, RepetitionCounting
 from cadence.pipelines.video import Frame, read_video
 
 from . import test_actors as this_module
-from .helpers import video, write_video_without_people
+from .helpers import video, write_video_cut_short, write_video_without_people
 
 cloudpickle.register_pickle_by_value(this_module)  # Ray workers get the test's own components by value
 
@@ -213,19 +213,12 @@ def test_many_feeds_share_few_host_processes(local_ray):
 
 
 def test_bad_feeds_end_with_their_error_while_the_others_are_counted(local_ray, tmp_path):
-    import cv2
 
     notes = tmp_path / "notes.mp4"
     notes.write_text("not a video")
     nobody = write_video_without_people(tmp_path / "trees.avi")
     # a real clip cut short: it opens, then decoding stops part way
-    clip = tmp_path / "squat.avi"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 360))
-    for frame in read_video(video("squat_correct_007.mp4")):
-        writer.write(cv2.resize(frame.image, (640, 360)))
-    writer.release()
-    cut = tmp_path / "cut.avi"
-    cut.write_bytes(clip.read_bytes()[: int(clip.stat().st_size * 0.6)])
+    cut = write_video_cut_short(tmp_path / "cut.avi")
     good = video("squat_correct_016.mp4")
     results = {r.feed: r for r in count_feeds({"notes": str(notes), "nobody": str(nobody), "cut": str(cut),
                                                "good": str(good)})}

@@ -14,7 +14,7 @@ from cadence.pipelines import (CameraError, EmptyVideoError, InvalidVideoError, 
 from cadence.pipelines.repetitions import RepetitionCounting
 from cadence.pipelines.video import LiveStream
 
-from .helpers import video, write_video_without_people
+from .helpers import video, write_video_cut_short, write_video_without_people
 
 
 def test_read_video_yields_indexed_timestamped_frames():
@@ -133,13 +133,7 @@ def test_live_stream_drops_frames_a_slow_consumer_cannot_take_and_counts_them():
 
 def test_a_video_cut_short_is_counted_as_far_as_it_decodes(tmp_path):
     """A container that promises more frames than decode: the frames there are counted, with a warning."""
-    clip = tmp_path / "squat.avi"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 360))
-    for frame in read_video(video("squat_correct_007.mp4")):
-        writer.write(cv2.resize(frame.image, (640, 360)))
-    writer.release()
-    cut = tmp_path / "cut.avi"
-    cut.write_bytes(clip.read_bytes()[: int(clip.stat().st_size * 0.6)])
+    cut = write_video_cut_short(tmp_path / "cut.avi")
     stream = read_video(cut)
     result = RepetitionCounting().run(stream, source=str(cut))
     assert 0 < result.frames < stream.frame_count == 75
