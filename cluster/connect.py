@@ -1,4 +1,14 @@
-"""Joining Ray: an existing cluster by address, or an embedded local one."""
+"""Joining Ray: an existing cluster by address, or an embedded local one.
+
+A local Ray listens on loopback only.  Ray binds its servers (GCS, raylet, every worker's gRPC
+server, the runtime-env agent) to the node's address, and ``ray.init`` turns a node address of
+127.0.0.1 into the machine's network address unless Ray believes it runs on a laptop
+(``ray_constants.ENABLE_RAY_CLUSTER`` false, the Windows and macOS default).  So a local start
+asks for node address 127.0.0.1 with that switch off for the duration of ``ray.init``: every
+listener is then on 127.0.0.1 (``tests/test_cli.py`` lists them during a real run).  Ray's head
+API process (``dashboard.py``) still runs, as Ray needs it, but with ``include_dashboard=False``
+it serves no web page and listens on nothing.  Joining a cluster by address changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +38,8 @@ def connected(address: str | None = None, num_cpus: int | None = None) -> Iterat
         on_sigterm = _sigterm_handler()
         if address:
             ray.init(address=address, **kwargs)
-        else:  # "local": a new Ray of its own, never one a file left by an earlier (perhaps killed) Ray points to
-            ray.init(address="local", num_cpus=num_cpus, **kwargs)
+        else:
+            start_local(num_cpus, **kwargs)
         if callable(on_sigterm):  # ray.init replaces it with sys.exit: the caller's own handler stays
             signal.signal(signal.SIGTERM, on_sigterm)
         started_here = True
@@ -43,6 +53,23 @@ def connected(address: str | None = None, num_cpus: int | None = None) -> Iterat
             ray.shutdown()
         if watcher is not None:
             watcher.stdin.close()  # the watcher stops whatever of this Ray did not stop
+
+
+def start_local(num_cpus: int | None = None, **kwargs) -> None:
+    """Start a Ray of this process's own that listens on loopback only (see the module's docstring).
+
+    ``address="local"``: a new Ray, never one that a file left by an earlier (perhaps killed) Ray
+    points to.
+    """
+    from ray._private import ray_constants
+
+    kwargs.setdefault("include_dashboard", False)
+    on_a_network = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False  # 127.0.0.1 stays 127.0.0.1 instead of the machine's address
+    try:
+        ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = on_a_network
 
 
 def _sigterm_handler() -> object:

@@ -15,6 +15,7 @@ import ray
 
 from cadence.actors import schemas
 from cadence.actors.queues import BoundedQueue, QueueFullError
+from cadence.cluster.connect import start_local
 from cadence.cluster.pipeline import CountingPipeline, PipelineSettings, count_feeds
 from cadence.pipelines import HumanBodyActionCounter, Pose
 from cadence.pipelines.repetitions import CountUpdate, RepetitionCounting
@@ -69,7 +70,7 @@ def test_bounded_queue_refuses_past_its_bound():
 # -- on a local Ray ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    start_local(num_cpus=2, log_to_driver=False, configure_logging=False)  # as cadence starts it: loopback only
     yield
     ray.shutdown()
 
@@ -196,6 +197,57 @@ def test_a_killed_capture_host_reopens_its_feeds_where_they_were(local_ray):
     for result in results:
         assert result.error is None and result.frames == 159
         assert result.count == pytest.approx(inline_count(path), abs=1e-9)
+
+
+class DeadlyCounter(HumanBodyActionCounter):
+    """The real counter, except that a window reaching frame 60 kills the process it runs in
+    (as a native library crashing on some input would): every restart dies on it again."""
+
+    def session(self):
+        real = super().session()
+        push = real.push
+
+        def deadly_push(window):
+            if window.stop > 60:
+                import os
+
+                os._exit(1)
+            return push(window)
+        real.push = deadly_push
+        return real
+
+
+def test_hosts_killed_many_times_each_after_progress_are_survived(local_ray):
+    from cadence.cluster.pipeline import MAX_RECOVERIES
+
+    path = video("jumpingjack_correct_001.mp4")
+    settings = PipelineSettings(RepetitionCounting(window=30, stride=15), batch_size=4)
+    pipeline = CountingPipeline({"jj": str(path)}, settings)
+    updates, kills = [], MAX_RECOVERIES + 3
+
+    def kill_after_each_update(update):  # each death comes after progress: a count delivered
+        updates.append(update)
+        if len(updates) <= kills:
+            ray.kill(pipeline.counting_hosts[0], no_restart=False)
+
+    try:
+        (result,) = pipeline.run(kill_after_each_update)
+    finally:
+        pipeline.close()
+    expected: list[float] = []
+    RepetitionCounting(window=30, stride=15).run(read_video(path), on_update=lambda u: expected.append(u.count))
+    assert result.error is None and result.recoveries >= kills > MAX_RECOVERIES
+    assert [u.count for u in updates] == pytest.approx(expected, abs=1e-9)
+
+
+def test_a_feed_whose_host_dies_again_on_every_restart_fails_with_a_message(local_ray):
+    from cadence.cluster.pipeline import MAX_RECOVERIES
+
+    settings = PipelineSettings(RepetitionCounting(window=30, stride=15, counter=DeadlyCounter()), batch_size=4)
+    (result,) = count_feeds({"deadly": str(video("jumpingjack_correct_001.mp4"))}, settings)
+    assert result.recoveries == MAX_RECOVERIES + 1
+    assert f"died {MAX_RECOVERIES} times in a row with no progress" in str(result.error)
+    assert "jumpingjack_correct_001.mp4" in str(result.error)
 
 
 def test_many_feeds_share_few_host_processes(local_ray):

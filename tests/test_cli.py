@@ -201,6 +201,31 @@ def test_a_count_killed_outright_leaves_no_ray_process_behind():
     assert not alive, [(p.pid, p.name()) for p in alive]
 
 
+def test_a_local_ray_listens_on_loopback_only():
+    """Every socket that cadence's own Ray and its workers listen on, during a real count, is on 127.0.0.1."""
+    import ipaddress
+    import signal
+
+    import psutil
+
+    process = subprocess.Popen([*CADENCE, "count", str(video("pushup_incorrect_001.mp4")), "--live"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert ": frame " in process.stdout.readline()  # Ray is up, every stage's actor is counting
+        tree = {process.pid} | {p.pid for p in psutil.Process(process.pid).children(recursive=True)}
+        listening = [(c.pid, c.laddr) for c in psutil.net_connections(kind="inet")
+                     if c.status == psutil.CONN_LISTEN and c.pid in tree]
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    names = {psutil.Process(pid).name() for pid, _ in listening if psutil.pid_exists(pid)}
+    assert len(listening) >= 4, listening  # the GCS, the raylet, the driver, the workers at least
+    exposed = [(pid, address) for pid, address in listening
+               if not ipaddress.ip_address(address.ip.removeprefix("::ffff:")).is_loopback]
+    assert not exposed, (exposed, names)
+    assert not any(address.port == 8265 for _, address in listening)  # no dashboard web page
+
+
 def test_a_ray_left_behind_by_an_earlier_run_does_not_stop_the_next():
     """Ray records the last cluster it started in a file; a local run must start its own Ray, not
     wait forever on a dead one that file names."""
