@@ -41,7 +41,8 @@ from cadence.pipelines.errors import CadenceError
 from cadence.pipelines.repetitions import CountResult, CountUpdate, FeedCounting, RepetitionCounting
 from cadence.pipelines.video import Source
 
-MAX_RECOVERIES = 5  # per feed: hosts that die this many times in a row, with no progress between, fail the feed
+MAX_RECOVERIES = 5  # per feed: hosts that die this many times in a row with no progress between, and
+STALL_SECONDS = 30.0  # go on dying for this long without it, fail the feed (a source that kills them)
 CAPTURE_THREADS = 4  # feeds a capture host reads at once
 
 
@@ -55,6 +56,7 @@ class PipelineSettings:
     pose_actors: int | None = None  # default: one per CPU of the cluster, at most what the feeds can use
     feeds_per_host: int = 32  # feeds read by one capture host and counted by one counting host
     frame_batches: int | None = None  # frame batches in flight over all feeds: 2 per pose actor, +2
+    stall_seconds: float = STALL_SECONDS  # see MAX_RECOVERIES
 
     def queue(self) -> int:
         """Live feeds keep short queues: when the pool falls behind, frames are better dropped at
@@ -125,6 +127,8 @@ class _Feed:
         self.delivered = 0  # count batches received
         self.stalled = 0  # recoveries since the feed last moved on
         self.progress_mark = (0, 0)
+        self.progress_time = time.monotonic()
+        self.stall_seconds = settings.stall_seconds
         self.ended = self.finishing = self.done = False
         self.started = time.perf_counter()
 
@@ -234,14 +238,18 @@ class _Feed:
 
     def _may_recover(self) -> bool:
         """Recover, unless the feed's actors keep dying with no progress between (a source that kills
-        them, say): deaths spread over a long run, each after some progress, are survived."""
+        them, say): more than ``MAX_RECOVERIES`` recoveries in a row over ``stall_seconds`` with the
+        feed no further.  Deaths spread over a long run, each after some progress, are survived, and
+        so are bursts (one death is often seen twice: the call that died, then the restarted host
+        that no longer holds the feed), as is a machine too busy to make progress between kills."""
         self.result.recoveries += 1
-        mark = (self.next_index, self.delivered)
-        self.stalled = 1 if mark != self.progress_mark else self.stalled + 1
-        self.progress_mark = mark
-        if self.stalled > MAX_RECOVERIES:
-            self.fail(CadenceError(f"{self.result.source}: its actors died {MAX_RECOVERIES} times in a row with no "
-                                   "progress between; giving up"))
+        mark, now = (self.next_index, self.delivered), time.monotonic()
+        if mark != self.progress_mark:
+            self.stalled, self.progress_mark, self.progress_time = 0, mark, now
+        self.stalled += 1
+        if self.stalled > MAX_RECOVERIES and now - self.progress_time >= self.stall_seconds:
+            self.fail(CadenceError(f"{self.result.source}: its actors died {self.stalled} times in a row over "
+                                   f"{now - self.progress_time:.0f} s with no progress; giving up"))
             return False
         return True
 

@@ -68,6 +68,7 @@ class VideoStream(_ThreadedAsyncIteration):
         self.width = width
         self.height = height
         self.warnings: list[str] = []
+        self.decoded = 0
 
     @property
     def duration(self) -> float:
@@ -77,11 +78,18 @@ class VideoStream(_ThreadedAsyncIteration):
         return self.frame_count
 
     def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
+
+    def frames(self, start: int = 0) -> Iterator[Frame]:
+        """The frames from index ``start`` on (the ones before are decoded but not converted or
+        copied: a feed resumed after a restart gets back to where it was quickly)."""
         self.warnings.clear()
         capture = _open(self.path)
         try:
             index = 0
-            while True:
+            while index < start and capture.grab():
+                index += 1
+            while index >= start:
                 ok, image = capture.read()
                 if not ok:
                     break
@@ -89,6 +97,7 @@ class VideoStream(_ThreadedAsyncIteration):
                 index += 1
         finally:
             capture.release()
+            self.decoded = index  # frames the file held (those skipped included), once read to its end
         if index < self.frame_count * 0.95 - 1:  # container frame counts can be off by a little
             self.warnings.append(f"{self.path}: decoding stopped at frame {index} of the {self.frame_count} its "
                                  "container promises (truncated or corrupt from there on); counted what was decoded")
@@ -202,14 +211,17 @@ class ConcatenatedStream(_ThreadedAsyncIteration):
         return sum(s.frame_count for s in self.streams)
 
     def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
+
+    def frames(self, start: int = 0) -> Iterator[Frame]:
+        """The frames from index ``start`` on (see :meth:`VideoStream.frames`)."""
         index, offset = 0, 0.0
         for stream in self.streams:
-            last = 0.0
-            for frame in stream:
-                last = frame.timestamp
-                yield replace(frame, index=index, timestamp=offset + frame.timestamp)
-                index += 1
-            offset += last + 1.0 / stream.fps
+            for frame in stream.frames(max(0, start - index)):
+                yield replace(frame, index=index + frame.index, timestamp=offset + frame.timestamp)
+            decoded = stream.decoded
+            index += decoded
+            offset += (decoded - 1) / stream.fps + 1.0 / stream.fps if decoded else 1.0 / stream.fps
 
 
 def concatenate(*paths: str | os.PathLike) -> ConcatenatedStream:

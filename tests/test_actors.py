@@ -221,9 +221,10 @@ def test_hosts_killed_many_times_each_after_progress_are_survived(local_ray):
     from cadence.cluster.pipeline import MAX_RECOVERIES
 
     path = video("jumpingjack_correct_001.mp4")
-    settings = PipelineSettings(RepetitionCounting(window=30, stride=15), batch_size=4)
+    # stall_seconds 0: the feed would fail at once after MAX_RECOVERIES deaths in a row with no progress
+    settings = PipelineSettings(RepetitionCounting(window=30, stride=15), batch_size=4, stall_seconds=0.0)
     pipeline = CountingPipeline({"jj": str(path)}, settings)
-    updates, kills = [], MAX_RECOVERIES + 3
+    updates, kills = [], MAX_RECOVERIES + 5
 
     def kill_after_each_update(update):  # each death comes after progress: a count delivered
         updates.append(update)
@@ -236,17 +237,18 @@ def test_hosts_killed_many_times_each_after_progress_are_survived(local_ray):
         pipeline.close()
     expected: list[float] = []
     RepetitionCounting(window=30, stride=15).run(read_video(path), on_update=lambda u: expected.append(u.count))
-    assert result.error is None and result.recoveries >= kills > MAX_RECOVERIES
+    assert result.error is None and result.recoveries > MAX_RECOVERIES  # (two kills may land on one incarnation)
     assert [u.count for u in updates] == pytest.approx(expected, abs=1e-9)
 
 
 def test_a_feed_whose_host_dies_again_on_every_restart_fails_with_a_message(local_ray):
     from cadence.cluster.pipeline import MAX_RECOVERIES
 
-    settings = PipelineSettings(RepetitionCounting(window=30, stride=15, counter=DeadlyCounter()), batch_size=4)
+    settings = PipelineSettings(RepetitionCounting(window=30, stride=15, counter=DeadlyCounter()), batch_size=4,
+                                stall_seconds=3.0)
     (result,) = count_feeds({"deadly": str(video("jumpingjack_correct_001.mp4"))}, settings)
-    assert result.recoveries == MAX_RECOVERIES + 1
-    assert f"died {MAX_RECOVERIES} times in a row with no progress" in str(result.error)
+    assert result.recoveries > MAX_RECOVERIES
+    assert "times in a row over" in str(result.error) and "with no progress; giving up" in str(result.error)
     assert "jumpingjack_correct_001.mp4" in str(result.error)
 
 
