@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from cadence.pipelines.drawing import write_annotated
 from cadence.pipelines.errors import CadenceError, InputError
-from cadence.pipelines.files import replaced_atomically
+from cadence.pipelines.files import check_folder_exists, replaced_atomically
 from cadence.pipelines.repetitions import CountResult, CountUpdate, RepetitionCounting
 from cadence.pipelines.video import is_camera, open_source
 
@@ -165,9 +165,8 @@ def count_sources(args: argparse.Namespace) -> bool:
     if args.annotate and args.live:
         raise InputError("cadence count", "--annotate reads each video twice", "leave out --live to annotate")
     for option, path in (("--out", args.out), ("--annotate", args.annotate)):
-        if path and not Path(path).absolute().parent.is_dir():
-            raise InputError(path, f"({option}) cannot be written: its folder {Path(path).absolute().parent} "
-                                   "does not exist", "create the folder, or choose another path")
+        if path:
+            check_folder_exists(path, option)
     table = CountTable(args.out) if args.out else None
     try:
         with tqdm(total=None, unit="frame", leave=False, file=sys.stderr, disable=None) as bar:

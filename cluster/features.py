@@ -87,6 +87,38 @@ def read_manifest(manifest: str | os.PathLike) -> list[ManifestRow]:
     return rows
 
 
+def default_sample_rate(rows: Sequence[ManifestRow], root: str | os.PathLike, window_duration: float,
+                        overlap_factor: float, most: int = 16000, looked_at: int = 1000) -> tuple[int, str]:
+    """The rate to extract at when none is given, and why.
+
+    A store already under ``root`` for these windows keeps its rate (so a re-run adds to it).
+    Otherwise the rate follows the files, up to ``most``: resampling 8 kHz speech to 16 kHz adds
+    nothing but an empty upper band, whose features then say more about the recording than the
+    sound.  The files' rates are read from their headers, ``looked_at`` of them spread over the
+    manifest; the highest is taken.
+    """
+    import soundfile as sf
+
+    kept = []
+    for spec in sorted(Path(root).glob("*/extractor.json")):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            params = json.loads(spec.read_text())["params"]
+            if params["window_duration"] == window_duration and params["overlap_factor"] == overlap_factor:
+                kept.append(int(params["sample_rate"]))
+    if len(set(kept)) == 1:
+        return kept[0], f"the rate of the store already in {root}"
+    step = max(1, len(rows) // looked_at)
+    rates = []
+    for row in rows[::step]:
+        with contextlib.suppress(Exception):  # a bad file is reported when it is extracted
+            rates.append(int(sf.info(row.path).samplerate))
+    if not rates:
+        return most, "the default (no file's rate could be read)"
+    if max(rates) >= most:
+        return most, f"the most features use (files at up to {max(rates)} Hz)"
+    return max(rates), f"the files' own rate ({most} Hz is the most features use; resampling up adds nothing)"
+
+
 def vectors(rows: pa.RecordBatch | pa.Table) -> np.ndarray:
     """The ``vector`` column as an (n, dimension) float32 matrix."""
     column = rows.column("vector")

@@ -20,12 +20,15 @@ import pyarrow as pa
 
 from cadence.pipelines import modelfile
 from cadence.pipelines.audio import AudioFeaturePrint, clip_vector
-from cadence.pipelines.classifiers import (ClassifierModel, FullyConnectedNetworkClassifier,
-                                           LogisticRegressionClassifier, TrainingProgress)
+from cadence.pipelines.classifiers import (Classification, ClassifierModel, FullyConnectedNetworkClassifier,
+                                           LogisticRegressionClassifier, TrainingProgress, validation)
 from cadence.pipelines.errors import InputError
 from cadence.pipelines.events import EventHandler
 
 from .features import FeatureStore, vectors
+
+
+CHECKPOINT = "checkpoint.safetensors"  # in --checkpoint-dir
 
 
 class StoreError(InputError):
@@ -59,7 +62,7 @@ def open_store(path: str | os.PathLike) -> FeatureStore:
 @dataclass
 class TrainSettings:
     classifier: str = "mlp"
-    l2_penalty: float | None = None  # default: 1.0 for logreg, 1e-3 for mlp
+    l2_penalty: float | None = None  # per example; None: logreg chooses it on validation data, mlp takes 1e-3
     epochs: int = 100
     chunk_size: int = 1024
     patience: int = 10
@@ -70,15 +73,20 @@ class TrainSettings:
     hidden_unit_counts: tuple[int, ...] = (100,)
     batch_size: int = 32
     learning_rate: float = 0.001
+    dropout_probability: float = 0.2
+    early_stopping_tolerance: float = 0.0
     level: str = "clip"
 
     def estimator(self) -> LogisticRegressionClassifier | FullyConnectedNetworkClassifier:
         if self.classifier == "logreg":
-            return LogisticRegressionClassifier(l2_penalty=self.l2_penalty if self.l2_penalty is not None else 1.0)
+            return LogisticRegressionClassifier(l2_penalty=self.l2_penalty, random_seed=self.seed)
         if self.classifier == "mlp":
             return FullyConnectedNetworkClassifier(
-                self.hidden_unit_counts, self.batch_size, self.learning_rate,
-                self.l2_penalty if self.l2_penalty is not None else 1e-3, self.seed, self.patience, self.epochs)
+                hidden_unit_counts=self.hidden_unit_counts, learning_rate=self.learning_rate,
+                dropout_probability=self.dropout_probability, batch_size=self.batch_size,
+                maximum_iterations=self.epochs, early_stop_iteration_count=self.patience,
+                early_stopping_tolerance=self.early_stopping_tolerance,
+                l2_penalty=self.l2_penalty if self.l2_penalty is not None else 1e-3, random_seed=self.seed)
         raise ValueError(f"unknown classifier {self.classifier!r}: choose logreg or mlp")
 
 
@@ -88,13 +96,16 @@ class TrainResult:
     epochs: int = 0
     best_epoch: int = 0
     validation_accuracy: float | None = None
+    validation_loss: float | None = None
     test_accuracy: float | None = None
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     rows_per_second: float = 0.0
 
     def metrics(self) -> dict:
-        return {"classifier": self.model.kind, "epochs": self.epochs, "best_epoch": self.best_epoch,
+        chosen = self.model.params.get("chosen_l2_penalty", self.model.params.get("l2_penalty"))
+        return {"classifier": self.model.kind, "l2_penalty": chosen, "epochs": self.epochs,
+                "best_epoch": self.best_epoch,
                 "validation_accuracy": None if self.validation_accuracy is None else round(self.validation_accuracy, 4),
                 "test_accuracy": None if self.test_accuracy is None else round(self.test_accuracy, 4),
                 "seconds": round(self.seconds, 2), "rows_per_second": round(self.rows_per_second)}
@@ -147,24 +158,26 @@ class _Rows:
         p = order.permutation(len(y))
         return x[p], y[p]
 
-    def statistics(self, chunk: int) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """Labels, mean and standard deviation of the training rows, in one streaming pass."""
+    def labels(self, chunk: int) -> list[str]:
+        """The training rows' labels (a pass over the label column only), checked: at least two."""
         labels: set[str] = set()
-        total, squares, n = 0.0, 0.0, 0
-        for x, y in self.chunks("train", chunk):
-            labels.update(y.tolist())
-            total = total + x.sum(axis=0, dtype=np.float64)
-            squares = squares + (x.astype(np.float64) ** 2).sum(axis=0)
-            n += len(y)
-        if n == 0:
+        for batch in self.store.iter_batches(chunk, "train", self.level, ["content_hash", "label"]):
+            if not self.has_val:
+                batch = batch.filter(pa.array(~self._held(batch)))
+            labels.update(batch.column("label").to_pylist())
+        if not labels:
             raise StoreError(self.store.path, "has no training rows left once every tenth file is held back for "
                                               "validation", "add files, or give some the split val")
-        mean = total / n
-        std = np.sqrt(np.maximum(squares / n - mean ** 2, 0))
         if len(labels) < 2:
             raise StoreError(self.store.path, f"holds training rows of one label only ({', '.join(labels)})",
                              "a classifier needs at least two labels")
-        return sorted(labels), mean.astype(np.float32), np.where(std > 1e-8, std, 1).astype(np.float32)
+        return sorted(labels)
+
+    def matrix(self, name: str, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+        parts = list(self.chunks(name, chunk))
+        if not parts:
+            return np.zeros((0, 0), np.float32), np.array([], str)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def accuracy(self, model: ClassifierModel, name: str, chunk: int) -> float | None:
         right = total = 0
@@ -177,7 +190,7 @@ class _Rows:
 def _identity(settings: TrainSettings, store: FeatureStore) -> dict:
     """What a resumed run must share with the checkpointed one to reach the same model (as JSON reads it back)."""
     kept = ("classifier", "l2_penalty", "chunk_size", "seed", "hidden_unit_counts", "batch_size", "learning_rate",
-            "level")
+            "dropout_probability", "level")
     return json.loads(json.dumps({"settings": {k: v for k, v in asdict(settings).items() if k in kept},
                                   "store": store.path.name}))
 
@@ -196,20 +209,24 @@ def train(store: FeatureStore, settings: TrainSettings, event_handler: EventHand
 
 
 def _train_in_one_go(rows: _Rows, estimator: LogisticRegressionClassifier, settings: TrainSettings) -> TrainResult:
-    parts = list(rows.chunks("train", settings.chunk_size))
-    x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    """Logistic regression in one go on the training rows; its l2 penalty, when not given, chosen on
+    the validation rows."""
+    x, y = rows.matrix("train", settings.chunk_size)
+    held = rows.matrix("val", settings.chunk_size)
     started = time.perf_counter()
-    model = estimator.fitted_arrays(x, y)
+    model = estimator.fitted_arrays(x, y, held if len(held[1]) else None)
     result = TrainResult(model, epochs=1, best_epoch=1)
     result.rows_per_second = len(y) / (time.perf_counter() - started)
-    result.validation_accuracy = rows.accuracy(model, "val", settings.chunk_size)
+    checked = validation(model, rows.chunks("val", settings.chunk_size))
+    if checked is not None:
+        result.validation_accuracy, result.validation_loss = checked.accuracy, checked.loss
     return result
 
 
 def _train_in_chunks(rows: _Rows, estimator: FullyConnectedNetworkClassifier, settings: TrainSettings,
                      event_handler: EventHandler | None) -> TrainResult:
     """The estimator's own epoch loop, fed chunks streamed from the store and checkpointed."""
-    checkpoint = Path(settings.checkpoint_dir) / "checkpoint.npz" if settings.checkpoint_dir else None
+    checkpoint = Path(settings.checkpoint_dir) / CHECKPOINT if settings.checkpoint_dir else None
     identity = _identity(settings, rows.store) if checkpoint else {}
     model = best = progress = None
     if settings.resume and checkpoint and checkpoint.exists():
@@ -220,7 +237,7 @@ def _train_in_chunks(rows: _Rows, estimator: FullyConnectedNetworkClassifier, se
                                                           "without --resume")
         model, best, progress = models["model"], models["best"], TrainingProgress(**extra["progress"])
     else:
-        model = estimator.make_transformer(*rows.statistics(settings.chunk_size))
+        model = estimator.make_transformer(rows.labels(settings.chunk_size))  # no pass over the vectors
 
     def chunks(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         return rows.chunks("train", settings.chunk_size, np.random.default_rng([settings.seed, epoch]))
@@ -231,10 +248,11 @@ def _train_in_chunks(rows: _Rows, estimator: FullyConnectedNetworkClassifier, se
             modelfile.save(checkpoint, {"model": model, "best": best},
                            {"identity": identity, "progress": asdict(progress)})
 
-    best, progress = estimator.train(model, chunks, lambda m: rows.accuracy(m, "val", settings.chunk_size),
+    best, progress = estimator.train(model, chunks, lambda m: validation(m, rows.chunks("val", settings.chunk_size)),
                                      progress, best, event_handler, save_checkpoint)
-    accuracy = progress.history[progress.best_epoch - 1]["validation_accuracy"] if progress.best_epoch else None
-    return TrainResult(best, progress.epoch, progress.best_epoch, accuracy, history=progress.history,
+    record = progress.history[progress.best_epoch - 1] if progress.best_epoch else {}
+    return TrainResult(best, progress.epoch, progress.best_epoch, record.get("validation_accuracy"),
+                       record.get("validation_loss"), history=progress.history,
                        rows_per_second=progress.rows_per_second)
 
 
@@ -327,15 +345,46 @@ def plot_confusion(report: dict, classes: list[str], path: str | os.PathLike) ->
 
 
 def predict_files(model: ClassifierModel, extractor: AudioFeaturePrint, paths: list[str],
-                  on_result: Callable[[str, object], None]) -> int:
-    """Classify each file with the model's own extractor; returns how many failed."""
+                  on_result: Callable[[str, object], None], windows: bool = False) -> int:
+    """Classify each file with the model's own extractor (its windows pooled, as in training), and
+    with ``windows`` each window on its own too; returns how many failed.  ``on_result`` gets the
+    path and a :class:`FilePrediction`, or the error."""
     from cadence.pipelines.errors import CadenceError
 
     failed = 0
     for path in paths:
         try:
-            on_result(path, model.applied(clip_vector(extractor.clip_features(path))))
+            features = extractor.clip_features(path)
+            per_window = [WindowPrediction(f.index, f.start_time, f.start_time + f.duration, model.applied(f))
+                          for f in features] if windows else []
+            on_result(path, FilePrediction(model.applied(clip_vector(features)), per_window))
         except CadenceError as e:
             failed += 1
             on_result(path, e)
     return failed
+
+
+@dataclass
+class WindowPrediction:
+    index: int
+    start_time: float
+    end_time: float
+    classification: Classification
+
+
+@dataclass
+class FilePrediction:
+    classification: Classification  # the clip's, its windows pooled
+    windows: list[WindowPrediction] = field(default_factory=list)
+
+    def summary(self, path: str) -> dict:
+        c = self.classification
+        record = {"file": path, "label": c.label, "probability": round(c.probability, 4),
+                  "probabilities": {k: round(v, 4) for k, v in c.probabilities.items()}}
+        if self.windows:
+            record["windows"] = [{"index": w.index, "start_time": round(w.start_time, 3),
+                                  "end_time": round(w.end_time, 3), "label": w.classification.label,
+                                  "probability": round(w.classification.probability, 4),
+                                  "probabilities": {k: round(v, 4) for k, v in w.classification.probabilities.items()}}
+                                 for w in self.windows]
+        return record

@@ -10,10 +10,10 @@ metrics), ``audio`` (AudioFeaturePrint), ``classifiers``, ``modelfile`` (pickle-
 
 from .audio import AudioBuffer, AudioFeature, AudioFeaturePrint, clip_vector, read_audio
 from .base import (AnnotatedFeature, ComposedEstimator, ComposedTemporalTransformer, ComposedTransformer,
-                   Component, Estimator, FunctionTransformer, Stream, TemporalSession, TemporalTransformer,
-                   Transformer, compose)
+                   Component, Estimator, FunctionTransformer, Stream, StreamClassifier, TemporalSession,
+                   TemporalTransformer, Transformer, compose)
 from .classifiers import (Classification, ClassifierModel, FullyConnectedNetworkClassifier,
-                          LogisticRegressionClassifier, TrainingProgress)
+                          LogisticRegressionClassifier, TrainingProgress, TrainingState)
 from .counting import CumulativeCount, HumanBodyActionCounter
 from .legs import Repetition
 from .periods import HumanBodyActionPeriodPredictor, PeriodPrediction
@@ -29,7 +29,8 @@ from .video import Frame, LiveStream, concatenate, is_camera, open_source, read_
 __all__ = [
     # the component model
     "AnnotatedFeature", "Component", "ComposedEstimator", "ComposedTemporalTransformer", "ComposedTransformer",
-    "Estimator", "FunctionTransformer", "Stream", "TemporalSession", "TemporalTransformer", "Transformer", "compose",
+    "Estimator", "FunctionTransformer", "Stream", "StreamClassifier", "TemporalSession", "TemporalTransformer",
+    "Transformer", "compose",
     "Event", "EventHandler",
     # streams
     "Downsample", "SlidingWindow", "Window", "Frame", "LiveStream", "concatenate", "is_camera", "open_source",
@@ -41,6 +42,7 @@ __all__ = [
     # audio and classifiers
     "AudioBuffer", "AudioFeature", "AudioFeaturePrint", "clip_vector", "read_audio", "Classification",
     "ClassifierModel", "FullyConnectedNetworkClassifier", "LogisticRegressionClassifier", "TrainingProgress",
+    "TrainingState",
     # errors
     "CadenceError", "InputError", "CameraError", "EmptyVideoError", "InvalidVideoError", "NoPersonError",
     "VideoNotFoundError", "AudioNotFoundError", "EmptyAudioError", "InvalidAudioError", "ModelFileError",

@@ -217,7 +217,8 @@ def clip_vector(features: list[AudioFeature]) -> np.ndarray:
     if not features:
         raise ValueError("clip_vector: no windows to pool")
     weights = np.array([f.duration for f in features])
-    return (np.stack([f.vector for f in features]) * weights[:, None]).sum(0).astype(np.float32) / weights.sum()
+    pooled = (np.stack([f.vector for f in features]) * weights[:, None]).sum(0).astype(np.float32) / weights.sum()
+    return pooled.astype(np.float32)  # (as the store keeps it)
 
 
 class _FeaturePrintSession(TemporalSession):

@@ -254,7 +254,14 @@ class ComposedTemporalTransformer(TemporalTransformer):
 
 
 class ComposedEstimator(Estimator):
-    """A component followed by another, at least one an estimator; fitting fits them in order."""
+    """A component followed by another, at least one an estimator; fitting fits them in order.
+
+    When the first is a temporal transformer (``AudioFeaturePrint``), the estimator learns from each
+    example's whole output stream (a clip's windows, pooled), and the fitted result is a
+    :class:`StreamClassifier`: one output per stream, as in training.  If the estimator is
+    updatable, so is the composition: ``make_transformer()``, then ``update(model, batch)`` with
+    examples of raw input or of :meth:`preprocessed` features.
+    """
 
     def __init__(self, first: Component, second: Component):
         self.first = first
@@ -267,22 +274,86 @@ class ComposedEstimator(Estimator):
                             "not an estimator; fit it first")
         return [AnnotatedFeature(_apply(self.first, d.feature), d.annotation) for d in data]
 
-    def fitted_to_preprocessed(self, data: Iterable[AnnotatedFeature],
-                               event_handler: EventHandler | None = None) -> Transformer:
+    def fitted_to_preprocessed(self, data: Iterable[AnnotatedFeature], event_handler: EventHandler | None = None,
+                               validate_on: Iterable[AnnotatedFeature] | None = None) -> Transformer:
         """Fit the estimator on the output of :meth:`preprocessed`; return the whole transformer."""
         if not isinstance(self.second, Estimator):
             raise TypeError(f"{self!r}: the last step is not an estimator")
-        return compose(self.first, self.second.fitted(data, event_handler))
+        return self._joined(self.first, self._fit_second(list(data), event_handler, validate_on))
 
-    def fitted(self, data: Iterable[AnnotatedFeature], event_handler: EventHandler | None = None) -> Transformer:
+    def fitted(self, data: Iterable[AnnotatedFeature], event_handler: EventHandler | None = None,
+               validate_on: Iterable[AnnotatedFeature] | None = None) -> Transformer:
+        """Fit on raw examples; ``validate_on`` (raw examples too) goes to the estimator, as
+        Create ML's ``fitted(to:validateOn:)``."""
         data = list(data)
         first = self.first.fitted(data, event_handler) if isinstance(self.first, Estimator) else self.first
         features = [AnnotatedFeature(_apply(first, d.feature), d.annotation) for d in data]
-        second = self.second.fitted(features, event_handler) if isinstance(self.second, Estimator) else self.second
+        if validate_on is not None:
+            validate_on = [AnnotatedFeature(_apply(first, d.feature), d.annotation) for d in validate_on]
+        second = self.second
+        if isinstance(second, Estimator):
+            second = self._fit_second(features, event_handler, validate_on)
+        return self._joined(first, second)
+
+    def _fit_second(self, features: list[AnnotatedFeature], event_handler: EventHandler | None,
+                    validate_on: list[AnnotatedFeature] | None) -> Transformer:
+        if validate_on is None:
+            return self.second.fitted(features, event_handler)
+        if "validate_on" not in inspect.signature(self.second.fitted).parameters:
+            raise TypeError(f"{self.second!r} takes no validation data; fit without validate_on")
+        return self.second.fitted(features, event_handler, validate_on=validate_on)
+
+    # -- updatable, when the estimator is --------------------------------------------------------
+    def make_transformer(self, *args: Any, **kwargs: Any) -> Transformer:
+        """The composition with the estimator's fresh model (``make_transformer`` of the estimator)."""
+        if not hasattr(self.second, "make_transformer"):
+            raise TypeError(f"{self.second!r} is not updatable: it has no make_transformer")
+        return self._joined(self.first, self.second.make_transformer(*args, **kwargs))
+
+    def update(self, model: Transformer, batch: Iterable[AnnotatedFeature]) -> Any:
+        """Update the model inside ``model`` (from :meth:`make_transformer`) with a batch of examples
+        of raw input, or of features :meth:`preprocessed` already made; returns what the
+        estimator's ``update`` returns (the mean loss)."""
+        inner = model.model if isinstance(model, StreamClassifier) else _steps(model)[-1]
+        batch = [d if _is_preprocessed(d.feature) else AnnotatedFeature(_apply(self.first, d.feature), d.annotation)
+                 for d in batch]
+        return self.second.update(inner, batch)
+
+    @staticmethod
+    def _joined(first: Component, second: Component) -> Transformer:
+        if isinstance(first, TemporalTransformer):
+            return StreamClassifier(first, second)
         return compose(first, second)
 
     def __repr__(self) -> str:
         return f"{self.first!r} | {self.second!r}"
+
+
+def _is_preprocessed(feature: Any) -> bool:
+    """A list of a temporal transformer's outputs (windows with a vector), or a feature vector."""
+    if isinstance(feature, (list, tuple)):
+        return not feature or hasattr(feature[0], "vector")
+    return hasattr(feature, "ndim") and getattr(feature, "ndim", 0) == 1
+
+
+class StreamClassifier(Transformer):
+    """A temporal transformer followed by a model fitted on whole streams: ``applied`` gives one
+    output per stream (the model applied to the stream's outputs together, as in training), and
+    :meth:`per_element` one per element of the stream (each window on its own)."""
+
+    def __init__(self, extractor: TemporalTransformer, model: Transformer):
+        self.extractor = extractor
+        self.model = model
+
+    def applied(self, stream: Any) -> Any:
+        return self.model.applied(list(self.extractor.applied(stream)))
+
+    def per_element(self, stream: Any) -> list[tuple[Any, Any]]:
+        """(element, the model's output for it alone) for each element of the extractor's output."""
+        return [(element, self.model.applied(element)) for element in self.extractor.applied(stream)]
+
+    def __repr__(self) -> str:
+        return f"{self.extractor!r} | {self.model!r}"
 
 
 def _apply(component: Component, feature: Any) -> Any:

@@ -1,10 +1,28 @@
-"""Classifiers on feature vectors: logistic regression (fitted in one go) and an updatable fully
-connected network (trained batch by batch with :meth:`FullyConnectedNetworkClassifier.update`).
+"""Classifiers on feature vectors: logistic regression and a fully connected network, both
+updatable as in Create ML Components.
 
-Both give a :class:`ClassifierModel`, a transformer from a feature to a :class:`Classification`.
-A feature is one vector, or a list of per-window :class:`~cadence.pipelines.audio.AudioFeature` (as
-``AudioFeaturePrint`` yields), pooled by :func:`~cadence.pipelines.audio.clip_vector`.  Models save as arrays plus JSON in one
-``.npz`` file that is loaded without pickle: a model file cannot run code (see :mod:`.modelfile`).
+Both estimators give a :class:`ClassifierModel`: standardise the features, a stack of dense
+layers (ReLU between, none hidden for logistic regression), softmax.  A feature is one vector,
+or a list of per-window :class:`~cadence.pipelines.audio.AudioFeature` (as ``AudioFeaturePrint``
+yields), pooled by :func:`~cadence.pipelines.audio.clip_vector`.
+
+Updating, with no pass over the data first::
+
+    model = estimator.make_transformer()          # classes may be given, or grow as labels come
+    for chunk in chunks:
+        estimator.update(model, chunk)            # minibatch Adam, in place; returns the mean loss
+
+The standardisation is learned along the way: each update merges the chunk's feature means and
+variances into running ones (Chan's parallel formula), then re-expresses the first layer so the
+model computes exactly the same function on the new scale (``W' = diag(s1/s0) W``,
+``b' = b + ((m1 - m0) / s0) W``).  A label never seen before adds an output (zero weights).
+
+``l2_penalty`` is per example everywhere: the objective is the mean cross-entropy plus
+``l2_penalty / 2`` times the squared weights (scikit-learn's ``C`` is ``1 / (l2_penalty * n)``).
+Left as ``None``, :meth:`LogisticRegressionClassifier.fitted` chooses it on validation data: the
+strongest penalty whose validation accuracy is within one standard error of the best (the
+"one-standard-error rule"), since a model that is as good on the data at hand and simpler holds
+up better on data unlike it (new speakers, new rooms).
 """
 
 from __future__ import annotations
@@ -19,6 +37,9 @@ import numpy as np
 from .audio import clip_vector
 from .base import AnnotatedFeature, Estimator, Transformer
 from .events import Event, EventHandler
+
+L2_CHOICES = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1)  # per example: LogisticRegressionClassifier(l2_penalty=None) picks one
+HELD_BACK = 0.1  # the share of the training data held back for validation when none is given
 
 
 @dataclass(frozen=True)
@@ -54,23 +75,52 @@ def check_labels(owner: object, labels: Sequence[str]) -> list[str]:
     return classes
 
 
-class ClassifierModel(Transformer):
-    """A trained classifier: standardise, then a stack of dense layers (none hidden: logistic
-    regression), softmax.  ``weights``/``biases`` are per layer."""
+@dataclass
+class TrainingState:
+    """An updatable model's training state: Adam's moments and step count, and the running
+    statistics of the features seen (rows, mean, sum of squared deviations) for the standardisation."""
 
-    def __init__(self, kind: str, classes: list[str], mean: np.ndarray, scale: np.ndarray,
+    m: list[np.ndarray]
+    v: list[np.ndarray]
+    step: int = 0
+    rows: int = 0
+    feature_mean: np.ndarray | None = None  # float64
+    feature_m2: np.ndarray | None = None  # float64
+
+    def copy(self) -> TrainingState:
+        return TrainingState([a.copy() for a in self.m], [a.copy() for a in self.v], self.step, self.rows,
+                             None if self.feature_mean is None else self.feature_mean.copy(),
+                             None if self.feature_m2 is None else self.feature_m2.copy())
+
+
+class ClassifierModel(Transformer):
+    """A classifier: standardise, then dense layers (none hidden: logistic regression), softmax.
+    ``weights``/``biases`` are per layer; a model made by ``make_transformer`` has none until its
+    first update."""
+
+    def __init__(self, kind: str, classes: list[str], mean: np.ndarray | None, scale: np.ndarray | None,
                  weights: list[np.ndarray], biases: list[np.ndarray], params: dict | None = None,
-                 optimizer: Adam | None = None):
+                 training: TrainingState | None = None):
         self.kind, self.classes, self.mean, self.scale = kind, list(classes), mean, scale
         self.weights, self.biases, self.params = weights, biases, params or {}
-        self.optimizer = optimizer  # an updatable model's training state
+        self.training = training  # an updatable model's state
 
     def get_params(self) -> dict[str, Any]:
         return {"kind": self.kind, "classes": self.classes, "params": self.params}
 
+    @property
+    def dimension(self) -> int | None:
+        """The feature vector's length (None before the first update)."""
+        return None if self.mean is None else len(self.mean)
+
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities, one row per row of ``x`` (columns in ``classes`` order)."""
-        return _forward(self, np.atleast_2d(x))[-1]
+        if not self.weights:
+            raise ValueError(f"{self.kind} model: not trained yet; update it with examples first")
+        x = np.atleast_2d(np.asarray(x, np.float32))
+        if x.shape[1] != self.dimension:
+            raise ValueError(f"{self.kind} model: expects feature vectors of {self.dimension} values, got {x.shape[1]}")
+        return _forward(self, x)[-1]
 
     def predicted(self, x: np.ndarray) -> np.ndarray:
         return np.array(self.classes)[self.probabilities(x).argmax(axis=1)]
@@ -81,28 +131,32 @@ class ClassifierModel(Transformer):
         return Classification(self.classes[best], float(p[best]), dict(zip(self.classes, map(float, p))))
 
     def copy(self) -> ClassifierModel:
-        optimizer = None if self.optimizer is None else Adam([m.copy() for m in self.optimizer.m],
-                                                             [v.copy() for v in self.optimizer.v], self.optimizer.step)
-        return ClassifierModel(self.kind, self.classes, self.mean.copy(), self.scale.copy(),
-                               [w.copy() for w in self.weights], [b.copy() for b in self.biases], dict(self.params),
-                               optimizer)
+        return ClassifierModel(self.kind, self.classes, None if self.mean is None else self.mean.copy(),
+                               None if self.scale is None else self.scale.copy(), [w.copy() for w in self.weights],
+                               [b.copy() for b in self.biases], dict(self.params),
+                               None if self.training is None else self.training.copy())
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, ClassifierModel) and self.kind == other.kind and self.classes == other.classes
+                and len(self.weights) == len(other.weights)
                 and all(np.array_equal(a, b) for a, b in zip(self.weights + self.biases, other.weights + other.biases))
                 and np.array_equal(self.mean, other.mean) and np.array_equal(self.scale, other.scale))
 
     __hash__ = None  # type: ignore[assignment]
 
 
-def _forward(model: ClassifierModel, x: np.ndarray) -> list[np.ndarray]:
-    """Activations of every layer; the last is the softmax."""
+def _forward(model: ClassifierModel, x: np.ndarray, dropout: Callable[[int, np.ndarray], np.ndarray] | None = None,
+             ) -> list[np.ndarray]:
+    """Activations of every layer; the last is the softmax.  ``dropout(layer, h)`` gives the mask
+    (already scaled by 1 / (1 - p)) applied to each hidden layer's output while training."""
     h = (np.asarray(x, np.float32) - model.mean) / model.scale
     outputs = [h]
     for i, (w, b) in enumerate(zip(model.weights, model.biases)):
         h = h @ w + b
         if i < len(model.weights) - 1:
             h = np.maximum(h, 0.0)
+            if dropout is not None:
+                h = h * dropout(i, h)
         outputs.append(h)
     z = outputs[-1] - outputs[-1].max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -115,136 +169,136 @@ def standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), np.where(scale > 1e-8, scale, 1.0).astype(np.float32)
 
 
-class LogisticRegressionClassifier(Estimator):
-    """Multinomial logistic regression (scikit-learn's lbfgs), fitted in one go on standardised
-    features.  ``l2_penalty`` is the weight of the squared-weights term (scikit-learn's 1/C)."""
+class _NetworkEstimator(Estimator):
+    """What both classifiers share: a dense network (logistic regression is one with no hidden
+    layer), updatable with minibatch Adam, and its epoch loop with early stopping."""
 
-    def __init__(self, l2_penalty: float = 1.0, maximum_iterations: int = 2000):
-        self.l2_penalty = l2_penalty
-        self.maximum_iterations = maximum_iterations
+    kind = ""
 
-    def fitted(self, data: Iterable[AnnotatedFeature], event_handler: EventHandler | None = None) -> ClassifierModel:
-        x, y = as_matrix(data)
-        return self.fitted_arrays(x, y, event_handler)
+    def _hidden(self) -> tuple[int, ...]:
+        return ()
 
-    def fitted_arrays(self, x: np.ndarray, y: np.ndarray, event_handler: EventHandler | None = None) -> ClassifierModel:
-        from sklearn.linear_model import LogisticRegression
+    def _dropout_probability(self) -> float:
+        return 0.0
 
-        if self.l2_penalty <= 0:
-            raise ValueError(f"{self!r}: l2_penalty must be > 0")
-        classes = check_labels(self, y)
-        mean, scale = standardisation(x)
-        fit = LogisticRegression(C=1.0 / self.l2_penalty, max_iter=self.maximum_iterations)
-        fit.fit((x - mean) / scale, y)
-        weights, biases = fit.coef_.T.astype(np.float32), fit.intercept_.astype(np.float32)
-        if len(classes) == 2:  # scikit-learn keeps one column for two classes
-            weights, biases = np.hstack([-weights / 2, weights / 2]), np.array([-biases[0] / 2, biases[0] / 2], np.float32)
-        if event_handler:
-            event_handler(Event(type(self).__name__, len(y), len(y), {"iterations": int(fit.n_iter_.max())}))
-        return ClassifierModel("logistic_regression", [str(c) for c in fit.classes_], mean, scale, [weights],
-                               [biases], self.get_params())
+    def _update_penalty(self) -> float:
+        return self.l2_penalty if self.l2_penalty is not None else 1e-3
 
-
-class FullyConnectedNetworkClassifier(Estimator):
-    """A multilayer perceptron (ReLU hidden layers, softmax) trained with Adam, updatable:
-    ``model = make_transformer(...)`` then ``model = update(model, features, labels)`` per chunk.
-
-    Its epoch loop, :meth:`train`, with early stopping, serves both ``fitted`` (in memory, on a
-    held-back tenth) and ``cadence train`` (chunks streamed from a feature store, checkpointed).
-    """
-
-    def __init__(self, hidden_unit_counts: Sequence[int] = (100,), batch_size: int = 32,
-                 learning_rate: float = 0.001, l2_penalty: float = 1e-3, random_seed: int = 0,
-                 early_stop_iteration_count: int = 10, maximum_iterations: int = 200):
-        self.hidden_unit_counts = tuple(hidden_unit_counts)
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.l2_penalty = l2_penalty
-        self.random_seed = random_seed
-        self.early_stop_iteration_count = early_stop_iteration_count
-        self.maximum_iterations = maximum_iterations
-
-    def make_transformer(self, classes: Sequence[str], mean: np.ndarray, scale: np.ndarray) -> ClassifierModel:
-        """A default-initialised model (He-initialised weights from ``random_seed``), ready for updates."""
-        classes = check_labels(self, classes)
-        sizes = [len(mean), *self.hidden_unit_counts, len(classes)]
-        rng = np.random.default_rng(self.random_seed)
-        weights = [(rng.standard_normal((a, b)) * np.sqrt(2.0 / a)).astype(np.float32) for a, b in zip(sizes, sizes[1:])]
-        biases = [np.zeros(b, np.float32) for b in sizes[1:]]
-        return ClassifierModel("fully_connected_network", classes, np.asarray(mean, np.float32),
-                               np.asarray(scale, np.float32), weights, biases, self.get_params(),
-                               Adam.fresh(weights, biases))
+    # -- updating --------------------------------------------------------------------------------
+    def make_transformer(self, classes: Sequence[str] | None = None) -> ClassifierModel:
+        """A model ready for :meth:`update`, with no pass over any data: its weights are drawn
+        (from ``random_seed``) at the first update, when the features' length is known; ``classes``
+        may be given, and labels not among them are added as they are seen."""
+        names = sorted(set(map(str, classes))) if classes is not None else []
+        return ClassifierModel(self.kind, names, None, None, [], [], self.get_params(), TrainingState([], []))
 
     def update(self, model: ClassifierModel, x: np.ndarray | Sequence[AnnotatedFeature],
                labels: Sequence[str] | None = None) -> float:
         """One pass of minibatch Adam over this chunk (a feature matrix and its labels, or a list of
         :class:`AnnotatedFeature`), in place; returns the mean training loss.
 
-        The minibatch order comes from ``random_seed`` and the model's step count, so the same
-        chunks in the same order give the same model, also across a checkpoint and resume.
+        The minibatch order and dropout come from ``random_seed`` and the model's step count, so
+        the same chunks in the same order give the same model, also across a checkpoint and resume.
         """
         if labels is None:
             x, labels = as_matrix(x)  # type: ignore[arg-type]
-        if model.optimizer is None:
+        if model.training is None:
             raise ValueError(f"{type(self).__name__}: this model has no training state; make one with make_transformer")
-        index = {c: i for i, c in enumerate(model.classes)}
-        try:
-            y = np.array([index[str(label)] for label in labels])
-        except KeyError as e:
-            raise ValueError(f"{type(self).__name__}: label {e.args[0]!r} is not one of the model's classes "
-                             f"{model.classes}") from None
         x = np.asarray(x, np.float32)
-        opt = model.optimizer
-        order = np.random.default_rng([self.random_seed, opt.step]).permutation(len(y))
-        losses = []
-        for start in range(0, len(y), self.batch_size):
-            batch = order[start:start + self.batch_size]
-            losses.append(self._step(model, opt, x[batch], y[batch]))
-        return float(np.mean(losses)) if losses else 0.0
+        if x.ndim != 2 or len(x) != len(labels):
+            raise ValueError(f"{type(self).__name__}: update needs a matrix of feature rows and one label per row, "
+                             f"got {x.shape} and {len(labels)} labels")
+        if len(labels) == 0:
+            return 0.0
+        self._grow(model, [str(label) for label in labels], x.shape[1])
+        _learn_standardisation(model, x)
+        index = {c: i for i, c in enumerate(model.classes)}
+        y = np.array([index[str(label)] for label in labels])
+        order = np.random.default_rng([self.random_seed, model.training.step]).permutation(len(y))
+        losses = [self._step(model, x[batch], y[batch])
+                  for batch in (order[s:s + self.batch_size] for s in range(0, len(y), self.batch_size))]
+        return float(np.mean(losses))
 
-    def _step(self, model: ClassifierModel, opt: Adam, x: np.ndarray, y: np.ndarray) -> float:
-        activations = _forward(model, x)
+    def _grow(self, model: ClassifierModel, labels: list[str], dimension: int) -> None:
+        """Draw the weights at the first update; add an output for each label not seen before."""
+        state = model.training
+        if model.mean is not None and dimension != len(model.mean):
+            raise ValueError(f"{type(self).__name__}: the model was updated with feature vectors of "
+                             f"{len(model.mean)} values, these have {dimension}")
+        new = sorted(set(labels) - set(model.classes))
+        if not model.weights:
+            model.classes = sorted(set(model.classes) | set(new)) if not model.classes else model.classes + new
+            sizes = [dimension, *self._hidden(), len(model.classes)]
+            rng = np.random.default_rng(self.random_seed)
+            model.weights = [(rng.standard_normal((a, b)) * np.sqrt(2.0 / a)).astype(np.float32)
+                             for a, b in zip(sizes, sizes[1:])]
+            model.biases = [np.zeros(b, np.float32) for b in sizes[1:]]
+            model.mean, model.scale = np.zeros(dimension, np.float32), np.ones(dimension, np.float32)
+            state.m = [np.zeros_like(a) for a in model.weights + model.biases]
+            state.v = [np.zeros_like(a) for a in model.weights + model.biases]
+            return
+        if new:
+            model.classes = model.classes + new
+            last = len(model.weights) - 1
+            model.weights[last] = np.hstack([model.weights[last], np.zeros((model.weights[last].shape[0], len(new)),
+                                                                            np.float32)])
+            model.biases[last] = np.concatenate([model.biases[last], np.zeros(len(new), np.float32)])
+            for moments in (state.m, state.v):
+                moments[last] = np.hstack([moments[last], np.zeros((moments[last].shape[0], len(new)), np.float32)])
+                bias = len(model.weights) + last
+                moments[bias] = np.concatenate([moments[bias], np.zeros(len(new), np.float32)])
+
+    def _step(self, model: ClassifierModel, x: np.ndarray, y: np.ndarray) -> float:
+        state, p_drop = model.training, self._dropout_probability()
+        dropout = None
+        if p_drop > 0:
+            rng = np.random.default_rng([self.random_seed, state.step, 1])
+            dropout = lambda _, h: (rng.random(h.shape) >= p_drop).astype(np.float32) / (1 - p_drop)  # noqa: E731
+        activations = _forward(model, x, dropout)
         p = activations[-1]
         loss = float(-np.log(p[np.arange(len(y)), y] + 1e-12).mean())
         delta = p.copy()
         delta[np.arange(len(y)), y] -= 1.0
         delta /= len(y)
         grads_w, grads_b = [], []
+        penalty = self._update_penalty()
         for layer in range(len(model.weights) - 1, -1, -1):
-            grads_w.append(activations[layer].T @ delta + self.l2_penalty * model.weights[layer])
+            grads_w.append(activations[layer].T @ delta + penalty * model.weights[layer])
             grads_b.append(delta.sum(axis=0))
-            if layer:
+            if layer:  # through the ReLU and the dropout mask (zero where either zeroed the unit)
                 delta = (delta @ model.weights[layer].T) * (activations[layer] > 0)
-        opt.apply(model.weights + model.biases, grads_w[::-1] + grads_b[::-1], self.learning_rate)
+                if dropout is not None:
+                    delta *= np.where(activations[layer] > 0, 1.0 / (1 - p_drop), 0.0).astype(np.float32)
+        _adam(state, model.weights + model.biases, grads_w[::-1] + grads_b[::-1], self.learning_rate)
         return loss
 
-    def fitted(self, data: Iterable[AnnotatedFeature], event_handler: EventHandler | None = None) -> ClassifierModel:
-        """Train in memory, holding back a tenth of the examples to stop early on (see :meth:`train`)."""
+    # -- the epoch loop --------------------------------------------------------------------------
+    def fitted(self, data: Iterable[AnnotatedFeature], event_handler: EventHandler | None = None,
+               validate_on: Iterable[AnnotatedFeature] | None = None) -> ClassifierModel:
+        """Train in memory, stopping early on ``validate_on`` (Create ML's ``fitted(to:validateOn:)``);
+        without it, a tenth of the examples (drawn from ``random_seed``) is held back for that."""
         x, y = as_matrix(data)
-        held = np.random.default_rng(self.random_seed).random(len(y)) < 0.1
-        if held.all() or not held.any():
-            held[:] = False
-        mean, scale = standardisation(x[~held])
-        model = self.make_transformer(sorted(set(y)), mean, scale)
-
-        def validate(m: ClassifierModel) -> float | None:
-            return float((m.predicted(x[held]) == y[held]).mean()) if held.any() else None
-
-        best, _ = self.train(model, lambda epoch: [(x[~held], y[~held])], validate, event_handler=event_handler)
+        (x, y), (xv, yv) = split_validation(x, y, validate_on, self.random_seed)
+        model = self.make_transformer(check_labels(self, y))
+        best, _ = self.train(model, lambda epoch: [(x, y)], lambda m: validation(m, [(xv, yv)]),
+                             event_handler=event_handler)
         return best
 
     def train(self, model: ClassifierModel, chunks: Callable[[int], Iterable[tuple[np.ndarray, np.ndarray]]],
-              validate: Callable[[ClassifierModel], float | None], progress: TrainingProgress | None = None,
+              validate: Callable[[ClassifierModel], Validation | None], progress: TrainingProgress | None = None,
               best: ClassifierModel | None = None, event_handler: EventHandler | None = None,
               after_epoch: Callable[[ClassifierModel, ClassifierModel, TrainingProgress], None] | None = None,
               ) -> tuple[ClassifierModel, TrainingProgress]:
         """The epoch loop: :meth:`update` on each chunk of ``chunks(epoch)``, then ``validate``.
 
         Stops after ``maximum_iterations`` epochs, or once ``early_stop_iteration_count`` epochs
-        in a row have not beaten the best validation accuracy (the training loss stands in when
-        ``validate`` has no data).  Returns the best model and the progress.  Give the
-        ``progress`` and ``best`` a checkpoint kept (``after_epoch`` is called after every epoch
-        with the model, the best one and the progress) to resume where it stopped.
+        in a row have not lowered the best validation loss (cross-entropy) by more than
+        ``early_stopping_tolerance`` (the training loss stands in when ``validate`` has no data).
+        The loss, not the accuracy, decides: on a few hundred validation examples the accuracy
+        moves in steps and stalls on plateaus while the model is still getting better.
+        Returns the best model and the progress.  Give the ``progress`` and ``best`` a checkpoint
+        kept (``after_epoch`` is called after every epoch with the model, the best one and the
+        progress) to resume where it stopped.
         """
         progress = progress or TrainingProgress()
         best = best or model.copy()
@@ -256,15 +310,15 @@ class FullyConnectedNetworkClassifier(Estimator):
                 rows += len(y)
             progress.rows_seen += rows
             progress.train_seconds += time.perf_counter() - began
-            accuracy = validate(model)
-            score = accuracy if accuracy is not None else -loss / max(rows, 1)
+            checked = validate(model)
             progress.epoch = epoch
-            if score > progress.best_score:
-                best, progress.best_score, progress.best_epoch, progress.waited = model.copy(), score, epoch, 0
-            else:
-                progress.waited += 1
-            record = {"epoch": epoch, "loss": loss / max(rows, 1), "validation_accuracy": accuracy,
+            record = {"epoch": epoch, "loss": loss / max(rows, 1),
+                      "validation_accuracy": None if checked is None else checked.accuracy,
+                      "validation_loss": None if checked is None else checked.loss,
                       "seconds": time.perf_counter() - began}
+            progress.advance(-(record["loss"] if checked is None else checked.loss), self.early_stopping_tolerance)
+            if progress.waited == 0:
+                best = model.copy()
             progress.history.append(record)
             if event_handler:
                 event_handler(Event(type(self).__name__, epoch, self.maximum_iterations, record))
@@ -273,42 +327,204 @@ class FullyConnectedNetworkClassifier(Estimator):
         return best, progress
 
 
+def _learn_standardisation(model: ClassifierModel, x: np.ndarray) -> None:
+    """Merge the chunk's feature statistics into the running ones and move the model to the new
+    mean and scale without changing what it computes (see the module's docstring)."""
+    state = model.training
+    n, mean = len(x), x.mean(axis=0, dtype=np.float64)
+    m2 = ((x - mean) ** 2).sum(axis=0, dtype=np.float64)
+    if state.rows == 0:
+        state.feature_mean, state.feature_m2 = mean, m2
+    else:
+        total = state.rows + n
+        delta = mean - state.feature_mean
+        state.feature_mean = state.feature_mean + delta * n / total
+        state.feature_m2 = state.feature_m2 + m2 + delta ** 2 * state.rows * n / total
+    state.rows += n
+    std = np.sqrt(state.feature_m2 / state.rows)
+    new_mean = state.feature_mean.astype(np.float32)
+    new_scale = np.where(std > 1e-8, std, 1.0).astype(np.float32)
+    ratio = new_scale / model.scale
+    model.biases[0] = model.biases[0] + ((new_mean - model.mean) / model.scale) @ model.weights[0]
+    model.weights[0] = model.weights[0] * ratio[:, None]
+    state.m[0] = state.m[0] / ratio[:, None]  # the gradient of the rescaled weights scales by 1 / ratio
+    state.v[0] = state.v[0] / (ratio ** 2)[:, None]
+    model.mean, model.scale = new_mean, new_scale
+
+
+def _adam(state: TrainingState, params: list[np.ndarray], grads: list[np.ndarray], rate: float,
+          beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
+    state.step += 1
+    correction = np.sqrt(1 - beta2 ** state.step) / (1 - beta1 ** state.step)
+    for p, g, m, v in zip(params, grads, state.m, state.v):
+        m *= beta1
+        m += (1 - beta1) * g
+        v *= beta2
+        v += (1 - beta2) * g * g
+        p -= (rate * correction * m / (np.sqrt(v) + eps)).astype(p.dtype)
+
+
+def split_validation(x: np.ndarray, y: np.ndarray, validate_on: Iterable[AnnotatedFeature] | None, seed: int,
+                     ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(training rows, validation rows): ``validate_on`` if given, else a tenth held back (from ``seed``)."""
+    if validate_on is not None:
+        return (x, y), as_matrix(validate_on)
+    held = np.random.default_rng(seed).random(len(y)) < HELD_BACK
+    if held.all() or not held.any():
+        held[:] = False
+    return (x[~held], y[~held]), (x[held], y[held])
+
+
+def accuracy(model: ClassifierModel, x: np.ndarray, y: np.ndarray) -> float | None:
+    return float((model.predicted(x) == y).mean()) if len(y) else None
+
+
+@dataclass(frozen=True)
+class Validation:
+    accuracy: float
+    loss: float  # mean cross-entropy
+
+
+def validation(model: ClassifierModel, chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> Validation | None:
+    """Accuracy and mean cross-entropy over the chunks; None without rows.  A label the model has
+    not seen counts as wrong, with the loss of a probability of 1e-12."""
+    right, loss, total = 0, 0.0, 0
+    index = {c: i for i, c in enumerate(model.classes)}
+    for x, y in chunks:
+        if not len(y):
+            continue
+        p = model.probabilities(x)
+        known = np.array([label in index for label in y])
+        columns = np.array([index.get(label, 0) for label in y])
+        chosen = np.where(known, p[np.arange(len(y)), columns], 0.0)
+        right += int((known & (p.argmax(axis=1) == columns)).sum())
+        loss += float(-np.log(chosen + 1e-12).sum())
+        total += len(y)
+    return Validation(right / total, loss / total) if total else None
+
+
 @dataclass
 class TrainingProgress:
     """Where an epoch loop stands, as plain data: a checkpoint saves it and a resumed run starts from it."""
 
     epoch: int = 0
     best_epoch: int = 0
-    best_score: float = -np.inf  # validation accuracy (or minus the training loss without validation data)
+    best_score: float = -np.inf  # minus the validation loss (or the training loss without validation data)
     waited: int = 0  # epochs since the best
     rows_seen: int = 0
     train_seconds: float = 0.0
     history: list[dict] = field(default_factory=list)
+
+    def advance(self, score: float, tolerance: float = 0.0) -> None:
+        """Record the epoch's score: a new best if it beats the best by more than ``tolerance``."""
+        if score > self.best_score + tolerance or self.best_epoch == 0:
+            self.best_score, self.best_epoch, self.waited = score, self.epoch, 0
+        else:
+            self.waited += 1
 
     @property
     def rows_per_second(self) -> float:
         return self.rows_seen / max(self.train_seconds, 1e-9)
 
 
-@dataclass
-class Adam:  # noqa: D101
-    """Adam's moments for every parameter array, and the step count."""
+class FullyConnectedNetworkClassifier(_NetworkEstimator):
+    """A multilayer perceptron (ReLU hidden layers with dropout, softmax) trained with minibatch
+    Adam, with Create ML's parameters and defaults; updatable (see the module's docstring).
 
-    m: list[np.ndarray]
-    v: list[np.ndarray]
-    step: int = 0
+    ``l2_penalty`` (per example) is cadence's addition.  Its epoch loop, :meth:`train`, serves
+    both ``fitted`` (in memory) and ``cadence train`` (chunks streamed from a feature store).
+    """
 
-    @classmethod
-    def fresh(cls, weights: list[np.ndarray], biases: list[np.ndarray]) -> Adam:
-        return cls([np.zeros_like(a) for a in weights + biases], [np.zeros_like(a) for a in weights + biases])
+    kind = "fully_connected_network"
 
-    def apply(self, params: list[np.ndarray], grads: list[np.ndarray], rate: float,
-              beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
-        self.step += 1
-        correction = np.sqrt(1 - beta2 ** self.step) / (1 - beta1 ** self.step)
-        for p, g, m, v in zip(params, grads, self.m, self.v):
-            m *= beta1
-            m += (1 - beta1) * g
-            v *= beta2
-            v += (1 - beta2) * g * g
-            p -= (rate * correction * m / (np.sqrt(v) + eps)).astype(p.dtype)
+    def __init__(self, hidden_unit_counts: Sequence[int] = (100,), learning_rate: float = 0.001,
+                 dropout_probability: float = 0.2, batch_size: int = 32, maximum_iterations: int = 200,
+                 early_stop_iteration_count: int = 10, early_stopping_tolerance: float = 0.0,
+                 l2_penalty: float = 1e-3, random_seed: int = 0):
+        self.hidden_unit_counts = tuple(hidden_unit_counts)
+        self.learning_rate = learning_rate
+        self.dropout_probability = dropout_probability
+        self.batch_size = batch_size
+        self.maximum_iterations = maximum_iterations
+        self.early_stop_iteration_count = early_stop_iteration_count
+        self.early_stopping_tolerance = early_stopping_tolerance
+        self.l2_penalty = l2_penalty
+        self.random_seed = random_seed
+
+    def _hidden(self) -> tuple[int, ...]:
+        return self.hidden_unit_counts
+
+    def _dropout_probability(self) -> float:
+        if not 0 <= self.dropout_probability < 1:
+            raise ValueError(f"{self!r}: dropout_probability must be in [0, 1)")
+        return self.dropout_probability
+
+
+class LogisticRegressionClassifier(_NetworkEstimator):
+    """Multinomial logistic regression.  ``fitted`` solves it in one go (scikit-learn's lbfgs) on
+    standardised features, choosing ``l2_penalty`` on validation data when it is ``None`` (see the
+    module's docstring); ``make_transformer``/``update`` train it by minibatch Adam instead, for data
+    that comes in chunks (with ``l2_penalty`` None, 1e-3)."""
+
+    kind = "logistic_regression"
+
+    def __init__(self, l2_penalty: float | None = None, maximum_iterations: int = 2000, learning_rate: float = 0.01,
+                 batch_size: int = 32, early_stop_iteration_count: int = 10, early_stopping_tolerance: float = 0.0,
+                 random_seed: int = 0):
+        self.l2_penalty = l2_penalty
+        self.maximum_iterations = maximum_iterations
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.early_stop_iteration_count = early_stop_iteration_count
+        self.early_stopping_tolerance = early_stopping_tolerance
+        self.random_seed = random_seed
+
+    def fitted(self, data: Iterable[AnnotatedFeature], event_handler: EventHandler | None = None,
+               validate_on: Iterable[AnnotatedFeature] | None = None) -> ClassifierModel:
+        x, y = as_matrix(data)
+        validation = None if validate_on is None else as_matrix(validate_on)
+        return self.fitted_arrays(x, y, validation, event_handler)
+
+    def fitted_arrays(self, x: np.ndarray, y: np.ndarray, validation: tuple[np.ndarray, np.ndarray] | None = None,
+                      event_handler: EventHandler | None = None) -> ClassifierModel:
+        """Fit on ``x``, ``y``.  With ``l2_penalty`` None it is chosen on ``validation`` (else on a
+        held-back tenth, after which the model is fitted again on every row)."""
+        check_labels(self, y)
+        l2, scores = self.l2_penalty, {}
+        if l2 is None:
+            l2, scores = self.choose_l2_penalty(x, y, validation)
+        elif l2 <= 0:
+            raise ValueError(f"{self!r}: l2_penalty must be > 0")
+        model = self._solve(x, y, l2)
+        model.params["chosen_l2_penalty"] = l2
+        if scores:
+            model.params["l2_validation_accuracy"] = {str(k): round(v, 4) for k, v in scores.items()}
+        if event_handler:
+            event_handler(Event(type(self).__name__, len(y), len(y), {**model.params, "l2_penalty": l2}))
+        return model
+
+    def choose_l2_penalty(self, x: np.ndarray, y: np.ndarray, validation: tuple[np.ndarray, np.ndarray] | None = None,
+                          ) -> tuple[float, dict[float, float]]:
+        """The strongest of :data:`L2_CHOICES` within one standard error of the best validation
+        accuracy, and every choice's accuracy."""
+        if validation is None:
+            (x, y), validation = split_validation(x, y, None, self.random_seed)
+        xv, yv = validation
+        if not len(yv):
+            raise ValueError(f"{self!r}: too few examples to hold some back for choosing l2_penalty; give one")
+        scores = {l2: accuracy(self._solve(x, y, l2), xv, yv) for l2 in L2_CHOICES}
+        best = max(scores.values())
+        error = np.sqrt(best * (1 - best) / len(yv))
+        return max(l2 for l2, score in scores.items() if score >= best - error), scores
+
+    def _solve(self, x: np.ndarray, y: np.ndarray, l2: float) -> ClassifierModel:
+        from sklearn.linear_model import LogisticRegression
+
+        mean, scale = standardisation(x)
+        fit = LogisticRegression(C=1.0 / (l2 * len(y)), max_iter=self.maximum_iterations)
+        fit.fit((x - mean) / scale, y)
+        weights, biases = fit.coef_.T.astype(np.float32), fit.intercept_.astype(np.float32)
+        if len(fit.classes_) == 2:  # scikit-learn keeps one column for two classes
+            weights, biases = np.hstack([-weights / 2, weights / 2]), np.array([-biases[0] / 2, biases[0] / 2], np.float32)
+        return ClassifierModel(self.kind, [str(c) for c in fit.classes_], mean, scale, [weights], [biases],
+                               self.get_params())

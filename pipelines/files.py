@@ -35,3 +35,13 @@ def replaced_atomically(path: str | os.PathLike) -> Iterator[Path]:
 def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> None:
     with replaced_atomically(path) as hidden:
         hidden.write_bytes(data)
+
+
+def check_folder_exists(path: str | os.PathLike, option: str) -> None:
+    """Refuse, before any work, an output ``path`` whose folder does not exist (``option`` names it)."""
+    from .errors import InputError
+
+    folder = Path(path).absolute().parent
+    if not folder.is_dir():
+        raise InputError(path, f"({option}) cannot be written: its folder {folder} does not exist",
+                         "create the folder, or choose another path")

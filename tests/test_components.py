@@ -168,3 +168,51 @@ def _same(a, b):
         return False
     return all((list(x) == list(y) and x.start == y.start) if hasattr(x, "start")
                else x == y and getattr(x, "repetitions", None) == getattr(y, "repetitions", None) for x, y in zip(a, b))
+
+
+# -- conformance: every estimator ----------------------------------------------------------------
+
+def _labelled(n=120, seed=0):
+    from cadence.pipelines import AnnotatedFeature
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 6)).astype(np.float32)
+    labels = np.where(x[:, 0] + 0.5 * x[:, 1] > 0, "up", "down")
+    return [AnnotatedFeature(v, str(label)) for v, label in zip(x, labels)]
+
+
+def _estimators():
+    from cadence.pipelines import FullyConnectedNetworkClassifier, LogisticRegressionClassifier
+
+    return [FullyConnectedNetworkClassifier(hidden_unit_counts=(8,), learning_rate=0.01, maximum_iterations=30,
+                                            random_seed=4),
+            LogisticRegressionClassifier(random_seed=4),
+            LogisticRegressionClassifier(l2_penalty=0.01)]
+
+
+@pytest.mark.parametrize("estimator", _estimators(), ids=repr)
+def test_fitting_leaves_the_estimator_as_it_was_and_the_same_seed_repeats(estimator):
+    data = _labelled()
+    before = copy.deepcopy(estimator)
+    first, second = estimator.fitted(data), estimator.fitted(data)
+    assert estimator == before and first == second
+    x = np.stack([d.feature for d in data])
+    probabilities = first.probabilities(x)
+    assert np.array_equal(first.probabilities(x), probabilities)  # applying changes nothing
+    assert (first.predicted(x) == np.array([d.annotation for d in data])).mean() > 0.9
+
+
+@pytest.mark.parametrize("estimator", _estimators(), ids=repr)
+def test_updating_repeats_with_the_seed_and_survives_a_model_file(estimator, tmp_path):
+    from cadence.pipelines.modelfile import load, save
+
+    data = _labelled()
+    a, b = estimator.make_transformer(), estimator.make_transformer()
+    for start in range(0, 120, 40):
+        estimator.update(a, data[start:start + 40])
+        estimator.update(b, data[start:start + 40])
+    assert a == b
+    resumed = load(save(tmp_path / "m.safetensors", {"model": a}))[0]["model"]  # a checkpoint in between
+    estimator.update(a, data[:40])
+    estimator.update(resumed, data[:40])
+    assert resumed == a

@@ -173,7 +173,7 @@ def test_a_run_killed_midway_then_rerun_stores_each_file_once(tmp_path):
     command = [*CADENCE, "features", str(manifest), "--store", str(store_dir), "--json"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                start_new_session=True)
-    store = FeatureStore(store_dir, AudioFeaturePrint())
+    store = FeatureStore(store_dir, AudioFeaturePrint(sample_rate=8000))  # FSDD's own rate, which the command takes
     deadline = time.time() + 120
     while time.time() < deadline and not list(store.path.glob("part-*.parquet")):
         time.sleep(0.05)

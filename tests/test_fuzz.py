@@ -193,27 +193,40 @@ def test_labels_with_quotes_commas_and_any_script_are_kept_as_written(tmp_path):
 
 
 # -- models -----------------------------------------------------------------------------------
+def _safetensors(header: dict | bytes, body: bytes = b"") -> bytes:
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return len(raw).to_bytes(8, "little") + raw + body
+
+
 def bad_models(folder: Path) -> dict[str, Path]:
+    from safetensors.numpy import save as serialise
+
     members = io.BytesIO()
     with zipfile.ZipFile(members, "w") as z:
         z.writestr("header.npy", RNG.bytes(200))
         z.writestr("model/w0.npy", RNG.bytes(200))
-    garbage_header = io.BytesIO()
-    np.savez(garbage_header, header=np.array("{not json"))
-    wrong_format = io.BytesIO()
-    np.savez(wrong_format, header=np.array(json.dumps({"format": "someone-else", "version": 1})))
+    cadence = {"format": "cadence-model"}
+    weights = {"dtype": "F32", "shape": [4, 2], "data_offsets": [0, 32]}
     cases = {
         "random bytes": RNG.bytes(5000),
         "zip header, random body": noise(b"PK\x03\x04"),
-        "npz of random members": members.getvalue(),
-        "npz with a header that is not JSON": garbage_header.getvalue(),
-        "npz of another format": wrong_format.getvalue(),
-        "safetensors header, random body": noise(len(b'{"a":1}').to_bytes(8, "little") + b'{"a":1}'),
+        "npz of random members (an older cadence's format)": members.getvalue(),
+        "safetensors header, random body": noise(_safetensors({"a": 1})),
+        "safetensors of another program": serialise({"weight": np.zeros((3, 3), np.float32)}),
+        "safetensors with cadence metadata that is not JSON":
+            serialise({"model/w0": np.zeros(2, np.float32)}, metadata=cadence | {"cadence": "{not json"}),
+        "safetensors declaring a header larger than the file": (10**12).to_bytes(8, "little") + RNG.bytes(100),
+        "safetensors header that is not JSON": _safetensors(b"{" + RNG.bytes(60), RNG.bytes(40)),
+        "safetensors tensor of strings": _safetensors({"__metadata__": cadence, "model/w0": weights | {"dtype": "STR"}},
+                                                      RNG.bytes(32)),
+        "safetensors tensor past the end of the file": _safetensors({"__metadata__": cadence,
+                                                                     "model/w0": weights | {"data_offsets": [0, 64]}},
+                                                                    RNG.bytes(32)),
         "empty file": b"",
     }
     paths = {}
     for i, (name, data) in enumerate(cases.items()):
-        paths[name] = folder / f"model{i}.npz"
+        paths[name] = folder / f"model{i}.safetensors"
         paths[name].write_bytes(data)
     return paths
 
@@ -241,7 +254,7 @@ def model(tmp_path_factory) -> Path:
     extract_corpus(corpus(folder / "audio", names(100)), folder / "store", use_ray=False)
     store = open_store(folder / "store")
     settings = TrainSettings(classifier="logreg")
-    return save_model(folder / "digits.npz", train(store, settings), store, settings)
+    return save_model(folder / "digits.safetensors", train(store, settings), store, settings)
 
 
 def test_predict_names_every_bad_audio_file_and_labels_the_good_one(tmp_path, model):
@@ -274,7 +287,7 @@ def bad_stores(folder: Path) -> dict[str, Path]:
 @pytest.mark.parametrize("command", ["train", "evaluate"])
 def test_train_and_evaluate_name_every_bad_store(tmp_path, model, command):
     for name, store in bad_stores(tmp_path).items():
-        extra = ["--model", str(tmp_path / "out.npz")] if command == "train" else ["--model", str(model)]
+        extra = ["--model", str(tmp_path / "out.safetensors")] if command == "train" else ["--model", str(model)]
         result = run(command, "--store", str(store), *extra)
         assert result.returncode == 2 and "Traceback" not in result.stderr, (name, result.stderr)
         assert store.name in result.stderr or str(store.parent.name) in result.stderr, (name, result.stderr)

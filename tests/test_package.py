@@ -47,8 +47,8 @@ def test_the_public_api_names_every_public_class_and_error():
 
 
 def test_the_components_import_no_ray(tmp_path):
-    modules = ["audio", "base", "classifiers", "counting", "drawing", "errors", "events", "files", "modelfile",
-               "pose", "repcount", "repetitions", "temporal", "video"]
+    modules = ["audio", "base", "classifiers", "counting", "drawing", "errors", "events", "export", "files",
+               "modelfile", "pose", "repcount", "repetitions", "temporal", "video"]
     run = python("import sys, cadence\n" + "".join(f"import cadence.pipelines.{m}\n" for m in modules) + NO_RAY,
                  tmp_path)
     assert run.returncode == 0, run.stderr + run.stdout

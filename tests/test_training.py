@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-import zipfile
+import json
 
 import numpy as np
 import pytest
@@ -58,17 +58,25 @@ WRITER = """
 import sys, numpy as np
 from cadence.pipelines.classifiers import FullyConnectedNetworkClassifier
 from cadence.pipelines.modelfile import save
-model = FullyConnectedNetworkClassifier((2000, 2000)).make_transformer(["a", "b"], np.zeros(500), np.ones(500))
+estimator = FullyConnectedNetworkClassifier((2000, 2000))
+model = estimator.make_transformer()
+estimator.update(model, np.zeros((2, 500), np.float32), ["a", "b"])
 print("ready", flush=True)
 while True:
     save(sys.argv[1], {"model": model, "best": model}, {"state": {"epoch": 2}})
 """
 
 
+def tiny_model():
+    estimator = FullyConnectedNetworkClassifier((4,))
+    model = estimator.make_transformer()
+    estimator.update(model, np.arange(6, dtype=np.float32).reshape(2, 3), ["a", "b"])
+    return model
+
+
 def test_a_checkpoint_killed_mid_write_leaves_the_previous_one_loadable(tmp_path):
-    path = tmp_path / "checkpoint.npz"
-    first = FullyConnectedNetworkClassifier((4,)).make_transformer(["a", "b"], np.zeros(3), np.ones(3))
-    save(path, {"model": first, "best": first}, {"state": {"epoch": 1}})
+    path = tmp_path / "checkpoint.safetensors"
+    save(path, {"model": tiny_model(), "best": tiny_model()}, {"state": {"epoch": 1}})
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=ROOT, stdout=subprocess.PIPE)
     assert writer.stdout.readline().startswith(b"ready")
     time.sleep(1.3)  # several writes of ~100 MB each: the kill lands in one of them
@@ -78,52 +86,65 @@ def test_a_checkpoint_killed_mid_write_leaves_the_previous_one_loadable(tmp_path
     assert extra["state"]["epoch"] in (1, 2) and set(models) == {"model", "best"}
 
 
+def test_a_model_file_is_safetensors_that_any_reader_reads(tmp_path):
+    from safetensors.numpy import load_file
+    from safetensors import safe_open
+
+    model = tiny_model()
+    path = save(tmp_path / "tiny.safetensors", {"model": model}, {"labels": ["a", "b"]})
+    tensors = load_file(path)  # the ecosystem's own reader
+    assert np.array_equal(tensors["model/w0"], model.weights[0]) and np.array_equal(tensors["model/mean"], model.mean)
+    with safe_open(str(path), framework="numpy") as f:
+        header = json.loads(f.metadata()["cadence"])
+    assert header["models"]["model"]["classes"] == ["a", "b"] and header["extra"] == {"labels": ["a", "b"]}
+    again = load(path)[0]["model"]
+    assert again == model and again.training.step == model.training.step
+    assert np.array_equal(again.training.feature_m2, model.training.feature_m2)
+
+
 def test_corrupt_or_foreign_model_files_are_refused(tmp_path):
-    garbage = tmp_path / "garbage.npz"
+    from safetensors.numpy import save_file
+
+    garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(os.urandom(2000))
-    pickled = tmp_path / "pickled.npz"
-    np.savez(pickled, header=np.array([{"format": "cadence-model"}], dtype=object))  # needs pickle to load
-    foreign = tmp_path / "foreign.npz"
-    np.savez(foreign, weights=np.zeros(3))
-    other_zip = tmp_path / "other.npz"
-    with zipfile.ZipFile(other_zip, "w") as z:
-        z.writestr("readme.txt", "hello")
-    for path in (garbage, pickled, foreign, other_zip, tmp_path / "missing.npz"):
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"weights": np.zeros(3, np.float32)}, foreign)  # safetensors, but not cadence's
+    old = tmp_path / "old.npz"
+    np.savez(old, header=np.array("{}"))
+    for path in (garbage, foreign, old, tmp_path / "missing.safetensors"):
         with pytest.raises(ModelFileError, match=path.name):
             load(path)
+    with pytest.raises(ModelFileError, match="older cadence"):
+        load(old)
 
 
-def _npy_header(shape: tuple, dtype: str = "<f4") -> bytes:
-    """The header of a .npy file declaring ``shape``: the data itself is left out."""
-    import io
+def _edited(path, target, change) -> None:
+    """Copy a safetensors file to ``target`` with its header (the JSON after the first 8 bytes) changed."""
+    data = path.read_bytes()
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    change(header)
+    raw = json.dumps(header).encode()
+    target.write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + length:])
 
-    buffer = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buffer, {"descr": dtype, "fortran_order": False, "shape": shape})
-    return buffer.getvalue()
 
-
-def test_model_files_declaring_huge_arrays_are_refused_before_reading_and_extra_arrays_never_read(store, tmp_path):
+def test_model_files_declaring_huge_tensors_are_refused_before_reading(store, tmp_path):
     result = train(store, small(classifier="logreg"))
-    path = save_model(tmp_path / "digits.npz", result, store, small(classifier="logreg"))
-    with zipfile.ZipFile(path) as z:
-        members = {name: z.read(name) for name in z.namelist()}
-    huge = tmp_path / "huge.npz"  # its weights declare 4 TB
-    with zipfile.ZipFile(huge, "w") as z:
-        for name, data in members.items():
-            z.writestr(name, _npy_header((10**6, 10**6)) if name == "model/w0.npy" else data)
-    with pytest.raises(ModelFileError, match="declares an array model/w0 of 4,000,000,000,000 bytes"):
+    path = save_model(tmp_path / "digits.safetensors", result, store, small(classifier="logreg"))
+    huge = tmp_path / "huge.safetensors"  # its weights declare 4 TB
+    _edited(path, huge, lambda h: h["model/w0"].update(shape=[10**6, 10**6]))
+    with pytest.raises(ModelFileError, match="declares a tensor model/w0 of 4,000,000,000,000 bytes"):
         load(huge)
-    padded = tmp_path / "padded.npz"  # a model, and beside it an array of 7 TiB it does not use
-    with zipfile.ZipFile(padded, "w") as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-        z.writestr("junk.npy", _npy_header((7 << 40,), "|u1"))
-    assert load(padded)[0]["model"] == result.model
+    padded = tmp_path / "padded.safetensors"  # a model, and beside it a tensor of 7 TiB it does not use
+    _edited(path, padded, lambda h: h.update(junk={"dtype": "F32", "shape": [7 << 38], "data_offsets": [0, 7 << 40]}))
+    with pytest.raises(ModelFileError, match="junk"):
+        load(padded)
+    assert load(path)[0]["model"] == result.model
 
 
 def test_a_saved_model_predicts_the_same_and_the_cli_uses_its_extractor(store, tmp_path):
     result = train(store, small(classifier="logreg"))
-    path = save_model(tmp_path / "digits.npz", result, store, small(classifier="logreg"))
+    path = save_model(tmp_path / "digits.safetensors", result, store, small(classifier="logreg"))
     model = load(path)[0]["model"]
     assert model == result.model
     wav = FSDD / "3_theo_2.wav"
@@ -138,7 +159,7 @@ def test_a_saved_model_predicts_the_same_and_the_cli_uses_its_extractor(store, t
 
 def test_a_model_is_not_evaluated_on_features_of_another_extractor(store, tmp_path):
     result = train(store, small(classifier="logreg"))
-    path = save_model(tmp_path / "digits.npz", result, store, small(classifier="logreg"))
+    path = save_model(tmp_path / "digits.safetensors", result, store, small(classifier="logreg"))
     other = extract_corpus(corpus(tmp_path / "audio", names(20)), tmp_path / "store8k",
                            AudioFeaturePrint(sample_rate=8000), use_ray=False)
     run = subprocess.run([*CADENCE, "evaluate", "--model", str(path), "--store", other.store],
@@ -152,11 +173,11 @@ def test_a_model_file_naming_an_unknown_extractor_parameter_is_refused(store, tm
     result = train(store, small(classifier="logreg"))
     identity = store.extractor.identity()
     identity["params"]["hop_length"] = 256
-    path = save(tmp_path / "edited.npz", {"model": result.model}, {"extractor": identity, "level": "clip"})
+    path = save(tmp_path / "edited.safetensors", {"model": result.model}, {"extractor": identity, "level": "clip"})
     run = subprocess.run([*CADENCE, "predict", "--model", str(path), str(FSDD / "3_theo_2.wav")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
-    assert "edited.npz" in run.stderr and "hop_length" in run.stderr
+    assert "edited.safetensors" in run.stderr and "hop_length" in run.stderr
 
 
 def test_stores_that_cannot_be_trained_on_give_clear_errors(tmp_path, store):
@@ -190,17 +211,20 @@ def test_tuning_appends_a_new_classifier_to_the_same_features(store):
     task = AudioFeaturePrint().appending(LogisticRegressionClassifier())
     features = task.preprocessed(data)  # extracted once
     assert len(features) == 100 and hasattr(features[0].feature[0], "vector")
-    for l2 in (0.1, 10.0):
+    clip = read_audio(FSDD / "5_lucas_40.wav")
+    for l2 in (0.001, 0.1):
         tuned = AudioFeaturePrint().appending(LogisticRegressionClassifier(l2_penalty=l2))
         model = tuned.fitted_to_preprocessed(features)  # AudioFeaturePrint | the fitted classifier
-        windows = list(model.applied(read_audio(FSDD / "5_lucas_40.wav")))  # one result per window
-        assert windows and all(w.label in "0123456789" and 0 < w.probability <= 1 for w in windows)
+        result = model.applied(clip)  # one label per clip, its windows pooled as in training
+        assert result.label in "0123456789" and 0 < result.probability <= 1
+        windows = model.per_element(clip)  # and one per window, when asked
+        assert windows and all(w.start_time >= 0 and c.label in "0123456789" for w, c in windows)
 
 
 def test_the_train_and_evaluate_commands(store, tmp_path):
     import json
 
-    model = tmp_path / "digits.npz"
+    model = tmp_path / "digits.safetensors"
     run = subprocess.run([*CADENCE, "train", "--store", str(store.path), "--epochs", "3",
                           "--chunk-size", "128", "--checkpoint-dir", str(tmp_path / "ckpt"), "--model", str(model),
                           "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -208,14 +232,15 @@ def test_the_train_and_evaluate_commands(store, tmp_path):
     metrics = json.loads(run.stdout.splitlines()[-1])
     assert metrics["epochs"] == 3 and 0 < metrics["test_accuracy"] <= 1
     assert run.stderr.count("validation accuracy") == 3  # a line per epoch
-    assert (tmp_path / "digits-curve.png").stat().st_size > 1000 and (tmp_path / "ckpt" / "checkpoint.npz").exists()
+    assert (tmp_path / "digits-curve.png").stat().st_size > 1000
+    assert (tmp_path / "ckpt" / "checkpoint.safetensors").exists()
     shown = subprocess.run([*CADENCE, "evaluate", "--model", str(model), "--store",
                             str(store.path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert shown.returncode == 0, shown.stderr
     assert "test: accuracy" in shown.stdout and "precision" in shown.stdout
     assert (tmp_path / "digits-confusion-test.png").stat().st_size > 1000
     refused = subprocess.run([*CADENCE, "evaluate", "--model",
-                              str(tmp_path / "ckpt" / "checkpoint.npz"), "--store", str(store.path)],
+                              str(tmp_path / "ckpt" / "checkpoint.safetensors"), "--store", str(store.path)],
                              cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "checkpoint" in refused.stderr
 
@@ -223,12 +248,13 @@ def test_the_train_and_evaluate_commands(store, tmp_path):
 def test_the_network_shape_is_chosen_on_the_command_line(store, tmp_path):
     from cadence.cluster.train import load_model
 
-    model = tmp_path / "deep.npz"
+    model = tmp_path / "deep.safetensors"
     run = subprocess.run([*CADENCE, "train", "--store", str(store.path), "--epochs", "2",
                           "--hidden", "32", "16", "--batch-size", "64", "--learning-rate", "0.002", "--model",
                           str(model)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert [w.shape[1] for w in load_model(model)[0].weights] == [32, 16, 10]
+    trained = load_model(model)[0]
+    assert [w.shape[1] for w in trained.weights] == [32, 16, 10] and trained.params["dropout_probability"] == 0.2
     bad = subprocess.run([*CADENCE, "train", "--store", str(store.path), "--hidden", "0"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "--hidden" in bad.stderr
