@@ -24,6 +24,7 @@ from typing import Any
 
 from cadence.pipelines.audio import AudioFeaturePrint
 from cadence.pipelines.errors import CadenceError, InputError
+from cadence.pipelines.files import check_folder_exists
 from cadence.pipelines.pose import JOINT_GROUPS, STRATEGIES, joint_names
 from cadence.pipelines.repetitions import LIVE_STRIDE, RepetitionCounting
 
@@ -149,9 +150,10 @@ def _add_features(commands: argparse._SubParsersAction) -> None:
                           help="seconds per feature window, 0.5..15 (default %(default)s)")
     features.add_argument("--overlap-factor", type=float, default=default(AudioFeaturePrint, "overlap_factor"),
                           help="share of a window the next one overlaps, 0..<1 (default %(default)s)")
-    features.add_argument("--sample-rate", type=int, default=default(AudioFeaturePrint, "sample_rate"),
-                          help="rate the audio is resampled to before features (default %(default)s; 8000 suits "
-                               "telephone-band speech such as FSDD)")
+    features.add_argument("--sample-rate", type=int, default=None,
+                          help="rate the audio is resampled to before features (default: the files' own rate, "
+                               f"at most {default(AudioFeaturePrint, 'sample_rate')}; or the rate of the store "
+                               "already in --store, so a re-run adds to it)")
     features.add_argument("--address", metavar="ADDR", default=None,
                           help="join the Ray cluster at ADDR (default: $RAY_ADDRESS, else start Ray locally)")
     features.add_argument("--inline", action="store_true", help="extract in this process, without Ray")
@@ -165,12 +167,16 @@ def _run_features(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from .features import extract_corpus, read_manifest
+    from .features import default_sample_rate, extract_corpus, read_manifest
 
-    extractor = AudioFeaturePrint(window_duration=args.window_duration, overlap_factor=args.overlap_factor,
-                                  sample_rate=args.sample_rate)
-    extractor.session()  # checks the parameters
     rows = read_manifest(args.manifest)
+    rate = args.sample_rate
+    if rate is None:
+        rate, why = default_sample_rate(rows, args.store, args.window_duration, args.overlap_factor)
+        print(f"cadence features: features at {rate} Hz, {why}; --sample-rate chooses another", file=sys.stderr)
+    extractor = AudioFeaturePrint(window_duration=args.window_duration, overlap_factor=args.overlap_factor,
+                                  sample_rate=rate)
+    extractor.session()  # checks the parameters
     if args.inline:
         where = contextlib.nullcontext()
     else:
@@ -221,16 +227,17 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--store", required=True, metavar="DIR", help="the feature store (or the folder holding it)")
     train.add_argument("--classifier", choices=("logreg", "mlp"), default=t("classifier"), help="default %(default)s")
     train.add_argument("--l2", type=float, default=None, dest="l2_penalty",
-                       help="L2 penalty (default: each classifier's own, 1.0 for logreg and 0.001 for mlp)")
+                       help="L2 penalty per example (default: logreg chooses it on the validation rows, the "
+                            "strongest within one standard error of the best, and says which; mlp takes 0.001)")
     train.add_argument("--epochs", type=positive, default=t("epochs"), help="most epochs (default %(default)s)")
     train.add_argument("--chunk-size", type=positive, default=t("chunk_size"),
                        help="rows read and updated at a time (default %(default)s)")
     train.add_argument("--patience", type=positive, default=t("patience"),
                        help="epochs without improvement before stopping (default %(default)s)")
-    train.add_argument("--checkpoint-dir", metavar="D", help="write D/checkpoint.npz (atomically)")
+    train.add_argument("--checkpoint-dir", metavar="D", help="write D/checkpoint.safetensors (atomically)")
     train.add_argument("--checkpoint-every", type=positive, default=t("checkpoint_every"), metavar="E",
                        help="epochs between checkpoints (default %(default)s)")
-    train.add_argument("--resume", action="store_true", help="continue from D/checkpoint.npz")
+    train.add_argument("--resume", action="store_true", help="continue from D/checkpoint.safetensors")
     train.add_argument("--seed", type=int, default=t("seed"),
                        help="seeds initial weights and every shuffle (default %(default)s)")
     train.add_argument("--hidden", type=positive, nargs="+", default=list(t("hidden_unit_counts")), metavar="N",
@@ -239,8 +246,16 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                        help="mlp: rows per gradient step (default %(default)s)")
     train.add_argument("--learning-rate", type=float, default=t("learning_rate"),
                        help="mlp: Adam's step size (default %(default)s)")
-    train.add_argument("--model", default="model.npz", metavar="OUT",
-                       help="where to write the model (default %(default)s); the curve goes to OUT-curve.png")
+    train.add_argument("--dropout", type=float, default=t("dropout_probability"), dest="dropout_probability",
+                       help="mlp: share of hidden units dropped at each training step, 0..<1 (default %(default)s)")
+    train.add_argument("--tolerance", type=float, default=t("early_stopping_tolerance"),
+                       dest="early_stopping_tolerance",
+                       help="mlp: validation accuracy an epoch must gain over the best to count as better "
+                            "(default %(default)s)")
+    train.add_argument("--model", default="model.safetensors", metavar="OUT",
+                       help="where to write the model, exactly this file, in safetensors with the extractor's "
+                            "parameters and the labels as metadata (default %(default)s); the curve goes to "
+                            "OUT-curve.png")
     train.add_argument("--json", action="store_true", help="print the final metrics as JSON")
     train.set_defaults(run=_run_train)
 
@@ -250,17 +265,25 @@ def _run_train(args: argparse.Namespace) -> int:
 
     if args.learning_rate <= 0:
         raise InputError("--learning-rate", "must be > 0")
+    if not 0 <= args.dropout_probability < 1:
+        raise InputError("--dropout", "must be at least 0 and below 1")
+    if args.l2_penalty is not None and args.l2_penalty <= 0:
+        raise InputError("--l2", "must be > 0")
+    check_folder_exists(args.model, "--model")
     settings = TrainSettings(classifier=args.classifier, l2_penalty=args.l2_penalty, epochs=args.epochs,
                              chunk_size=args.chunk_size, patience=args.patience, checkpoint_dir=args.checkpoint_dir,
                              checkpoint_every=args.checkpoint_every, resume=args.resume, seed=args.seed,
                              hidden_unit_counts=tuple(args.hidden), batch_size=args.batch_size,
-                             learning_rate=args.learning_rate)
+                             learning_rate=args.learning_rate, dropout_probability=args.dropout_probability,
+                             early_stopping_tolerance=args.early_stopping_tolerance)
 
     def on_epoch(event) -> None:
         m = event.metrics
         accuracy = "n/a" if m["validation_accuracy"] is None else f"{m['validation_accuracy']:.4f}"
+        loss = "n/a" if m.get("validation_loss") is None else f"{m['validation_loss']:.4f}"
         print(f"epoch {event.item_count:3d}/{event.total_item_count}: loss {m['loss']:.4f}  "
-              f"validation accuracy {accuracy}  ({m['seconds']:.1f} s)", file=sys.stderr, flush=True)
+              f"validation loss {loss}  validation accuracy {accuracy}  ({m['seconds']:.1f} s)", file=sys.stderr,
+              flush=True)
 
     store = open_store(args.store)
     try:
@@ -269,6 +292,11 @@ def _run_train(args: argparse.Namespace) -> int:
         hint = f"--resume continues from {args.checkpoint_dir}" if args.checkpoint_dir else ""
         raise KeyboardInterrupt(*([hint] if hint else [])) from None
     path = save_model(args.model, result, store, settings)
+    chosen = result.model.params.get("l2_validation_accuracy")
+    if chosen:
+        print(f"l2 penalty {result.model.params['chosen_l2_penalty']} chosen on the validation rows (the strongest "
+              f"within one standard error of the best; accuracy by l2: "
+              f"{', '.join(f'{k} {v:.3f}' for k, v in chosen.items())})", file=sys.stderr)
     if result.history:
         plot_curve(result.history, Path(path).with_name(Path(path).stem + "-curve.png"))
     metrics = result.metrics() | {"model": str(path)}
@@ -318,6 +346,9 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--model", required=True, metavar="M")
     predict.add_argument("files", nargs="+", metavar="FILE")
     predict.add_argument("--json", action="store_true", help="one JSON object per file")
+    predict.add_argument("--windows", action="store_true",
+                         help="also label each window on its own (window_duration long, overlapping as the "
+                              "extractor's overlap_factor says), with its start and end time and probabilities")
     predict.set_defaults(run=_run_predict)
 
 
@@ -331,12 +362,122 @@ def _run_predict(args: argparse.Namespace) -> int:
             print(f"cadence predict: error: {result}", file=sys.stderr)
             if args.json:
                 print(json.dumps({"file": path, "error": str(result)}))
-        elif args.json:
-            print(json.dumps({"file": path, "label": result.label, "probability": round(result.probability, 4)}))
-        else:
-            print(f"{path}: {result.label} ({result.probability:.3f})")
+            return
+        if args.json:
+            print(json.dumps(result.summary(path)))
+            return
+        print(f"{path}: {result.classification.label} ({result.classification.probability:.3f})")
+        for w in result.windows:
+            print(f"  {w.start_time:7.3f}-{w.end_time:7.3f} s: {w.classification.label} "
+                  f"({w.classification.probability:.3f})")
 
-    return EXIT_BAD_INPUT if predict_files(model, extractor, args.files, show) else 0
+    return EXIT_BAD_INPUT if predict_files(model, extractor, args.files, show, args.windows) else 0
+
+
+def _add_tune(commands: argparse._SubParsersAction) -> None:
+    from .tune import DEFAULT_GRIDS
+
+    tune = commands.add_parser(
+        "tune", help="search classifier settings as parallel Ray Tune trials on a feature store (no re-extraction)",
+        description="Train one classifier per combination of the settings given, as Ray Tune trials on the "
+                    "features already in the store (one CPU each, in parallel on every core of the local Ray or "
+                    "of the cluster at --address, whose nodes must see the store at the same path), then write "
+                    "the best (highest validation accuracy, then lowest validation loss) to --model and print a "
+                    "table of every trial. Each trial is exactly a 'cadence train' with its settings. Default "
+                    f"grids: logreg {DEFAULT_GRIDS['logreg']}; mlp {DEFAULT_GRIDS['mlp']}.")
+    t = lambda name: default(TrainSettings, name)  # noqa: E731
+    tune.add_argument("--store", required=True, metavar="DIR", help="the feature store (or the folder holding it)")
+    tune.add_argument("--classifier", choices=("logreg", "mlp"), default=t("classifier"), help="default %(default)s")
+    tune.add_argument("--l2", type=float, nargs="+", metavar="X", dest="l2_penalty",
+                      help="L2 penalties per example to try")
+    tune.add_argument("--hidden", type=_widths, nargs="+", metavar="N[xN...]", dest="hidden_unit_counts",
+                      help="mlp: networks to try, each its units per hidden layer (e.g. --hidden 100 256 128x64)")
+    tune.add_argument("--learning-rate", type=float, nargs="+", metavar="X", dest="learning_rate",
+                      help="mlp: Adam step sizes to try")
+    tune.add_argument("--dropout", type=float, nargs="+", metavar="P", dest="dropout_probability",
+                      help="mlp: dropout probabilities to try")
+    tune.add_argument("--epochs", type=positive, default=t("epochs"),
+                      help="most epochs per trial (default %(default)s)")
+    tune.add_argument("--patience", type=positive, default=t("patience"),
+                      help="epochs without improvement before a trial stops (default %(default)s)")
+    tune.add_argument("--seed", type=int, default=t("seed"), help="default %(default)s")
+    tune.add_argument("--model", default="best.safetensors", metavar="OUT",
+                      help="where the best trial's model goes (default %(default)s)")
+    tune.add_argument("--address", metavar="ADDR", default=None,
+                      help="join the Ray cluster at ADDR (default: $RAY_ADDRESS, else start Ray locally)")
+    tune.add_argument("--json", action="store_true", help="print the trials and the best as JSON")
+    tune.set_defaults(run=_run_tune)
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a network: give units per layer, as 100 or 128x64") from None
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: every layer needs at least one unit")
+    return widths
+
+
+def _run_tune(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from .connect import connected
+    from .tune import trial_table, tune
+
+    given = {k: getattr(args, k) for k in ("l2_penalty", "hidden_unit_counts", "learning_rate", "dropout_probability")}
+    if args.classifier == "logreg" and any(given[k] for k in ("hidden_unit_counts", "learning_rate",
+                                                              "dropout_probability")):
+        raise InputError("--hidden/--learning-rate/--dropout", "apply to the mlp only",
+                         "drop them, or --classifier mlp")
+    base = TrainSettings(classifier=args.classifier, epochs=args.epochs, patience=args.patience, seed=args.seed)
+
+    def on_trial(trial) -> None:
+        shown = "failed" if trial.error else f"validation accuracy {trial.validation_accuracy:.4f}"
+        print(f"trial {trial.settings}: {shown}", file=sys.stderr, flush=True)
+
+    check_folder_exists(args.model, "--model")
+    with connected(args.address) as cluster:
+        print(f"cadence tune: trials on {cluster['cpus']} CPUs ({cluster['address']})", file=sys.stderr)
+        result = tune(args.store, base, given, args.model, on_trial)
+    if args.json:
+        shown = lambda trial: {k: v for k, v in asdict(trial).items() if k != "model"}  # noqa: E731 (trial files are gone)
+        print(json.dumps({"best": shown(result.best), "model": result.model, "seconds": round(result.seconds, 2),
+                          "cpus": result.cpus, "trials": [shown(t) for t in result.trials]}, default=list))
+        return 0
+    print(trial_table(result))
+    print(f"best: {result.best.settings}, validation accuracy {result.best.validation_accuracy:.4f} -> {result.model} "
+          f"({len(result.trials)} trials in {result.seconds:.1f} s on {result.cpus} CPUs)")
+    return 0
+
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    from cadence.pipelines.export import FORMATS
+
+    export = commands.add_parser(
+        "export", help="write a trained model as ONNX (or Core ML) for use outside cadence",
+        description="Write the classifier of a model file, its standardisation included, as an ONNX graph "
+                    "(input 'features': AudioFeaturePrint clip vectors, N x D float32; outputs 'probabilities', "
+                    "'class_index', 'label'), or as a Core ML classifier where coremltools is installed. The "
+                    "extractor's parameters and the classes travel in the file's metadata ('cadence', JSON).")
+    export.add_argument("--model", required=True, metavar="M", help="a model file from cadence train or tune")
+    export.add_argument("--format", choices=FORMATS, default="onnx", help="default %(default)s")
+    export.add_argument("--out", required=True, metavar="FILE", help="the file to write (exactly this path)")
+    export.set_defaults(run=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from cadence.pipelines.export import export
+
+    from .train import load_model
+
+    check_folder_exists(args.out, "--out")
+    model, extractor, extra = load_model(args.model)
+    path = export(model, args.out, args.format,
+                  {"extractor": extractor.identity(), "level": extra.get("level", "clip")})
+    print(f"{args.format}: {model.kind} of {len(model.classes)} classes ({', '.join(model.classes[:10])}"
+          f"{', ...' if len(model.classes) > 10 else ''}) on {len(model.mean)} features of {extractor!r} -> {path}")
+    return 0
 
 
 # -- cadence bench --------------------------------------------------------------------------------
@@ -387,6 +528,15 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     _add_windows(chaos, "the window")
     _add_bench_options(chaos, "videos/")
     chaos.set_defaults(run=_run_bench_chaos)
+
+    tune = benches.add_parser(
+        "tune", help="cadence tune's trials in parallel against the same trials one after another",
+        description="Extract FSDD's standard split into a temporary store, run the default grid of --classifier "
+                    "as Ray Tune trials (cadence tune), then the same trials one after another in this process, "
+                    "and print both times, the speed-up and whether both found the same best model.")
+    tune.add_argument("--classifier", choices=("logreg", "mlp"), default="mlp", help="default %(default)s")
+    _add_bench_options(tune, "fsdd/recordings/")
+    tune.set_defaults(run=_run_bench_tune)
 
     features = benches.add_parser(
         "features", help="audio seconds per second of feature extraction: one process, librosa, Ray, incremental",
@@ -496,6 +646,24 @@ def _run_bench_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_bench_tune(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    from .tune import bench_tune
+
+    data = _data(args, "fsdd/recordings")
+    work = Path(tempfile.mkdtemp(prefix="cadence-bench-"))
+    try:
+        figures = bench_tune(data / "fsdd" / "recordings", args.classifier, args.address, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for key, value in figures.items():
+        print(f"{key}: {value}")
+    _write_json(args.json, figures)
+    return 0
+
+
 # -- the command line -----------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -504,7 +672,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "extract audio features of large corpora and train classifiers on them.")
     parser.add_argument("--verbose", action="store_true", help="keep MediaPipe's native log output on stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_count, _add_features, _add_train, _add_evaluate, _add_predict, _add_bench):
+    for add in (_add_count, _add_features, _add_train, _add_tune, _add_evaluate, _add_predict, _add_export,
+                _add_bench):
         add(commands)
     return parser
 

@@ -1,0 +1,196 @@
+"""``cadence tune``: a search over classifier settings as Ray Tune trials on stored features.
+
+Every trial is one ``cadence train`` (the same :func:`~cadence.cluster.train.train`, so the same
+settings give the same model) on the features already in the store: nothing is extracted again.
+Trials run in parallel, one CPU each, on every core of the local Ray or of a cluster (whose nodes
+must see the store at the same path).  The grid is the product of the values given for each
+setting; the best trial is the one with the highest validation accuracy, ties going to the lower
+validation loss.  Its model is written where ``--model`` says, with its settings and scores, and
+every trial's figures come back as a table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import sys
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from .train import TrainSettings, open_store, save_model, train
+
+SEARCHED = ("l2_penalty", "hidden_unit_counts", "learning_rate", "dropout_probability")
+DEFAULT_GRIDS = {
+    "logreg": {"l2_penalty": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3]},
+    "mlp": {"hidden_unit_counts": [(100,), (256,)], "learning_rate": [0.001, 0.003], "l2_penalty": [1e-4, 1e-3]},
+}
+
+
+@dataclass
+class Trial:
+    settings: dict  # the searched settings of this trial
+    validation_accuracy: float | None = None
+    validation_loss: float | None = None
+    test_accuracy: float | None = None
+    epochs: int = 0
+    seconds: float = 0.0
+    model: str = ""  # the trial's model file
+    error: str | None = None
+
+    def rank(self) -> tuple:
+        """Sorts the best first: highest validation accuracy, then lowest validation loss."""
+        if self.error or self.validation_accuracy is None:
+            return (1, 0.0, 0.0)
+        return (0, -self.validation_accuracy, self.validation_loss if self.validation_loss is not None else 0.0)
+
+
+@dataclass
+class TuneResult:
+    trials: list[Trial]
+    best: Trial
+    model: str
+    seconds: float
+    cpus: int = 0
+    grid: dict = field(default_factory=dict)
+
+
+def grid(classifier: str, given: dict[str, list]) -> list[dict]:
+    """Every combination of the values given (a setting not given takes the default grid's values,
+    or none when the default grid does not search it)."""
+    values = dict(DEFAULT_GRIDS[classifier])
+    values.update({k: v for k, v in given.items() if v})
+    names = sorted(values)
+    return [dict(zip(names, combination)) for combination in itertools.product(*(values[n] for n in names))]
+
+
+def _run_trial(store_path: str, base: dict, out_dir: str, config: dict) -> dict:
+    """One trial (in a Ray worker): train with the base settings and this trial's, save the model."""
+    from threadpoolctl import threadpool_limits
+
+    settings = TrainSettings(**(base | config))
+    store = open_store(store_path)
+    started = time.perf_counter()
+    with threadpool_limits(1):  # one CPU per trial: BLAS threads would fight the other trials for the cores
+        result = train(store, settings)
+    name = "-".join(f"{k}={'x'.join(map(str, v)) if isinstance(v, (tuple, list)) else v}"
+                    for k, v in sorted(config.items()))
+    path = save_model(Path(out_dir) / f"{name}.safetensors", result, store, settings)
+    return {"validation_accuracy": result.validation_accuracy, "validation_loss": result.validation_loss,
+            "test_accuracy": result.test_accuracy, "epochs": result.epochs,
+            "seconds": time.perf_counter() - started, "model": str(path)}
+
+
+def tune(store_path: str | os.PathLike, base: TrainSettings, given: dict[str, list], model_path: str | os.PathLike,
+         on_trial: Callable[[Trial], None] | None = None) -> TuneResult:
+    """Run the grid as Ray Tune trials (Ray must be connected) and write the best model to ``model_path``."""
+    import ray
+    from ray import tune as ray_tune
+
+    store = open_store(store_path)  # a bad store is refused before any trial starts
+    configs = grid(base.classifier, given)
+    base_settings = {k: v for k, v in asdict(replace(base, checkpoint_dir=None, resume=False)).items()
+                     if k not in SEARCHED}
+    work = Path(tempfile.mkdtemp(prefix="cadence-tune-"))
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's classic output, which verbose=0 silences
+    started = time.perf_counter()
+    try:
+        def trial(config: dict) -> None:
+            ray_tune.report(_run_trial(str(store.path), base_settings, str(work / "models"), config["settings"]))
+
+        trainable = ray_tune.with_resources(trial, {"cpu": 1})
+        (work / "models").mkdir()
+        class Progress(ray_tune.Callback):  # each trial as it reports, in this process
+            def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+                if on_trial:
+                    on_trial(_trial(trial.config["settings"], result, None))
+
+        tuner = ray_tune.Tuner(
+            trainable, param_space={"settings": ray_tune.grid_search(configs)},
+            tune_config=ray_tune.TuneConfig(metric="validation_accuracy", mode="max", reuse_actors=True),
+            run_config=ray_tune.RunConfig(name="cadence-tune", storage_path=str(work / "tune"), verbose=0,
+                                          callbacks=[Progress()]))
+        with contextlib.redirect_stdout(sys.stderr):  # Tune's own tables: standard output is for results
+            outcomes = tuner.fit()
+        trials = []
+        for outcome in outcomes:
+            error = None if outcome.error is None else str(outcome.error).splitlines()[-1]
+            trials.append(_trial(outcome.config["settings"], outcome.metrics or {}, error))
+            if error and on_trial:
+                on_trial(trials[-1])
+        trials.sort(key=Trial.rank)
+        best = trials[0]
+        if best.error:
+            raise RuntimeError(f"every trial failed; the first: {best.error}")
+        shutil.copyfile(best.model, Path(model_path).with_name(Path(model_path).name + ".partial"))
+        os.replace(Path(model_path).with_name(Path(model_path).name + ".partial"), model_path)
+        return TuneResult(trials, best, str(model_path), time.perf_counter() - started,
+                          int(ray.cluster_resources().get("CPU", 0)), {k: v for k, v in configs[0].items()})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _trial(settings: dict, metrics: dict, error: str | None) -> Trial:
+    return Trial(settings, metrics.get("validation_accuracy"), metrics.get("validation_loss"),
+                 metrics.get("test_accuracy"), metrics.get("epochs", 0), metrics.get("seconds", 0.0),
+                 metrics.get("model", ""), error)
+
+
+def trial_table(result: TuneResult) -> str:
+    """The trials, best first, as a plain-text table."""
+    names = sorted({k for t in result.trials for k in t.settings})
+    header = [*names, "val acc", "val loss", "test acc", "epochs", "seconds"]
+    rows = []
+    for t in result.trials:
+        shown = [("x".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)) for v in
+                 (t.settings.get(n, "") for n in names)]
+        if t.error:
+            rows.append(shown + [f"failed: {t.error}", "", "", "", ""])
+            continue
+        rows.append(shown + [_figure(t.validation_accuracy), _figure(t.validation_loss), _figure(t.test_accuracy),
+                             str(t.epochs), f"{t.seconds:.1f}"])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(lines)
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def bench_tune(fsdd: Path, classifier: str, address: str | None, work: Path) -> dict:
+    """``cadence bench tune``: the default grid on FSDD's standard split, as Ray Tune trials and then
+    the same trials one after another in this process; times, and whether both find the same best
+    model."""
+    from cadence.pipelines.modelfile import load
+
+    from .connect import connected
+    from .features import extract_corpus
+
+    manifest = work / "fsdd.csv"
+    files = sorted(fsdd.resolve().glob("*.wav"))  # absolute: the manifest's paths are read relative to its folder
+    manifest.write_text("path,label,split\n" + "".join(
+        f"{f},{f.stem.split('_')[0]},{'test' if int(f.stem.split('_')[2]) < 5 else 'train'}\n" for f in files))
+    summary = extract_corpus(manifest, work / "store", use_ray=False)
+    base = TrainSettings(classifier=classifier)
+    with connected(address) as cluster:
+        parallel = tune(summary.store, base, {}, work / "best-tune.safetensors")
+    base_settings = {k: v for k, v in asdict(base).items() if k not in SEARCHED}
+    (work / "sequential").mkdir()
+    started = time.perf_counter()
+    sequential = [Trial(config, **{k: v for k, v in _run_trial(summary.store, base_settings, str(work / "sequential"),
+                                                               config).items()})
+                  for config in grid(classifier, {})]
+    seconds = time.perf_counter() - started
+    best = sorted(sequential, key=Trial.rank)[0]
+    same = load(best.model)[0]["model"] == load(parallel.model)[0]["model"]
+    return {"classifier": classifier, "trials": len(parallel.trials), "cpus": cluster["cpus"],
+            "tune_seconds": round(parallel.seconds, 1), "sequential_seconds": round(seconds, 1),
+            "speedup": round(seconds / parallel.seconds, 2), "best": parallel.best.settings,
+            "best_validation_accuracy": parallel.best.validation_accuracy,
+            "best_test_accuracy": parallel.best.test_accuracy, "same_best_model": same}
