@@ -29,6 +29,7 @@ from .features import FeatureStore, vectors
 
 
 CHECKPOINT = "checkpoint.safetensors"  # in --checkpoint-dir
+SHUFFLE_CHUNKS = 4  # training draws each chunk from a buffer of this many (see _Rows.chunks)
 
 
 class StoreError(InputError):
@@ -129,27 +130,41 @@ class _Rows:
     def _held(batch: pa.RecordBatch) -> np.ndarray:
         return np.array([int(h[:8], 16) % 10 == 0 for h in batch.column("content_hash").to_pylist()], bool)
 
-    def chunks(self, name: str, chunk: int, order: np.random.Generator | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(vectors, labels) of at most ``chunk`` rows of ``name`` (train, val or test)."""
+    def chunks(self, name: str, chunk: int, order: np.random.Generator | None = None,
+               ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(vectors, labels) of at most ``chunk`` rows of ``name`` (train, val or test).
+
+        With ``order``, shuffled through a buffer of ``SHUFFLE_CHUNKS`` chunks: parts are read in an
+        order drawn from it, and each chunk is drawn at random from the buffer.  A part holds the
+        files of a stretch of the manifest, often a label or two (manifests are often sorted by
+        label), so chunks cut straight from parts would train the model on a few labels at a time
+        and pull it towards them in turn; drawn from the buffer, each chunk mixes the rows of many
+        parts.  Memory follows the buffer, not the store.
+        """
         split = "val" if name == "val" and self.has_val else ("train" if name in ("train", "val") else name)
+        keep = chunk * SHUFFLE_CHUNKS if order is not None else chunk
         buffered: list[tuple[np.ndarray, np.ndarray]] = []
         size = 0
         for batch in self.store.iter_batches(chunk, split, self.level, self.COLUMNS, order):
             if split == "train" and not self.has_val:
-                keep = self._held(batch) if name == "val" else ~self._held(batch)
-                batch = batch.filter(pa.array(keep))
+                held = self._held(batch)
+                batch = batch.filter(pa.array(held if name == "val" else ~held))
             if not batch.num_rows:
                 continue
-            x = vectors(batch)
-            buffered.append((x, np.array(batch.column("label").to_pylist())))
+            buffered.append((vectors(batch), np.array(batch.column("label").to_pylist())))
             size += batch.num_rows
-            while size >= chunk:
-                x, y = np.concatenate([b[0] for b in buffered]), np.concatenate([b[1] for b in buffered])
-                yield self._shuffled(x[:chunk], y[:chunk], order)
+            while size >= keep:
+                x, y = self._shuffled(*self._joined(buffered), order)
+                yield x[:chunk], y[:chunk]
                 buffered, size = [(x[chunk:], y[chunk:])], len(y) - chunk
         if size:
-            yield self._shuffled(np.concatenate([b[0] for b in buffered]), np.concatenate([b[1] for b in buffered]),
-                                 order)
+            x, y = self._shuffled(*self._joined(buffered), order)
+            for start in range(0, len(y), chunk):
+                yield x[start:start + chunk], y[start:start + chunk]
+
+    @staticmethod
+    def _joined(buffered: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        return np.concatenate([b[0] for b in buffered]), np.concatenate([b[1] for b in buffered])
 
     @staticmethod
     def _shuffled(x: np.ndarray, y: np.ndarray, order: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
