@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from cadence.pipelines.errors import CadenceError
+
 from .train import TrainSettings, open_store, save_model, train
 
 SEARCHED = ("l2_penalty", "hidden_unit_counts", "learning_rate", "dropout_probability")
@@ -99,8 +101,10 @@ def tune(store_path: str | os.PathLike, base: TrainSettings, given: dict[str, li
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's classic output, which verbose=0 silences
     started = time.perf_counter()
     try:
+        where = str(store.path.resolve())  # trials run in folders of their own: the path must not be relative
+
         def trial(config: dict) -> None:
-            ray_tune.report(_run_trial(str(store.path), base_settings, str(work / "models"), config["settings"]))
+            ray_tune.report(_run_trial(where, base_settings, str(work / "models"), config["settings"]))
 
         trainable = ray_tune.with_resources(trial, {"cpu": 1})
         (work / "models").mkdir()
@@ -125,7 +129,7 @@ def tune(store_path: str | os.PathLike, base: TrainSettings, given: dict[str, li
         trials.sort(key=Trial.rank)
         best = trials[0]
         if best.error:
-            raise RuntimeError(f"every trial failed; the first: {best.error}")
+            raise CadenceError(f"every trial failed; the first: {best.error}")
         shutil.copyfile(best.model, Path(model_path).with_name(Path(model_path).name + ".partial"))
         os.replace(Path(model_path).with_name(Path(model_path).name + ".partial"), model_path)
         return TuneResult(trials, best, str(model_path), time.perf_counter() - started,

@@ -33,8 +33,13 @@ def trained(store, tmp_path_factory):
 
 
 def test_tune_runs_trials_on_ray_and_its_best_model_is_what_train_gives(store, tmp_path):
+    import os
+
+    from .helpers import ROOT
+
     best = tmp_path / "best.safetensors"
-    result = cadence("tune", "--store", str(store.path), "--classifier", "logreg", "--l2", "0.0001", "0.001", "0.01",
+    relative = os.path.relpath(store.path, ROOT)  # as a user types it: trials run in folders of their own
+    result = cadence("tune", "--store", relative, "--classifier", "logreg", "--l2", "0.0001", "0.001", "0.01",
                      "0.1", "--model", str(best), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
