@@ -62,12 +62,8 @@ class CaptureHost:
         restart skips to frame ``start``.  Returns its frame rate and frame count (0: unknown)."""
         self.close(feed)
         stream = open_source(source, live, capacity=self.batch_size)
-        if isinstance(stream, LiveStream):
-            frames = iter(stream)
-        elif hasattr(stream, "frames"):  # a file: skip to the frame without converting the ones before
-            frames = stream.frames(start)
-        else:
-            frames = itertools.islice(stream, start, None)
+        # a file skips to the frame without converting the ones before
+        frames = iter(stream) if isinstance(stream, LiveStream) else stream.frames(start)
         self.feeds[feed] = (stream, frames)
         return {"fps": stream.fps, "frames": operator.length_hint(stream)}
 

@@ -17,22 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from cadence.cluster.benchmarks import fsdd_manifest
 from cadence.cluster.features import default_sample_rate, extract_corpus, read_manifest
 from cadence.cluster.train import TrainSettings, open_store, train
 from cadence.pipelines.audio import AudioFeaturePrint
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
-
-
-def manifest(recordings: Path, folder: Path, name: str, is_test) -> Path:
-    rows = ["path,label,split"]
-    for wav in sorted(recordings.resolve().glob("*.wav")):
-        digit, speaker, index = wav.stem.split("_")
-        rows.append(f"{wav},{digit},{'test' if is_test(speaker, int(index)) else 'train'}")
-    path = folder / f"{name}.csv"
-    path.write_text("\n".join(rows) + "\n")
-    return path
 
 
 def store_for(path: Path, folder: Path):
@@ -57,7 +48,8 @@ def main() -> None:
         work = Path(tmp)
         splits = {"standard": lambda speaker, index: index < 5}
         splits |= {s: (lambda held: lambda speaker, index: speaker == held)(s) for s in SPEAKERS}
-        stores = {name: store_for(manifest(recordings, work, name, test), work / name) for name, test in splits.items()}
+        stores = {name: store_for(fsdd_manifest(recordings, work / f"{name}.csv", test), work / name)
+                  for name, test in splits.items()}
         for classifier in args.classifier:
             for seed in args.seeds:
                 scores = {name: train(store, TrainSettings(classifier=classifier, seed=seed)).test_accuracy

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cadence.cluster.benchmarks import tile_corpus
+from cadence.cluster.benchmarks import fsdd_manifest, tile_corpus
 from cadence.cluster.features import extract_corpus, vectors
 from cadence.cluster.train import TrainSettings, open_store, train
 from cadence.pipelines.audio import AudioFeaturePrint
@@ -34,16 +34,6 @@ from cadence.pipelines.classifiers import LogisticRegressionClassifier
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = range(5)
 PENALTIES = (1e-4, 1e-3, 1e-2, 3e-2, 0.1)
-
-
-def fsdd_manifest(recordings: Path, folder: Path) -> Path:
-    rows = ["path,label,split"]
-    for wav in sorted(recordings.glob("*.wav")):
-        digit, _, index = wav.stem.split("_")
-        rows.append(f"{wav},{digit},{'test' if int(index) < 5 else 'train'}")
-    manifest = folder / "fsdd.csv"
-    manifest.write_text("\n".join(rows) + "\n")
-    return manifest
 
 
 def peak_train_memory(store: Path, work: Path) -> float:
@@ -69,7 +59,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cadence-train-bench-") as tmp:
         work = Path(tmp)
         extractor = AudioFeaturePrint(sample_rate=8000)
-        manifest = fsdd_manifest(recordings, work)
+        manifest = fsdd_manifest(recordings, work / "fsdd.csv")
         summary = extract_corpus(manifest, work / "store", extractor, use_ray=False)
         figures["extract_seconds"] = round(summary.seconds, 2)
         store = open_store(work / "store")

@@ -10,6 +10,7 @@ sharing them) of this process and every process it started, Ray's included.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 import os
 import sys
 import threading
@@ -183,6 +184,19 @@ def run_chaos(feeds: dict[str, list[str]], job: RepetitionCounting, address: str
     exact = all(f["error"] is None and abs(f["actors"] - f["inline"]) < 1e-6 for f in feeds_out.values())
     return {"feeds": len(feeds), "kills": sum(kills.values()), "kills_by_stage": kills, "seconds": round(seconds, 1),
             "every_count_exact": exact, "counts": feeds_out}
+
+
+def fsdd_manifest(recordings: Path, path: Path,
+                  is_test: Callable[[str, int], bool] = lambda speaker, index: index < 5) -> Path:
+    """A manifest of FSDD's recordings at ``path``: ``path,label,split``, ``is_test(speaker, index)``
+    choosing the test files (default: the standard split, recordings 0-4).  Paths are absolute (a
+    manifest's paths are read relative to its own folder)."""
+    rows = ["path,label,split"]
+    for wav in sorted(recordings.resolve().glob("*.wav")):
+        digit, speaker, index = wav.stem.split("_")
+        rows.append(f"{wav},{digit},{'test' if is_test(speaker, int(index)) else 'train'}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
 
 
 def tile_corpus(source: Path, folder: Path, hours: float = 0.0, seed: int = 0, copies: int = 0) -> tuple[Path, float]:

@@ -120,8 +120,7 @@ def _add_count(commands: argparse._SubParsersAction) -> None:
     count.add_argument("--runner", choices=("ray", "inline"), default=None,
                        help="ray (default): every feed at once through Ray actors with bounded queues; "
                             "inline: one source after another in this process (the default with --annotate)")
-    count.add_argument("--address", metavar="ADDR", default=None,
-                       help="join the Ray cluster at ADDR (default: $RAY_ADDRESS, else start Ray locally)")
+    _add_address(count)
     count.add_argument("--pose-actors", type=positive, default=None, metavar="N",
                        help="pose extraction actors shared by the feeds (default: one per CPU of the cluster)")
     count.set_defaults(run=_run_count)
@@ -154,8 +153,7 @@ def _add_features(commands: argparse._SubParsersAction) -> None:
                           help="rate the audio is resampled to before features (default: the files' own rate, "
                                f"at most {default(AudioFeaturePrint, 'sample_rate')}; or the rate of the store "
                                "already in --store, so a re-run adds to it)")
-    features.add_argument("--address", metavar="ADDR", default=None,
-                          help="join the Ray cluster at ADDR (default: $RAY_ADDRESS, else start Ray locally)")
+    _add_address(features)
     features.add_argument("--inline", action="store_true", help="extract in this process, without Ray")
     features.add_argument("--json", action="store_true",
                           help="print {extracted, skipped, failed, seconds, store} as JSON")
@@ -167,7 +165,7 @@ def _run_features(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from .features import default_sample_rate, extract_corpus, read_manifest
+    from .features import FeatureStore, default_sample_rate, extract_corpus, read_manifest
 
     rows = read_manifest(args.manifest)
     rate = args.sample_rate
@@ -195,17 +193,15 @@ def _run_features(args: argparse.Namespace) -> int:
         print(f"{summary.extracted} extracted, {summary.skipped} skipped (already in the store), "
               f"{summary.failed} failed, in {summary.seconds:.1f} s -> {summary.store}")
     if summary.failed:
-        _show_failures(summary, started)
+        _show_failures(FeatureStore(args.store, extractor), summary, started)
     return EXIT_BAD_INPUT if summary.failed else 0
 
 
-def _show_failures(summary, since: float, shown: int = 20) -> None:
+def _show_failures(store, summary, since: float, shown: int = 20) -> None:
     """Each file that failed in this run, with its reason (the first ``shown``), then where they all are."""
     import pyarrow.compute as pc
 
-    from .features import FeatureStore
-
-    errors = FeatureStore.errors_at(summary.store)
+    errors = store.errors()
     recent = errors.filter(pc.greater_equal(errors.column("time").cast("int64"), int(since))).to_pylist()
     for error in recent[:shown]:
         print(f"cadence features: {error['error']}", file=sys.stderr)
@@ -224,8 +220,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                     "every tenth train file), and stopped after --patience epochs without improvement, keeping "
                     "the best model. logreg is fitted in one go.")
     t = lambda name: default(TrainSettings, name)  # noqa: E731
-    train.add_argument("--store", required=True, metavar="DIR", help="the feature store (or the folder holding it)")
-    train.add_argument("--classifier", choices=("logreg", "mlp"), default=t("classifier"), help="default %(default)s")
+    _add_store_and_classifier(train)
     train.add_argument("--l2", type=float, default=None, dest="l2_penalty",
                        help="L2 penalty per example (default: logreg chooses it on the validation rows, the "
                             "strongest within one standard error of the best, and says which; mlp takes 0.001)")
@@ -250,7 +245,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                        help="mlp: share of hidden units dropped at each training step, 0..<1 (default %(default)s)")
     train.add_argument("--tolerance", type=float, default=t("early_stopping_tolerance"),
                        dest="early_stopping_tolerance",
-                       help="mlp: validation accuracy an epoch must gain over the best to count as better "
+                       help="mlp: how much an epoch must lower the best validation loss to count as better "
                             "(default %(default)s)")
     train.add_argument("--model", default="model.safetensors", metavar="OUT",
                        help="where to write the model, exactly this file, in safetensors with the extractor's "
@@ -386,8 +381,7 @@ def _add_tune(commands: argparse._SubParsersAction) -> None:
                     "table of every trial. Each trial is exactly a 'cadence train' with its settings. Default "
                     f"grids: logreg {DEFAULT_GRIDS['logreg']}; mlp {DEFAULT_GRIDS['mlp']}.")
     t = lambda name: default(TrainSettings, name)  # noqa: E731
-    tune.add_argument("--store", required=True, metavar="DIR", help="the feature store (or the folder holding it)")
-    tune.add_argument("--classifier", choices=("logreg", "mlp"), default=t("classifier"), help="default %(default)s")
+    _add_store_and_classifier(tune)
     tune.add_argument("--l2", type=float, nargs="+", metavar="X", dest="l2_penalty",
                       help="L2 penalties per example to try")
     tune.add_argument("--hidden", type=_widths, nargs="+", metavar="N[xN...]", dest="hidden_unit_counts",
@@ -403,8 +397,7 @@ def _add_tune(commands: argparse._SubParsersAction) -> None:
     tune.add_argument("--seed", type=int, default=t("seed"), help="default %(default)s")
     tune.add_argument("--model", default="best.safetensors", metavar="OUT",
                       help="where the best trial's model goes (default %(default)s)")
-    tune.add_argument("--address", metavar="ADDR", default=None,
-                      help="join the Ray cluster at ADDR (default: $RAY_ADDRESS, else start Ray locally)")
+    _add_address(tune)
     tune.add_argument("--json", action="store_true", help="print the trials and the best as JSON")
     tune.set_defaults(run=_run_tune)
 
@@ -551,6 +544,17 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
                           help="where to write the corpus and store (default: a temporary folder, removed)")
     _add_bench_options(features, "fsdd/recordings/")
     features.set_defaults(run=_run_bench_features)
+
+
+def _add_address(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", metavar="ADDR", default=None,
+                        help="join the Ray cluster at ADDR (default: $RAY_ADDRESS, else start Ray locally)")
+
+
+def _add_store_and_classifier(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", required=True, metavar="DIR", help="the feature store (or the folder holding it)")
+    parser.add_argument("--classifier", choices=("logreg", "mlp"), default=default(TrainSettings, "classifier"),
+                        help="default %(default)s")
 
 
 def _add_bench_options(parser: argparse.ArgumentParser, holding: str) -> None:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from cadence.pipelines.drawing import write_annotated
 from cadence.pipelines.errors import CadenceError, InputError
-from cadence.pipelines.files import check_folder_exists, replaced_atomically
+from cadence.pipelines.files import check_folder_exists, write_parquet_atomically
 from cadence.pipelines.repetitions import CountResult, CountUpdate, RepetitionCounting
 from cadence.pipelines.video import is_camera, open_source
 
@@ -58,9 +58,8 @@ class _PartialParquet:
 
     def flush(self) -> None:
         if self._rows:
-            part = self.parts / f"part-{self._written:06d}.parquet"
-            with replaced_atomically(part) as hidden:
-                pq.write_table(pa.Table.from_pylist(self._rows, schema=self.schema), hidden)
+            write_parquet_atomically(pa.Table.from_pylist(self._rows, schema=self.schema),
+                                     self.parts / f"part-{self._written:06d}.parquet")
             self._written += 1
             self._rows = []
 
@@ -69,8 +68,7 @@ class _PartialParquet:
         files = sorted(self.parts.glob("part-*.parquet"))
         table = pa.concat_tables([pq.read_table(f, schema=self.schema) for f in files]) if files \
             else self.schema.empty_table()
-        with replaced_atomically(self.path) as hidden:
-            pq.write_table(table, hidden)
+        write_parquet_atomically(table, self.path)
         for f in files:
             f.unlink()
         self.parts.rmdir()

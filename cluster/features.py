@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from cadence.pipelines.audio import AudioFeaturePrint, clip_vector
 from cadence.pipelines.errors import CadenceError, InputError
-from cadence.pipelines.files import replaced_atomically, write_bytes_atomically
+from cadence.pipelines.files import write_bytes_atomically, write_parquet_atomically
 
 CLIP = -1  # window_index of the row that pools a whole file's windows
 
@@ -179,9 +179,9 @@ class FeatureStore:
         key = hashlib.sha256("".join(sorted(set(rows.column("content_hash").to_pylist() +
                                                 errors.column("path").to_pylist()))).encode()).hexdigest()[:24]
         if rows.num_rows:
-            _atomic_parquet(rows, self.path / f"part-{key}.parquet")
+            write_parquet_atomically(rows, self.path / f"part-{key}.parquet")
         if errors.num_rows:
-            _atomic_parquet(errors, self.path / f"errors-{key}.parquet")
+            write_parquet_atomically(errors, self.path / f"errors-{key}.parquet")
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[FeatureStore]:
@@ -217,7 +217,7 @@ class FeatureStore:
         table = pa.table({"content_hash": list(seen), "path": [r.path for r in seen.values()],
                           "label": [r.label for r in seen.values()], "split": [r.split for r in seen.values()]},
                          schema=LABELS)
-        _atomic_parquet(table, self.path / "labels.parquet")
+        write_parquet_atomically(table, self.path / "labels.parquet")
         self._labels = None
 
     def labels(self) -> dict[str, tuple[str, str, str]] | None:
@@ -303,17 +303,6 @@ class FeatureStore:
     def errors(self) -> pa.Table:
         return ds.dataset(self._parts("errors"), schema=ERRORS, format="parquet").to_table()
 
-    @staticmethod
-    def errors_at(store_path: str | os.PathLike) -> pa.Table:
-        """The errors table of the store folder at ``store_path``."""
-        parts = sorted(str(p) for p in Path(store_path).glob("errors-*.parquet"))
-        return ds.dataset(parts, schema=ERRORS, format="parquet").to_table()
-
-
-def _atomic_parquet(table: pa.Table, path: Path) -> None:
-    with replaced_atomically(path) as hidden:
-        pq.write_table(table, hidden)
-
 
 def extract_files(rows: Sequence[tuple[ManifestRow, str]], extractor: AudioFeaturePrint) -> tuple[pa.Table, pa.Table]:
     """Feature rows (every window, then the clip) of each file, and an error row per bad file."""
@@ -389,7 +378,7 @@ class HashCache:
         table = pa.table({"path": [k[0] for k in keys], "size": [k[1] for k in keys],
                           "mtime_ns": [k[2] for k in keys], "content_hash": list(self.known.values())},
                          schema=self.SCHEMA)
-        _atomic_parquet(table, self.file)
+        write_parquet_atomically(table, self.file)
 
 
 def plan(manifest_rows: Sequence[ManifestRow], store: FeatureStore, cache: HashCache | None = None,

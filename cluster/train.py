@@ -21,7 +21,7 @@ import pyarrow as pa
 from cadence.pipelines import modelfile
 from cadence.pipelines.audio import AudioFeaturePrint, clip_vector
 from cadence.pipelines.classifiers import (Classification, ClassifierModel, FullyConnectedNetworkClassifier,
-                                           LogisticRegressionClassifier, TrainingProgress, validation)
+                                           LogisticRegressionClassifier, TrainingProgress, scored)
 from cadence.pipelines.errors import InputError
 from cadence.pipelines.events import EventHandler
 
@@ -120,11 +120,14 @@ class _Rows:
 
     def __init__(self, store: FeatureStore, level: str):
         self.store, self.level = store, level
-        self.has_val = store.count_rows("val", level) > 0
-        self.train_rows = store.count_rows("train", level)
-        if self.train_rows == 0:
+        self.has_val = self._any("val")
+        if not self._any("train"):
             raise StoreError(store.path, "holds no training rows", "add files with split train (or no split) and "
                                                                    "run cadence features again")
+
+    def _any(self, split: str) -> bool:
+        """Whether the split holds a row (reading no further than the first batch that has one)."""
+        return next(self.store.iter_batches(1 << 16, split, self.level, ["content_hash"]), None) is not None
 
     @staticmethod
     def _held(batch: pa.RecordBatch) -> np.ndarray:
@@ -190,16 +193,7 @@ class _Rows:
 
     def matrix(self, name: str, chunk: int) -> tuple[np.ndarray, np.ndarray]:
         parts = list(self.chunks(name, chunk))
-        if not parts:
-            return np.zeros((0, 0), np.float32), np.array([], str)
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-    def accuracy(self, model: ClassifierModel, name: str, chunk: int) -> float | None:
-        right = total = 0
-        for x, y in self.chunks(name, chunk):
-            right += int((model.predicted(x) == y).sum())
-            total += len(y)
-        return right / total if total else None
+        return self._joined(parts) if parts else (np.zeros((0, 0), np.float32), np.array([], str))
 
 
 def _identity(settings: TrainSettings, store: FeatureStore) -> dict:
@@ -218,7 +212,8 @@ def train(store: FeatureStore, settings: TrainSettings, event_handler: EventHand
         result = _train_in_one_go(rows, estimator, settings)
     else:
         result = _train_in_chunks(rows, estimator, settings, event_handler)
-    result.test_accuracy = rows.accuracy(result.model, "test", settings.chunk_size)
+    tested = scored(result.model, rows.chunks("test", settings.chunk_size))
+    result.test_accuracy = None if tested is None else tested.accuracy
     result.seconds = time.perf_counter() - started
     return result
 
@@ -232,7 +227,7 @@ def _train_in_one_go(rows: _Rows, estimator: LogisticRegressionClassifier, setti
     model = estimator.fitted_arrays(x, y, held if len(held[1]) else None)
     result = TrainResult(model, epochs=1, best_epoch=1)
     result.rows_per_second = len(y) / (time.perf_counter() - started)
-    checked = validation(model, rows.chunks("val", settings.chunk_size))
+    checked = scored(model, [held])
     if checked is not None:
         result.validation_accuracy, result.validation_loss = checked.accuracy, checked.loss
     return result
@@ -263,7 +258,7 @@ def _train_in_chunks(rows: _Rows, estimator: FullyConnectedNetworkClassifier, se
             modelfile.save(checkpoint, {"model": model, "best": best},
                            {"identity": identity, "progress": asdict(progress)})
 
-    best, progress = estimator.train(model, chunks, lambda m: validation(m, rows.chunks("val", settings.chunk_size)),
+    best, progress = estimator.train(model, chunks, lambda m: scored(m, rows.chunks("val", settings.chunk_size)),
                                      progress, best, event_handler, save_checkpoint)
     record = progress.history[progress.best_epoch - 1] if progress.best_epoch else {}
     return TrainResult(best, progress.epoch, progress.best_epoch, record.get("validation_accuracy"),
@@ -393,13 +388,14 @@ class FilePrediction:
     windows: list[WindowPrediction] = field(default_factory=list)
 
     def summary(self, path: str) -> dict:
-        c = self.classification
-        record = {"file": path, "label": c.label, "probability": round(c.probability, 4),
-                  "probabilities": {k: round(v, 4) for k, v in c.probabilities.items()}}
+        record = {"file": path, **_shown(self.classification)}
         if self.windows:
             record["windows"] = [{"index": w.index, "start_time": round(w.start_time, 3),
-                                  "end_time": round(w.end_time, 3), "label": w.classification.label,
-                                  "probability": round(w.classification.probability, 4),
-                                  "probabilities": {k: round(v, 4) for k, v in w.classification.probabilities.items()}}
+                                  "end_time": round(w.end_time, 3), **_shown(w.classification)}
                                  for w in self.windows]
         return record
+
+
+def _shown(c: Classification) -> dict:
+    return {"label": c.label, "probability": round(c.probability, 4),
+            "probabilities": {k: round(v, 4) for k, v in c.probabilities.items()}}

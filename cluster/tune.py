@@ -14,15 +14,16 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import sys
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cadence.pipelines.errors import CadenceError
+from cadence.pipelines.files import write_bytes_atomically
 
 from .train import TrainSettings, open_store, save_model, train
 
@@ -58,7 +59,6 @@ class TuneResult:
     model: str
     seconds: float
     cpus: int = 0
-    grid: dict = field(default_factory=dict)
 
 
 def grid(classifier: str, given: dict[str, list]) -> list[dict]:
@@ -79,8 +79,7 @@ def _run_trial(store_path: str, base: dict, out_dir: str, config: dict) -> dict:
     started = time.perf_counter()
     with threadpool_limits(1):  # one CPU per trial: BLAS threads would fight the other trials for the cores
         result = train(store, settings)
-    name = "-".join(f"{k}={'x'.join(map(str, v)) if isinstance(v, (tuple, list)) else v}"
-                    for k, v in sorted(config.items()))
+    name = "-".join(f"{k}={_setting(v)}" for k, v in sorted(config.items()))
     path = save_model(Path(out_dir) / f"{name}.safetensors", result, store, settings)
     return {"validation_accuracy": result.validation_accuracy, "validation_loss": result.validation_loss,
             "test_accuracy": result.test_accuracy, "epochs": result.epochs,
@@ -95,8 +94,7 @@ def tune(store_path: str | os.PathLike, base: TrainSettings, given: dict[str, li
 
     store = open_store(store_path)  # a bad store is refused before any trial starts
     configs = grid(base.classifier, given)
-    base_settings = {k: v for k, v in asdict(replace(base, checkpoint_dir=None, resume=False)).items()
-                     if k not in SEARCHED}
+    base_settings = _unsearched(base)
     work = Path(tempfile.mkdtemp(prefix="cadence-tune-"))
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's classic output, which verbose=0 silences
     started = time.perf_counter()
@@ -130,10 +128,9 @@ def tune(store_path: str | os.PathLike, base: TrainSettings, given: dict[str, li
         best = trials[0]
         if best.error:
             raise CadenceError(f"every trial failed; the first: {best.error}")
-        shutil.copyfile(best.model, Path(model_path).with_name(Path(model_path).name + ".partial"))
-        os.replace(Path(model_path).with_name(Path(model_path).name + ".partial"), model_path)
+        write_bytes_atomically(model_path, Path(best.model).read_bytes())
         return TuneResult(trials, best, str(model_path), time.perf_counter() - started,
-                          int(ray.cluster_resources().get("CPU", 0)), {k: v for k, v in configs[0].items()})
+                          int(ray.cluster_resources().get("CPU", 0)))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -150,8 +147,7 @@ def trial_table(result: TuneResult) -> str:
     header = [*names, "val acc", "val loss", "test acc", "epochs", "seconds"]
     rows = []
     for t in result.trials:
-        shown = [("x".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)) for v in
-                 (t.settings.get(n, "") for n in names)]
+        shown = [_setting(t.settings.get(n, "")) for n in names]
         if t.error:
             rows.append(shown + [f"failed: {t.error}", "", "", "", ""])
             continue
@@ -161,6 +157,15 @@ def trial_table(result: TuneResult) -> str:
     lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
     return "\n".join(lines)
+
+
+def _unsearched(settings: TrainSettings) -> dict:
+    """The settings every trial shares (a trial neither checkpoints nor resumes)."""
+    return {k: v for k, v in asdict(settings).items() if k not in (*SEARCHED, "checkpoint_dir", "resume")}
+
+
+def _setting(value: object) -> str:
+    return "x".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def _figure(value: float | None) -> str:
@@ -173,22 +178,17 @@ def bench_tune(fsdd: Path, classifier: str, address: str | None, work: Path) -> 
     model."""
     from cadence.pipelines.modelfile import load
 
+    from .benchmarks import fsdd_manifest
     from .connect import connected
     from .features import extract_corpus
 
-    manifest = work / "fsdd.csv"
-    files = sorted(fsdd.resolve().glob("*.wav"))  # absolute: the manifest's paths are read relative to its folder
-    manifest.write_text("path,label,split\n" + "".join(
-        f"{f},{f.stem.split('_')[0]},{'test' if int(f.stem.split('_')[2]) < 5 else 'train'}\n" for f in files))
-    summary = extract_corpus(manifest, work / "store", use_ray=False)
+    summary = extract_corpus(fsdd_manifest(fsdd, work / "fsdd.csv"), work / "store", use_ray=False)
     base = TrainSettings(classifier=classifier)
     with connected(address) as cluster:
         parallel = tune(summary.store, base, {}, work / "best-tune.safetensors")
-    base_settings = {k: v for k, v in asdict(base).items() if k not in SEARCHED}
     (work / "sequential").mkdir()
     started = time.perf_counter()
-    sequential = [Trial(config, **{k: v for k, v in _run_trial(summary.store, base_settings, str(work / "sequential"),
-                                                               config).items()})
+    sequential = [Trial(config, **_run_trial(summary.store, _unsearched(base), str(work / "sequential"), config))
                   for config in grid(classifier, {})]
     seconds = time.perf_counter() - started
     best = sorted(sequential, key=Trial.rank)[0]

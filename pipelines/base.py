@@ -272,7 +272,7 @@ class ComposedEstimator(Estimator):
         if isinstance(self.first, Estimator):
             raise TypeError(f"{self!r}: preprocessed() needs a transformer before the estimator, "
                             "not an estimator; fit it first")
-        return [AnnotatedFeature(_apply(self.first, d.feature), d.annotation) for d in data]
+        return _preprocessed(self.first, data)
 
     def fitted_to_preprocessed(self, data: Iterable[AnnotatedFeature], event_handler: EventHandler | None = None,
                                validate_on: Iterable[AnnotatedFeature] | None = None) -> Transformer:
@@ -287,9 +287,9 @@ class ComposedEstimator(Estimator):
         Create ML's ``fitted(to:validateOn:)``."""
         data = list(data)
         first = self.first.fitted(data, event_handler) if isinstance(self.first, Estimator) else self.first
-        features = [AnnotatedFeature(_apply(first, d.feature), d.annotation) for d in data]
+        features = _preprocessed(first, data)
         if validate_on is not None:
-            validate_on = [AnnotatedFeature(_apply(first, d.feature), d.annotation) for d in validate_on]
+            validate_on = _preprocessed(first, validate_on)
         second = self.second
         if isinstance(second, Estimator):
             second = self._fit_second(features, event_handler, validate_on)
@@ -315,8 +315,7 @@ class ComposedEstimator(Estimator):
         of raw input, or of features :meth:`preprocessed` already made; returns what the
         estimator's ``update`` returns (the mean loss)."""
         inner = model.model if isinstance(model, StreamClassifier) else _steps(model)[-1]
-        batch = [d if _is_preprocessed(d.feature) else AnnotatedFeature(_apply(self.first, d.feature), d.annotation)
-                 for d in batch]
+        batch = [d if _is_preprocessed(d.feature) else _preprocessed(self.first, [d])[0] for d in batch]
         return self.second.update(inner, batch)
 
     @staticmethod
@@ -327,6 +326,11 @@ class ComposedEstimator(Estimator):
 
     def __repr__(self) -> str:
         return f"{self.first!r} | {self.second!r}"
+
+
+def _preprocessed(first: Component, data: Iterable[AnnotatedFeature]) -> list[AnnotatedFeature]:
+    """The examples with ``first`` applied to their features."""
+    return [AnnotatedFeature(_apply(first, d.feature), d.annotation) for d in data]
 
 
 def _is_preprocessed(feature: Any) -> bool:

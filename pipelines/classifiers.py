@@ -145,9 +145,9 @@ class ClassifierModel(Transformer):
     __hash__ = None  # type: ignore[assignment]
 
 
-def _forward(model: ClassifierModel, x: np.ndarray, dropout: Callable[[int, np.ndarray], np.ndarray] | None = None,
+def _forward(model: ClassifierModel, x: np.ndarray, dropout: Callable[[np.ndarray], np.ndarray] | None = None,
              ) -> list[np.ndarray]:
-    """Activations of every layer; the last is the softmax.  ``dropout(layer, h)`` gives the mask
+    """Activations of every layer; the last is the softmax.  ``dropout(h)`` gives the mask
     (already scaled by 1 / (1 - p)) applied to each hidden layer's output while training."""
     h = (np.asarray(x, np.float32) - model.mean) / model.scale
     outputs = [h]
@@ -156,7 +156,7 @@ def _forward(model: ClassifierModel, x: np.ndarray, dropout: Callable[[int, np.n
         if i < len(model.weights) - 1:
             h = np.maximum(h, 0.0)
             if dropout is not None:
-                h = h * dropout(i, h)
+                h = h * dropout(h)
         outputs.append(h)
     z = outputs[-1] - outputs[-1].max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -226,8 +226,8 @@ class _NetworkEstimator(Estimator):
             raise ValueError(f"{type(self).__name__}: the model was updated with feature vectors of "
                              f"{len(model.mean)} values, these have {dimension}")
         new = sorted(set(labels) - set(model.classes))
+        model.classes = model.classes + new
         if not model.weights:
-            model.classes = sorted(set(model.classes) | set(new)) if not model.classes else model.classes + new
             sizes = [dimension, *self._hidden(), len(model.classes)]
             rng = np.random.default_rng(self.random_seed)
             model.weights = [(rng.standard_normal((a, b)) * np.sqrt(2.0 / a)).astype(np.float32)
@@ -238,7 +238,6 @@ class _NetworkEstimator(Estimator):
             state.v = [np.zeros_like(a) for a in model.weights + model.biases]
             return
         if new:
-            model.classes = model.classes + new
             last = len(model.weights) - 1
             model.weights[last] = np.hstack([model.weights[last], np.zeros((model.weights[last].shape[0], len(new)),
                                                                             np.float32)])
@@ -253,8 +252,9 @@ class _NetworkEstimator(Estimator):
         dropout = None
         if p_drop > 0:
             rng = np.random.default_rng([self.random_seed, state.step, 1])
-            dropout = lambda _, h: (rng.random(h.shape) >= p_drop).astype(np.float32) / (1 - p_drop)  # noqa: E731
+            dropout = lambda h: (rng.random(h.shape) >= p_drop).astype(np.float32) / (1 - p_drop)  # noqa: E731
         activations = _forward(model, x, dropout)
+        kept = np.float32(1.0 / (1 - p_drop))  # a kept unit's gradient is scaled as its output was
         p = activations[-1]
         loss = float(-np.log(p[np.arange(len(y)), y] + 1e-12).mean())
         delta = p.copy()
@@ -265,10 +265,8 @@ class _NetworkEstimator(Estimator):
         for layer in range(len(model.weights) - 1, -1, -1):
             grads_w.append(activations[layer].T @ delta + penalty * model.weights[layer])
             grads_b.append(delta.sum(axis=0))
-            if layer:  # through the ReLU and the dropout mask (zero where either zeroed the unit)
-                delta = (delta @ model.weights[layer].T) * (activations[layer] > 0)
-                if dropout is not None:
-                    delta *= np.where(activations[layer] > 0, 1.0 / (1 - p_drop), 0.0).astype(np.float32)
+            if layer:  # through the ReLU and the dropout mask: zero where either zeroed the unit
+                delta = (delta @ model.weights[layer].T) * np.where(activations[layer] > 0, kept, np.float32(0))
         _adam(state, model.weights + model.biases, grads_w[::-1] + grads_b[::-1], self.learning_rate)
         return loss
 
@@ -280,7 +278,7 @@ class _NetworkEstimator(Estimator):
         x, y = as_matrix(data)
         (x, y), (xv, yv) = split_validation(x, y, validate_on, self.random_seed)
         model = self.make_transformer(check_labels(self, y))
-        best, _ = self.train(model, lambda epoch: [(x, y)], lambda m: validation(m, [(xv, yv)]),
+        best, _ = self.train(model, lambda epoch: [(x, y)], lambda m: scored(m, [(xv, yv)]),
                              event_handler=event_handler)
         return best
 
@@ -375,17 +373,13 @@ def split_validation(x: np.ndarray, y: np.ndarray, validate_on: Iterable[Annotat
     return (x[~held], y[~held]), (x[held], y[held])
 
 
-def accuracy(model: ClassifierModel, x: np.ndarray, y: np.ndarray) -> float | None:
-    return float((model.predicted(x) == y).mean()) if len(y) else None
-
-
 @dataclass(frozen=True)
 class Validation:
     accuracy: float
     loss: float  # mean cross-entropy
 
 
-def validation(model: ClassifierModel, chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> Validation | None:
+def scored(model: ClassifierModel, chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> Validation | None:
     """Accuracy and mean cross-entropy over the chunks; None without rows.  A label the model has
     not seen counts as wrong, with the loss of a probability of 1e-12."""
     right, loss, total = 0, 0.0, 0
@@ -512,7 +506,7 @@ class LogisticRegressionClassifier(_NetworkEstimator):
         xv, yv = validation
         if not len(yv):
             raise ValueError(f"{self!r}: too few examples to hold some back for choosing l2_penalty; give one")
-        scores = {l2: accuracy(self._solve(x, y, l2), xv, yv) for l2 in L2_CHOICES}
+        scores = {l2: scored(self._solve(x, y, l2), [(xv, yv)]).accuracy for l2 in L2_CHOICES}
         best = max(scores.values())
         error = np.sqrt(best * (1 - best) / len(yv))
         return max(l2 for l2, score in scores.items() if score >= best - error), scores

@@ -21,7 +21,7 @@ import numpy as np
 
 from .classifiers import ClassifierModel
 from .errors import InputError
-from .files import replaced_atomically
+from .files import write_bytes_atomically
 
 OPSET = 17
 FORMATS = ("onnx", "coreml")
@@ -76,8 +76,7 @@ def export(model: ClassifierModel, path: str | os.PathLike, format: str = "onnx"
         data = _coreml_bytes(model, metadata)
     else:
         raise InputError(format, "is not an export format", f"choose one of {', '.join(FORMATS)}")
-    with replaced_atomically(path) as hidden, open(hidden, "wb") as f:
-        f.write(data)
+    write_bytes_atomically(path, data)
     return path
 
 

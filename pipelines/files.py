@@ -37,6 +37,14 @@ def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> None:
         hidden.write_bytes(data)
 
 
+def write_parquet_atomically(table, path: str | os.PathLike) -> None:
+    """Write a pyarrow table as one Parquet file that readers only ever see whole."""
+    import pyarrow.parquet as pq
+
+    with replaced_atomically(path) as hidden:
+        pq.write_table(table, hidden)
+
+
 def check_folder_exists(path: str | os.PathLike, option: str) -> None:
     """Refuse, before any work, an output ``path`` whose folder does not exist (``option`` names it)."""
     from .errors import InputError

@@ -29,7 +29,7 @@ import numpy as np
 
 from .classifiers import ClassifierModel, TrainingState
 from .errors import ModelFileError
-from .files import replaced_atomically
+from .files import write_bytes_atomically
 
 FORMAT = "cadence-model"
 VERSION = 2  # 1 was an .npz layout
@@ -72,8 +72,7 @@ def save(path: str | os.PathLike, models: dict[str, ClassifierModel], extra: dic
     for name, model in models.items():
         tensors.update(_tensors(model, f"{name}/"))
     data = serialise(tensors, metadata={"format": FORMAT, "cadence": json.dumps(header)})
-    with replaced_atomically(path) as hidden, open(hidden, "wb") as f:
-        f.write(data)
+    write_bytes_atomically(path, data)
     return path
 
 

@@ -219,9 +219,8 @@ class ConcatenatedStream(_ThreadedAsyncIteration):
         for stream in self.streams:
             for frame in stream.frames(max(0, start - index)):
                 yield replace(frame, index=index + frame.index, timestamp=offset + frame.timestamp)
-            decoded = stream.decoded
-            index += decoded
-            offset += (decoded - 1) / stream.fps + 1.0 / stream.fps if decoded else 1.0 / stream.fps
+            index += stream.decoded
+            offset += max(stream.decoded, 1) / stream.fps  # the last frame's time, plus one frame
 
 
 def concatenate(*paths: str | os.PathLike) -> ConcatenatedStream:

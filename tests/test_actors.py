@@ -102,18 +102,22 @@ def test_order_is_kept_with_a_pool_of_two_pose_actors(local_ray):
     assert [u.count for u in updates] == pytest.approx(counts, abs=1e-9)
 
 
+def _before_push(session, before):
+    """The session, with ``before(window)`` run ahead of each push."""
+    push = session.push
+
+    def pushed(window):
+        before(window)
+        return push(window)
+    session.push = pushed
+    return session
+
+
 class SlowCounter(HumanBodyActionCounter):
     """The real counter, slowed down: a consumer that cannot keep up."""
 
     def session(self):
-        real = super().session()
-        push = real.push
-
-        def slow_push(window):
-            time.sleep(0.3)
-            return push(window)
-        real.push = slow_push
-        return real
+        return _before_push(super().session(), lambda window: time.sleep(0.3))
 
 
 def test_a_slow_consumer_holds_the_capture_back(local_ray):
@@ -204,17 +208,14 @@ class DeadlyCounter(HumanBodyActionCounter):
     (as a native library crashing on some input would): every restart dies on it again."""
 
     def session(self):
-        real = super().session()
-        push = real.push
+        return _before_push(super().session(), _die_past_frame_60)
 
-        def deadly_push(window):
-            if window.stop > 60:
-                import os
 
-                os._exit(1)
-            return push(window)
-        real.push = deadly_push
-        return real
+def _die_past_frame_60(window) -> None:
+    if window.stop > 60:
+        import os
+
+        os._exit(1)
 
 
 def test_hosts_killed_many_times_each_after_progress_are_survived(local_ray):
