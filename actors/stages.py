@@ -27,10 +27,11 @@ import numpy as np
 import pyarrow as pa
 import ray
 
+from cadence.pipelines.drawing import preview_jpeg
 from cadence.pipelines.pose import HumanBodyPoseExtractor
 from cadence.pipelines.repetitions import FeedCounting
 from cadence.pipelines.base import TemporalSession
-from cadence.pipelines.video import Frame, LiveStream, Source, open_source
+from cadence.pipelines.video import Frame, LiveStream, Source, is_camera, open_source
 
 from . import schemas
 
@@ -61,7 +62,7 @@ class CaptureHost:
         """Open the feed's source (a typed error names a bad one); a file feed resumed after a
         restart skips to frame ``start``.  Returns its frame rate and frame count (0: unknown)."""
         self.close(feed)
-        stream = open_source(source, live, capacity=self.batch_size)
+        stream = open_source(source, live, capacity=self.batch_size, start=0 if is_camera(source) else start)
         # a file skips to the frame without converting the ones before
         frames = iter(stream) if isinstance(stream, LiveStream) else stream.frames(start)
         self.feeds[feed] = (stream, frames)
@@ -110,6 +111,15 @@ class PoseExtraction:
     def extract(self, frames: pa.RecordBatch) -> pa.RecordBatch:
         people = [self.extractor.applied(frame) for frame in schemas.batch_to_frames(frames)]
         return schemas.people_to_batch(frames, people)
+
+    @ray.method(num_returns=2)
+    def extract_with_preview(self, frames: pa.RecordBatch) -> tuple[pa.RecordBatch, bytes]:
+        """As :meth:`extract`, and a JPEG of the batch's last frame with everyone's skeleton drawn
+        (for a live page; the frames are here already, so the preview costs no transfer)."""
+        decoded = schemas.batch_to_frames(frames)
+        people = [self.extractor.applied(frame) for frame in decoded]
+        preview = preview_jpeg(decoded[-1].image, people[-1]) if decoded else b""
+        return schemas.people_to_batch(frames, people), preview
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)

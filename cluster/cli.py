@@ -132,6 +132,37 @@ def _run_count(args: argparse.Namespace) -> int:
     return 0 if count_sources(args) else EXIT_BAD_INPUT
 
 
+# -- cadence serve --------------------------------------------------------------------------------
+def _add_serve(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser(
+        "serve", help="a long-running counting service for many cameras, with an HTTP API and a live page",
+        description="Count repetitions on feeds added and removed over HTTP while it runs (cameras, stream "
+                    "URLs, files), on the same Ray actor pipeline as `cadence count`. Live sources that drop "
+                    "are reopened with backoff; every count goes to a store, and a restart on the same store "
+                    "brings back the feeds that were running. Open http://HOST:PORT/ for the live page and "
+                    "/docs for the API.",
+        epilog="Example: cadence serve --store counts/ & then curl -X POST localhost:8000/feeds "
+               "-H 'Content-Type: application/json' -d '{\"source\": \"rtsp://camera/stream\"}'")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default %(default)s; any other needs a token)")
+    serve.add_argument("--port", type=int, default=8000, help="default %(default)s")
+    serve.add_argument("--store", metavar="DIR", default="cadence-serve",
+                       help="folder of the store (counts.sqlite; created if missing; default %(default)s)")
+    serve.add_argument("--token", default=os.environ.get("CADENCE_TOKEN"),
+                       help="require this token on every request (default: $CADENCE_TOKEN)")
+    _add_address(serve)
+    serve.add_argument("--pose-actors", type=positive, default=None, metavar="N",
+                       help="pose extraction actors shared by the feeds (default: one per CPU of the cluster)")
+    serve.set_defaults(run=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    serve(args.host, args.port, args.store, args.address, args.token, args.pose_actors)
+    return 0
+
+
 # -- cadence features -----------------------------------------------------------------------------
 def _add_features(commands: argparse._SubParsersAction) -> None:
     features = commands.add_parser(
@@ -676,7 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "extract audio features of large corpora and train classifiers on them.")
     parser.add_argument("--verbose", action="store_true", help="keep MediaPipe's native log output on stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_count, _add_features, _add_train, _add_tune, _add_evaluate, _add_predict, _add_export,
+    for add in (_add_count, _add_serve, _add_features, _add_train, _add_tune, _add_evaluate, _add_predict, _add_export,
                 _add_bench):
         add(commands)
     return parser

@@ -44,6 +44,8 @@ from cadence.pipelines.video import Source
 MAX_RECOVERIES = 5  # per feed: hosts that die this many times in a row with no progress between, and
 STALL_SECONDS = 30.0  # go on dying for this long without it, fail the feed (a source that kills them)
 CAPTURE_THREADS = 4  # feeds a capture host reads at once
+LIVE_TIMEOUT = 10.0  # seconds without a frame after which a live source counts as dropped
+BACKOFF = (1.0, 30.0)  # reopening a dropped live source: first wait, doubling up to the second
 
 
 @dataclass
@@ -57,11 +59,14 @@ class PipelineSettings:
     feeds_per_host: int = 32  # feeds read by one capture host and counted by one counting host
     frame_batches: int | None = None  # frame batches in flight over all feeds: 2 per pose actor, +2
     stall_seconds: float = STALL_SECONDS  # see MAX_RECOVERIES
+    reconnect: bool = False  # live feeds: reopen a source that stops delivering (the service's cameras)
+    live_timeout: float = LIVE_TIMEOUT  # a live source silent this long has stopped delivering
+    preview_seconds: float | None = None  # keep a JPEG of a recent frame per feed this often (a live page)
 
-    def queue(self) -> int:
-        """Live feeds keep short queues: when the pool falls behind, frames are better dropped at
-        capture than left to wait (latency)."""
-        return self.queue_size or (2 if self.job.live else 4)
+    def queue(self, live: bool | None = None) -> int:
+        """Per feed and stage, in batches.  Live feeds keep short queues: when the pool falls
+        behind, frames are better dropped at capture than left to wait (latency)."""
+        return self.queue_size or (2 if (self.job.live if live is None else live) else 4)
 
 
 _ACTOR_LOST = (RayActorError, ActorUnavailableError)
@@ -105,39 +110,73 @@ class _Entry:
     pose_actor: int = -1
     counts: ray.ObjectRef | None = None
     state: ray.ObjectRef | None = None  # the feed's session after this batch
+    last_index: int = -1  # the batch's last frame
+    preview: ray.ObjectRef | None = None  # a JPEG of its last frame with the people found drawn
     final: bool = False
 
 
 class _Feed:
-    """The driver's side of one feed: where its batches are, and its result."""
+    """The driver's side of one feed: where its batches are, and its result.
 
-    def __init__(self, name: str, source: Source, settings: PipelineSettings, capture, counter, pool: ActorPool):
-        self.name, self.source, self.live = name, source, settings.job.live
-        self.capture, self.counter, self.pool = capture, counter, pool
-        self.counting_component = settings.job.feed_counting(name)
+    ``start`` and ``state`` resume a feed: its source from frame ``start`` (a file), its counting
+    session from a snapshot.  With ``settings.reconnect``, a live source that ends, fails or stays
+    silent for ``settings.live_timeout`` seconds once it has delivered is reopened with backoff
+    (``state`` is then ``reconnecting``) while its counting session, and so its count, carries on.
+    """
+
+    def __init__(self, name: str, source: Source, job: RepetitionCounting, settings: PipelineSettings,
+                 host: int, capture, counter, pool: ActorPool, start: int = 0, state: dict | None = None):
+        self.name, self.source, self.job, self.live = name, source, job, job.live
+        self.host, self.capture, self.counter, self.pool = host, capture, counter, pool
+        self.counting_component = job.feed_counting(name)
         self.result = CountResult(name, describe(source))
-        self.queue = settings.queue()
-        self.opening: ray.ObjectRef | None = capture.open.remote(name, source, self.live)
-        counter.open.remote(name, self.counting_component)
+        self.queue = settings.queue(job.live)
+        self.reconnect, self.live_timeout = settings.reconnect and job.live, settings.live_timeout
+        self.opening: ray.ObjectRef | None = capture.open.remote(name, source, self.live, start)
+        self.state: ray.ObjectRef | None = None  # the session after the last count batch received
+        if state is not None:
+            self.state = ray.put(state)
+            self.result.count = FeedCounting.tally(state).count
+        counter.open.remote(name, self.counting_component, self.state)
         self.reading: tuple[ray.ObjectRef, ray.ObjectRef] | None = None
         self.posing: BoundedQueue[_Entry] = BoundedQueue(self.queue, f"{name}: pose extraction")
         self.counting: BoundedQueue[_Entry] = BoundedQueue(self.queue, f"{name}: counting")
-        self.state: ray.ObjectRef | None = None  # the session after the last count batch received
-        self.next_index = 0
+        self.next_index = start
+        self.resume_index = start  # where the source resumes with the session in ``state``
         self.delivered = 0  # count batches received
         self.stalled = 0  # recoveries since the feed last moved on
         self.progress_mark = (0, 0)
         self.progress_time = time.monotonic()
         self.stall_seconds = settings.stall_seconds
         self.ended = self.finishing = self.done = False
+        self.has_delivered_frames = False  # a live source that never delivered fails instead of reconnecting
+        self.last_frames_at = time.monotonic()
+        self.reopen_at: float | None = None  # when a dropped live source is due to be reopened
+        self.backoff = BACKOFF[0]
+        self.down_since: float | None = None
+        self.dropped_before = 0  # frames dropped by earlier connections of a reconnected live source
+        self.reconnections = 0
+        self.downtime_seconds = 0.0
+        self.preview_seconds = settings.preview_seconds
+        self.preview: ray.ObjectRef | None = None  # the newest preview made
+        self.preview_asked = 0.0
         self.started = time.perf_counter()
+
+    @property
+    def status(self) -> str:
+        """``starting``, ``running``, ``reconnecting``, ``ended`` or ``failed``."""
+        if self.done:
+            return "failed" if self.result.error is not None else "ended"
+        if self.down_since is not None:
+            return "reconnecting"
+        return "running" if self.has_delivered_frames else "starting"
 
     # -- what the driver asks of a feed --------------------------------------------------------
     def frames_in_flight(self) -> int:
         return (self.reading is not None) + len(self.posing)
 
     def wants_frames(self) -> bool:
-        idle = self.opening is None and self.reading is None
+        idle = self.opening is None and self.reading is None and self.reopen_at is None
         return idle and not (self.done or self.ended) and self.frames_in_flight() < self.queue
 
     def read(self) -> None:
@@ -159,15 +198,21 @@ class _Feed:
                 self._take_frames(on_frames)
             self._take_poses(ready)
             self._take_counts(ready, deliver)
+            self._watch_live_source()
         except RayTaskError as e:  # a component raised (a bad source, say): the other feeds go on
             cause = getattr(e, "cause", None)
-            self.fail(cause if isinstance(cause, CadenceError) else CadenceError(f"{self.result.source}: {cause or e}"))
+            error = cause if isinstance(cause, CadenceError) else CadenceError(f"{self.result.source}: {cause or e}")
+            if self.reconnect and self.has_delivered_frames:
+                self._dropped(str(error))
+            else:
+                self.fail(error)
 
     # -- the hand-overs ------------------------------------------------------------------------
     def _opened(self) -> None:
         opened, self.opening = _fetch(self.opening), None
         if opened is _LOST:
             self._recover_capture()
+        self.last_frames_at = time.monotonic()
 
     def _take_frames(self, on_frames: Callable[[str, int], None] | None) -> None:
         (frames, meta_ref), self.reading = self.reading, None
@@ -175,21 +220,33 @@ class _Feed:
         if meta is _LOST:
             self._recover_capture()
             return
-        self.result.frames_dropped = max(self.result.frames_dropped, meta["dropped"])
+        self.result.frames_dropped = self.dropped_before + meta["dropped"]
         if meta["frames"]:
             self.result.frames += meta["frames"]
             self.next_index = meta["last_index"] + 1
-            poses, actor = self.pool.submit("extract", frames)
-            self.posing.put(_Entry(poses=poses, pose_actor=actor))
+            self.has_delivered_frames, self.last_frames_at = True, time.monotonic()
+            if self.down_since is not None:
+                self._back_up()
+            entry = _Entry(last_index=meta["last_index"])
+            if self.preview_seconds is not None and time.monotonic() - self.preview_asked >= self.preview_seconds:
+                self.preview_asked = time.monotonic()
+                (entry.poses, entry.preview), entry.pose_actor = self.pool.submit("extract_with_preview", frames)
+            else:
+                entry.poses, entry.pose_actor = self.pool.submit("extract", frames)
+            self.posing.put(entry)
             if on_frames is not None:
                 on_frames(self.name, meta["frames"])
-        self.ended = meta["end"]
         self.result.warnings += meta["warnings"]
+        if meta["end"] and self.reconnect:
+            self._dropped("the source stopped delivering")
+        else:
+            self.ended = meta["end"]
 
     def _take_poses(self, ready: set) -> None:
         while self.posing and not self.counting.full() and self.posing.head().poses in ready:
             entry = self.posing.pop()
             self.pool.done(entry.pose_actor)
+            self.preview = entry.preview or self.preview
             self._submit(entry)
         if self.ended and self.reading is None and not (self.posing or self.finishing or self.counting.full()):
             self.finishing = True
@@ -213,10 +270,39 @@ class _Feed:
             self.counting.pop()
             self.delivered += 1
             self.state = entry.state
+            if not entry.final:
+                self.resume_index = entry.last_index + 1
             deliver(self, counts)
             if entry.final:
                 self._finish()
                 return
+
+    # -- live sources that drop ----------------------------------------------------------------
+    def _watch_live_source(self) -> None:
+        silent = time.monotonic() - self.last_frames_at
+        if self.reconnect and self.down_since is None and self.opening is None and silent > self.live_timeout:
+            self._dropped(f"no frame for {silent:.0f} s")
+
+    def _dropped(self, why: str) -> None:
+        """The live source stopped: close it, keep the counting session, and reopen it later."""
+        if self.down_since is None:  # (not again for each failed attempt)
+            self.down_since = time.monotonic()
+            self.dropped_before = self.result.frames_dropped
+            self.result.warnings.append(f"reconnecting: {why}")
+        self.reading = self.opening = None
+        self.capture.close.remote(self.name)
+        self.reopen_at = time.monotonic() + self.backoff
+        self.backoff = min(2 * self.backoff, BACKOFF[1])
+
+    def reopen_if_due(self) -> None:
+        if self.reopen_at is not None and time.monotonic() >= self.reopen_at and not self.done:
+            self.reopen_at = None
+            self.opening = self.capture.open.remote(self.name, self.source, self.live, 0)
+
+    def _back_up(self) -> None:
+        self.downtime_seconds += time.monotonic() - self.down_since
+        self.down_since, self.backoff = None, BACKOFF[0]
+        self.reconnections += 1
 
     # -- ends and faults -----------------------------------------------------------------------
     def _finish(self) -> None:
@@ -227,8 +313,20 @@ class _Feed:
         self.result.error = error
         self._end()
 
+    def stop(self) -> None:
+        """Stop the feed where it is (its count so far is its result)."""
+        if not self.done:
+            if self.state is not None:
+                tally = FeedCounting.tally(ray.get(self.state))
+                self.result.frames_with_person = tally.frames_with_person
+            self._end()
+
     def _end(self) -> None:
         self.done = True
+        if self.down_since is not None:
+            self.downtime_seconds += time.monotonic() - self.down_since
+            self.down_since = None
+        self.reopen_at = None
         self.result.processing_seconds = time.perf_counter() - self.started
         self.result.max_queue_depth = {"pose": self.posing.max_depth, "count": self.counting.max_depth}
         for entry in self.posing.drain():  # a failed feed leaves the pool's tally as it found it
@@ -272,16 +370,19 @@ class CountingPipeline:
     """Counts repetitions on many feeds at once on the connected Ray cluster.
 
     ``feeds`` maps a feed name to its source (a file, a camera index, a stream URL, or a list of
-    files played back to back).  :meth:`run` calls ``on_update`` with every count as it comes.
+    files played back to back).  :meth:`run` counts them to their ends, calling ``on_update`` with
+    every count as it comes.  A long-running owner (``cadence serve``) instead adds and removes
+    feeds as it goes (:meth:`add`, :meth:`remove`) and calls :meth:`step` in a loop.
     """
 
-    def __init__(self, feeds: dict[str, Source], settings: PipelineSettings | None = None):
-        self.feeds = feeds
+    def __init__(self, feeds: dict[str, Source] | None = None, settings: PipelineSettings | None = None):
+        self.feeds = dict(feeds or {})
         self.settings = settings or PipelineSettings()
-        self._feeds: list[_Feed] = []
+        self._feeds: dict[str, _Feed] = {}
         self._pool: ActorPool | None = None
         self.capture_hosts: list = []
         self.counting_hosts: list = []
+        self._host_capacity = self.settings.feeds_per_host
         self._turn = 0
         self._on_update: Callable[[CountUpdate], None] | None = None
 
@@ -289,32 +390,68 @@ class CountingPipeline:
         if self.settings.pose_actors:
             return self.settings.pose_actors
         cpus = int(ray.cluster_resources().get("CPU", 1))
+        if not self.feeds:  # feeds will come and go (a service): every CPU
+            return max(1, cpus)
         return max(1, min(cpus, len(self.feeds) * self.settings.queue()))
 
     def frame_batches(self) -> int:
         return self.settings.frame_batches or 2 * len(self._pool.actors) + 2
 
     def start(self) -> None:
-        """Start every actor, open every feed, and wait until each pose actor has built its graph."""
+        """Start the pose pool and open every feed given; wait until each pose actor has built its graph."""
         s = self.settings
         actors = [PoseExtraction.options(scheduling_strategy="SPREAD").remote() for _ in range(self.pool_size())]
         self._pool = ActorPool(actors)
         hosts = math.ceil(len(self.feeds) / s.feeds_per_host) or 1
-        per_host = math.ceil(len(self.feeds) / hosts)
-        here = _on_this_node()
-        # a few threads decode at once; one per feed would multiply malloc's arenas, and memory with them
-        captures = [CaptureHost.options(**here, max_concurrency=min(per_host, CAPTURE_THREADS) + 1).remote(s.batch_size)
-                    for _ in range(hosts)]
-        counters = [CountingHost.options(**here).remote() for _ in range(hosts)]
-        self.capture_hosts, self.counting_hosts = captures, counters
-        self._feeds = [_Feed(name, source, s, captures[k % hosts], counters[k % hosts], self._pool)
-                       for k, (name, source) in enumerate(self.feeds.items())]
+        self._host_capacity = math.ceil(len(self.feeds) / hosts) or s.feeds_per_host  # spread evenly
+        for name, source in self.feeds.items():
+            self.add(name, source)
         ray.get([a.ready.remote() for a in actors])
-        opening = [f.opening for f in self._feeds]
+        opening = [f.opening for f in self._feeds.values()]
         ray.wait(opening, num_returns=len(opening))
-        for feed in self._feeds:
+        for feed in self._feeds.values():
             feed.advance(set(opening), self._deliver, None)
             feed.started = time.perf_counter()
+        self._host_capacity = s.feeds_per_host
+
+    def add(self, name: str, source: Source, job: RepetitionCounting | None = None, start: int = 0,
+            state: dict | None = None) -> None:
+        """Open a feed (after :meth:`start`): its source from frame ``start``, its counting session
+        from ``state`` (a snapshot from :meth:`snapshot`) when given."""
+        if name in self._feeds and not self._feeds[name].done:
+            raise ValueError(f"CountingPipeline: a feed named {name!r} is running; stop it or choose another name")
+        self.feeds[name] = source
+        host = self._host_with_room()
+        self._feeds[name] = _Feed(name, source, job or self.settings.job, self.settings, host,
+                                  self.capture_hosts[host], self.counting_hosts[host], self._pool, start, state)
+
+    def _host_with_room(self) -> int:
+        """The pair of hosts (capture, counting) holding the fewest feeds, a new pair when all are full."""
+        held = [0] * len(self.capture_hosts)
+        for feed in self._feeds.values():
+            held[feed.host] += not feed.done
+        if held and min(held) < self._host_capacity:
+            return held.index(min(held))
+        here = _on_this_node()
+        # a few threads decode at once; one per feed would multiply malloc's arenas, and memory with them
+        threads = min(self._host_capacity, CAPTURE_THREADS) + 1
+        self.capture_hosts.append(CaptureHost.options(**here, max_concurrency=threads).remote(self.settings.batch_size))
+        self.counting_hosts.append(CountingHost.options(**here).remote())
+        return len(self.capture_hosts) - 1
+
+    def remove(self, name: str) -> CountResult:
+        """Stop a feed where it is; its result (the count so far) stays in :attr:`results`."""
+        feed = self._feeds[name]
+        feed.stop()
+        return feed.result
+
+    def feed(self, name: str) -> _Feed:
+        return self._feeds[name]
+
+    def snapshot(self, name: str) -> tuple[int, dict | None]:
+        """Where a feed can resume: the frame after the last one counted, and its session then."""
+        feed = self._feeds[name]
+        return feed.resume_index, (ray.get(feed.state) if feed.state is not None else None)
 
     @property
     def pose_actors(self) -> list:
@@ -322,7 +459,7 @@ class CountingPipeline:
 
     @property
     def results(self) -> list[CountResult]:
-        return [feed.result for feed in self._feeds]
+        return [feed.result for feed in self._feeds.values()]
 
     def _deliver(self, feed: _Feed, counts: pa.RecordBatch) -> None:
         for update in schemas.batch_to_updates(counts):
@@ -333,21 +470,33 @@ class CountingPipeline:
     def run(self, on_update: Callable[[CountUpdate], None] | None = None,
             on_frames: Callable[[str, int], None] | None = None) -> list[CountResult]:
         """Count every feed to its end; returns (and keeps in :attr:`results`) one result per feed."""
-        self._on_update = on_update
-        if not self._feeds:
+        if self._pool is None:
             self.start()
-        active = [f for f in self._feeds if not f.done]
-        while active:
-            self._hand_out_frames(active)
-            waiting = [ref for feed in active for ref in feed.waiting()]
-            ready: set = set()
-            if waiting:
-                ray.wait(waiting, num_returns=1, timeout=1.0)
-                ready = set(ray.wait(waiting, num_returns=len(waiting), timeout=0)[0])
-            for feed in active:
-                feed.advance(ready, self._deliver, on_frames)
-            active = [f for f in active if not f.done]
+        while self.step(on_update, on_frames):
+            pass
         return self.results
+
+    def step(self, on_update: Callable[[CountUpdate], None] | None = None,
+             on_frames: Callable[[str, int], None] | None = None, timeout: float = 1.0) -> bool:
+        """Move every feed on as far as it can go now, waiting at most ``timeout`` seconds for work
+        to finish; False when no feed is left running."""
+        self._on_update = on_update
+        active = [f for f in self._feeds.values() if not f.done]
+        if not active:
+            return False
+        for feed in active:
+            feed.reopen_if_due()
+        self._hand_out_frames(active)
+        waiting = [ref for feed in active for ref in feed.waiting()]
+        ready: set = set()
+        if waiting:
+            ray.wait(waiting, num_returns=1, timeout=timeout)
+            ready = set(ray.wait(waiting, num_returns=len(waiting), timeout=0)[0])
+        else:  # every feed is waiting to reconnect
+            time.sleep(min(timeout, 0.1))
+        for feed in active:
+            feed.advance(ready, self._deliver, on_frames)
+        return any(not f.done for f in self._feeds.values())
 
     def _hand_out_frames(self, active: list[_Feed]) -> None:
         """Ask for frames in turn, while fewer than ``frame_batches`` are in flight."""

@@ -37,6 +37,24 @@ def draw_count(image: np.ndarray, count: float) -> None:
     cv2.putText(image, text, (20, 20 + th), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 2, cv2.LINE_AA)
 
 
+PERSON_COLORS = ((0, 220, 255), (255, 160, 0), (120, 255, 120), (255, 90, 200))
+
+
+def preview_jpeg(image: np.ndarray, people: Sequence[Pose], width: int = 640, quality: int = 80) -> bytes:
+    """A JPEG of a BGR frame, at most ``width`` pixels wide, with everyone's skeleton drawn
+    (a colour per person, in the order given)."""
+    h, w = image.shape[:2]
+    scale = min(1.0, width / w)
+    small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 \
+        else image.copy()
+    for k, pose in enumerate(people):
+        draw_pose(small, pose, color=PERSON_COLORS[k % len(PERSON_COLORS)])
+    ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("preview_jpeg: OpenCV could not encode the frame as JPEG")
+    return data.tobytes()
+
+
 class AnnotatedVideoWriter:
     """Writes frames to an MP4 file, opened on the first frame (its size sets the video's)."""
 

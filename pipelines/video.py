@@ -237,8 +237,9 @@ class LiveStream:
     :meth:`take` for batches.
     """
 
-    def __init__(self, source: Iterable[Frame], capacity: int = 2, pace: bool = False):
+    def __init__(self, source: Iterable[Frame], capacity: int = 2, pace: bool = False, start: int = 0):
         self.source = source
+        self.start_index = start  # a file source is read from this frame on
         self.capacity = capacity
         self.pace = pace
         self.fps = getattr(source, "fps", DEFAULT_FPS)
@@ -266,13 +267,15 @@ class LiveStream:
         self._reader.start()
 
     def _read(self) -> None:
-        start = time.monotonic()
+        start, first = time.monotonic(), None
+        frames = self.source.frames(self.start_index) if hasattr(self.source, "frames") else iter(self.source)
         try:
-            for frame in self.source:
+            for frame in frames:
                 if self._stop.is_set():
                     break
                 if self.pace:
-                    time.sleep(max(0.0, start + frame.timestamp - time.monotonic()))
+                    first = frame.timestamp if first is None else first
+                    time.sleep(max(0.0, start + frame.timestamp - first - time.monotonic()))
                 with self._ready:
                     if len(self._queue) >= self.capacity:
                         self._queue.popleft()
@@ -342,17 +345,18 @@ def is_camera(source: Source) -> bool:
     return isinstance(source, int) or (isinstance(source, str) and (source.isdigit() or "://" in source))
 
 
-def open_source(source: Source, live: bool = False,
-                capacity: int = 2) -> VideoStream | ConcatenatedStream | LiveStream:
+def open_source(source: Source, live: bool = False, capacity: int = 2,
+                start: int = 0) -> VideoStream | ConcatenatedStream | LiveStream:
     """The frames of a feed's source, checked now (a bad one raises a typed error naming it).
 
     Cameras and stream URLs need ``live``.  A live source is read on a background thread that keeps
     the newest ``capacity`` frames and counts the ones it drops; a file read live is paced at its
-    frame rate, as if a camera were filming it.
+    frame rate, as if a camera were filming it.  ``start`` is where a file read live begins (a
+    resumed feed); a file read otherwise begins where its ``frames(start)`` is asked to.
     """
     if is_camera(source):
         if not live:
             raise InputError(source, "looks like a camera or stream URL", "add --live to read it")
         return LiveStream(read_camera(source), capacity=capacity)
     video = concatenate(*source) if isinstance(source, (list, tuple)) else read_video(source)
-    return LiveStream(video, capacity=capacity, pace=True) if live else video
+    return LiveStream(video, capacity=capacity, pace=True, start=start) if live else video

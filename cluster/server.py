@@ -1,0 +1,196 @@
+"""``cadence serve``'s HTTP side: a FastAPI app over a :class:`~cadence.cluster.service.CountingService`.
+
+Routes (JSON unless said; the OpenAPI schema is at ``/openapi.json``, browsable at ``/docs``):
+
+- ``POST /feeds`` ``{"source", "name", "live", "strategy", "window", "stride"}`` -> 201 ``{"id", ...}``
+- ``GET /feeds``, ``GET /feeds/{id}``, ``DELETE /feeds/{id}`` (stops it; its final count stays)
+- ``GET /feeds/{id}/events``: Server-Sent Events ``count``, ``repetition`` and ``state``
+- ``GET /feeds/{id}/history``, ``/repetitions``: what the store holds; ``/frame.jpg``: a recent frame
+- ``GET /metrics``: Prometheus text; ``GET /health``; ``GET /``: the live page
+
+A token, when set, guards every route: ``Authorization: Bearer T``, a ``cadence_token`` cookie (the
+page sets it when opened as ``/?token=T``, so its requests carry it), or ``?token=T``.  Without
+it a request gets 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from importlib import resources
+from typing import Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import BaseModel, ConfigDict, Field
+
+from cadence.pipelines.pose import STRATEGIES
+
+from . import metrics
+from .service import CountingService, FeedSpec, FeedView
+
+TOKEN_COOKIE = "cadence_token"
+
+
+class FeedRequest(BaseModel):
+    """A feed to count."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | int | list[str] = Field(description="a video file, a camera index, an RTSP or HTTP URL, "
+                                                      "or a list of files played back to back")
+    name: str | None = Field(None, description="how lists show it (default: the source)")
+    live: bool | None = Field(None, description="read at the source's pace, dropping frames when behind "
+                                                "(default: true for cameras and URLs)")
+    strategy: Literal[STRATEGIES] = Field("maximum_bounding_box_area",  # type: ignore[valid-type]
+                                          description="whose count is the headline when several people are in view")
+    window: int = Field(90, ge=2, le=10_000, description="frames per window")
+    stride: int | None = Field(None, ge=1, description="frames between counts (default: 15 live, else the window)")
+
+
+def create_app(service: CountingService, token: str | None = None) -> FastAPI:
+    app = FastAPI(title="cadence serve", summary="Counts exercise repetitions on many camera feeds at once.",
+                  version="1")
+
+    def authorised(request: Request) -> None:
+        if token is None:
+            return
+        header = request.headers.get("authorization", "")
+        given = header[7:] if header.lower().startswith("bearer ") else \
+            request.cookies.get(TOKEN_COOKIE) or request.query_params.get("token") or ""
+        if not secrets.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(401, "a token is required: send 'Authorization: Bearer TOKEN' "
+                                     "(or open the page as /?token=TOKEN)", headers={"WWW-Authenticate": "Bearer"})
+
+    guarded = [Depends(authorised)]
+    figures = metrics.registry(service)
+
+    def view(feed_id: str) -> FeedView:
+        try:
+            return service.feed(feed_id)
+        except KeyError:
+            raise HTTPException(404, f"no feed with id {feed_id!r}; GET /feeds lists them") from None
+
+    @app.post("/feeds", status_code=201, dependencies=guarded)
+    def add_feed(request: FeedRequest) -> dict:
+        """Start counting a feed."""
+        try:
+            return service.add(FeedSpec(**request.model_dump())).to_dict()
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+
+    @app.get("/feeds", dependencies=guarded)
+    def list_feeds() -> list[dict]:
+        """Every feed: state, count, frames, frames dropped, latency, error."""
+        return [v.to_dict() for v in service.feeds()]
+
+    @app.get("/feeds/{feed_id}", dependencies=guarded)
+    def get_feed(feed_id: str) -> dict:
+        return view(feed_id).to_dict()
+
+    @app.delete("/feeds/{feed_id}", dependencies=guarded)
+    def delete_feed(feed_id: str) -> dict:
+        """Stop a feed; it stays listed with its final count."""
+        view(feed_id)
+        return service.remove(feed_id).to_dict()
+
+    @app.get("/feeds/{feed_id}/history", dependencies=guarded)
+    def history(feed_id: str) -> list[dict]:
+        """The feed's latest count updates (up to 2,000), oldest first."""
+        view(feed_id)
+        return service.history(feed_id)
+
+    @app.get("/feeds/{feed_id}/repetitions", dependencies=guarded)
+    def repetitions(feed_id: str) -> list[dict]:
+        view(feed_id)
+        return service.repetitions(feed_id)
+
+    @app.get("/feeds/{feed_id}/frame.jpg", dependencies=guarded, response_class=Response)
+    def frame(feed_id: str) -> Response:
+        """A recent frame with everyone found drawn (404 until one is made)."""
+        view(feed_id)
+        jpeg = service.preview(feed_id)
+        if not jpeg:
+            raise HTTPException(404, "no frame yet")
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    @app.get("/feeds/{feed_id}/events", dependencies=guarded, response_class=EventSourceResponse)
+    async def events(feed_id: str, request: Request):
+        """Server-Sent Events: ``state`` first, then ``count`` per update, ``repetition`` per repetition
+        counted, ``state`` per change."""
+        current = view(feed_id)
+        subscriber = service.subscribe(feed_id)
+        try:
+            yield ServerSentEvent(event="state", data={"state": current.state, "count": current.count,
+                                                       "error": current.error})
+            while not await request.is_disconnected():
+                try:
+                    event = await asyncio.wait_for(subscriber.queue.get(), timeout=5)
+                except TimeoutError:
+                    continue
+                yield ServerSentEvent(event=event["event"], data=event["data"])
+        finally:
+            service.unsubscribe(feed_id, subscriber)
+
+    @app.get("/metrics", dependencies=guarded, response_class=Response)
+    def prometheus() -> Response:
+        body, content_type = metrics.exposition(figures)
+        return Response(body, media_type=content_type)
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        """200 while the driver runs; 503 with its error otherwise.  Needs no token."""
+        if service.error is not None:
+            return JSONResponse({"ok": False, "error": repr(service.error)}, status_code=503)
+        return JSONResponse({"ok": True, "feeds": len(service.feeds())})
+
+    @app.get("/", response_class=HTMLResponse, dependencies=guarded)
+    def page(request: Request) -> HTMLResponse:
+        """The live page: every feed with its state, count, a recent frame and its count over time."""
+        html = resources.files("cadence.cluster").joinpath("static/index.html").read_text()
+        response = HTMLResponse(html)
+        if token is not None and request.query_params.get("token"):
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+        return response
+
+    return app
+
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, store: str = "cadence-serve", address: str | None = None,
+          token: str | None = None, pose_actors: int | None = None) -> None:
+    """Run the service until interrupted: Ray (local, or the cluster at ``address``), the store, the
+    HTTP server.  A host beyond loopback needs a token: Ray and this API have no other guard."""
+    import uvicorn
+
+    from cadence.pipelines.errors import InputError
+
+    from .connect import connected
+    from .countstore import CountStore
+    from .pipeline import PipelineSettings
+
+    if host not in LOOPBACK and not token:
+        raise InputError(f"--host {host}", "exposes the service beyond this machine without a token",
+                         "give --token TOKEN (or set CADENCE_TOKEN), or keep --host 127.0.0.1")
+    counts = CountStore(store)
+    with connected(address) as where:
+        settings = PipelineSettings(reconnect=True, preview_seconds=1.0, pose_actors=pose_actors)
+        service = CountingService(counts, settings)
+        service.start()
+        try:
+            shown = "[" + host + "]" if ":" in host else host
+            print(f"cadence serve: counting on Ray ({where['address']}, {where['cpus']} CPUs, "
+                  f"{len(service.pipeline.pose_actors)} pose actors); store {counts.path}; "
+                  f"{len(service.feeds())} feeds restored", flush=True)
+            print(f"cadence serve: http://{shown}:{port}/ (API: /docs; token {'required' if token else 'off'})",
+                  flush=True)
+            config = uvicorn.Config(create_app(service, token), host=host, port=port, log_level="warning",
+                                    timeout_graceful_shutdown=2)
+            uvicorn.Server(config).run()
+        finally:
+            service.stop()
+            counts.close()

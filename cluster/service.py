@@ -1,0 +1,331 @@
+"""The counting service behind ``cadence serve``: feeds that come and go, on the actor pipeline.
+
+One :class:`~cadence.cluster.pipeline.CountingPipeline` (the same job and actors as ``cadence
+count``) runs for the service's whole life on a driver thread of its own.  The HTTP handlers never
+touch it: they queue commands (add a feed, stop one) that the driver thread runs between steps, and
+read the feeds' views, which the driver thread replaces after every step.  Live sources are reopened
+with backoff when they drop (``PipelineSettings.reconnect``), and each feed keeps a recent frame
+with the people found drawn on it, for the page.
+
+Everything a feed produces goes to a :class:`~cadence.cluster.countstore.CountStore` as it comes,
+with a snapshot of its counting session every ``SNAPSHOT_SECONDS``; a service started on the same
+store brings back the feeds that were running, where they were.  Count updates, repetitions and
+state changes are also published to subscribers (the server's Server-Sent Events), each through a
+bounded queue of its own, so a slow client loses its own oldest events and holds up nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import ray
+
+from cadence.pipelines.pose import STRATEGIES
+from cadence.pipelines.repetitions import CountUpdate, RepetitionCounting
+from cadence.pipelines.video import Source, is_camera
+
+from .countstore import CountStore, StoredFeed
+from .pipeline import CountingPipeline, PipelineSettings, describe
+
+SNAPSHOT_SECONDS = 2.0  # how often each running feed's session is written to the store
+RUNNING = ("starting", "running", "reconnecting")
+SUBSCRIBER_QUEUE = 256  # events a slow subscriber may fall behind by before its oldest are dropped
+
+
+@dataclass
+class FeedSpec:
+    """A feed to count, as ``POST /feeds`` gives it.  ``live`` defaults to True for cameras and
+    stream URLs, False for files (read as fast as the pipeline goes); ``stride`` to 15 when live,
+    else to the window."""
+
+    source: Source
+    name: str | None = None
+    live: bool | None = None
+    strategy: str = "maximum_bounding_box_area"
+    window: int = 90
+    stride: int | None = None
+
+    def checked(self) -> FeedSpec:
+        """The spec with its defaults filled in; ValueError names a bad field."""
+        if isinstance(self.source, str) and not self.source.strip() or isinstance(self.source, list) and not self.source:
+            raise ValueError("source: empty; give a video file, a camera index or a stream URL")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy: unknown {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if self.window < 2:
+            raise ValueError(f"window: must be at least 2 frames, got {self.window}")
+        if self.stride is not None and not 1 <= self.stride <= self.window:
+            raise ValueError(f"stride: must be 1..window ({self.window}), got {self.stride}")
+        live = is_camera(self.source) if self.live is None else self.live
+        name = self.name or describe(self.source)
+        return FeedSpec(self.source, name, live, self.strategy, self.window, self.stride)
+
+    def job(self) -> RepetitionCounting:
+        return RepetitionCounting(window=self.window, stride=self.stride, strategy=self.strategy, live=bool(self.live))
+
+
+@dataclass
+class FeedView:
+    """What the API shows of a feed."""
+
+    id: str
+    name: str
+    source: Any
+    live: bool
+    state: str
+    count: float = 0.0
+    people: dict[str, float] = field(default_factory=dict)
+    frames: int = 0
+    frames_dropped: int = 0
+    latency_p50: float | None = None
+    latency_p95: float | None = None
+    reconnections: int = 0
+    downtime_seconds: float = 0.0
+    error: str | None = None
+    created: float = 0.0
+    settings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Subscriber:
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.queue: asyncio.Queue = asyncio.Queue(SUBSCRIBER_QUEUE)
+
+    def put(self, event: dict) -> None:  # on the subscriber's event loop
+        if self.queue.full():
+            self.queue.get_nowait()
+        self.queue.put_nowait(event)
+
+
+class CountingService:
+    """Counts the feeds it is given until :meth:`stop`; thread-safe methods for the HTTP side."""
+
+    def __init__(self, store: CountStore, settings: PipelineSettings | None = None):
+        self.store = store
+        self.settings = settings or PipelineSettings(reconnect=True, preview_seconds=1.0)
+        self.pipeline: CountingPipeline | None = None
+        self._views: dict[str, FeedView] = {}
+        self._latencies: dict[str, collections.deque] = {}
+        self._commands: queue.Queue = queue.Queue()
+        self._subscribers: dict[str, list[_Subscriber]] = collections.defaultdict(list)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._snapshotted: dict[str, float] = {}
+        self.started_at = time.time()
+        self.error: BaseException | None = None
+
+    # -- life ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the pose pool, bring back the stored feeds, and start the driver thread."""
+        self.pipeline = CountingPipeline({}, self.settings)
+        self.pipeline.start()
+        for stored in self.store.feeds():
+            self._views[stored.id] = self._view_of_stored(stored)
+            if stored.state in RUNNING:
+                self._resume(stored)
+        self._thread = threading.Thread(target=self._drive, name="cadence-serve-driver", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Snapshot every running feed (a restart resumes them) and stop the pipeline."""
+        if self._thread is not None:
+            self._stopping.set()
+            self._thread.join()
+            self._thread = None
+        if self.pipeline is not None:
+            for feed_id, view in self._views.items():
+                if view.state in RUNNING:
+                    self._save(feed_id)
+            self.pipeline.close()
+            self.pipeline = None
+
+    def _drive(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                self._run_commands()
+                if not self.pipeline.step(self._on_update, timeout=0.1):
+                    time.sleep(0.05)
+                self._refresh()
+        except BaseException as e:  # noqa: BLE001  (reported by /health and the log, not lost in a thread)
+            self.error = e
+            raise
+
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                command, future = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                future.set_result(command())
+            except Exception as e:  # noqa: BLE001  (handed to the caller)
+                future.set_exception(e)
+
+    def _call(self, command: Callable[[], Any]) -> Any:
+        """Run ``command`` on the driver thread and return its result (raising its error)."""
+        if self._thread is None or not self._thread.is_alive():
+            raise RuntimeError("the counting service is not running")
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._commands.put((command, future))
+        return future.result(timeout=60)
+
+    # -- feeds --------------------------------------------------------------------------------
+    def add(self, spec: FeedSpec) -> FeedView:
+        """Start counting a feed; returns its view (state ``starting``)."""
+        spec = spec.checked()
+        return self._call(lambda: self._add(spec))
+
+    def _add(self, spec: FeedSpec) -> FeedView:
+        feed_id = uuid.uuid4().hex[:8]
+        settings = {"live": spec.live, "strategy": spec.strategy, "window": spec.window, "stride": spec.stride}
+        stored = StoredFeed(feed_id, spec.name, spec.source, settings, time.time(), "starting")
+        self.store.add_feed(stored)
+        self._views[feed_id] = self._view_of_stored(stored)
+        self.pipeline.add(feed_id, spec.source, spec.job())
+        self._latencies[feed_id] = collections.deque(maxlen=500)
+        self._refresh()
+        return self._views[feed_id]
+
+    def _resume(self, stored: StoredFeed) -> None:
+        spec = FeedSpec(stored.source, stored.name, **stored.settings)
+        self.store.rewind(stored.id)
+        start = 0 if is_camera(spec.source) else stored.resume_index
+        self.pipeline.add(stored.id, spec.source, spec.job(), start=start, state=stored.snapshot)
+        self._latencies[stored.id] = collections.deque(maxlen=500)
+        self.pipeline.feed(stored.id).result.frames = stored.frames
+
+    def remove(self, feed_id: str) -> FeedView:
+        """Stop a feed; it stays listed, with its final count."""
+        if feed_id not in self._views:
+            raise KeyError(feed_id)
+        return self._call(lambda: self._remove(feed_id))
+
+    def _remove(self, feed_id: str) -> FeedView:
+        if self._views[feed_id].state in RUNNING:
+            self.pipeline.remove(feed_id)
+            self._refresh()
+        return self._views[feed_id]
+
+    def feeds(self) -> list[FeedView]:
+        return list(self._views.values())
+
+    def feed(self, feed_id: str) -> FeedView:
+        return self._views[feed_id]
+
+    def history(self, feed_id: str) -> list[dict]:
+        self.feed(feed_id)
+        return self.store.history(feed_id)
+
+    def repetitions(self, feed_id: str) -> list[dict]:
+        self.feed(feed_id)
+        return self.store.repetitions(feed_id)
+
+    def preview(self, feed_id: str) -> bytes | None:
+        """A JPEG of a recent frame of the feed with the people found drawn, if one was made."""
+        self.feed(feed_id)
+        ref = self._call(lambda: self._preview_ref(feed_id))
+        return ray.get(ref) if ref is not None else None
+
+    def _preview_ref(self, feed_id: str) -> ray.ObjectRef | None:
+        try:
+            return self.pipeline.feed(feed_id).preview
+        except KeyError:  # a feed that ended before this service started
+            return None
+
+    def queue_depths(self) -> dict[str, dict[str, int]]:
+        """Batches in flight per feed and stage (read racily: for metrics only)."""
+        depths = {}
+        for feed_id, view in list(self._views.items()):
+            if view.state in RUNNING and self.pipeline is not None:
+                try:
+                    feed = self.pipeline.feed(feed_id)
+                except KeyError:
+                    continue
+                depths[feed_id] = {"pose": len(feed.posing), "count": len(feed.counting)}
+        return depths
+
+    # -- events -------------------------------------------------------------------------------
+    def subscribe(self, feed_id: str) -> _Subscriber:
+        """Events of one feed from now on, into an asyncio queue of the calling event loop."""
+        self.feed(feed_id)
+        subscriber = _Subscriber(asyncio.get_running_loop())
+        with self._lock:
+            self._subscribers[feed_id].append(subscriber)
+        return subscriber
+
+    def unsubscribe(self, feed_id: str, subscriber: _Subscriber) -> None:
+        with self._lock:
+            self._subscribers[feed_id].remove(subscriber)
+
+    def _publish(self, feed_id: str, event: dict) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers.get(feed_id, ()))
+        for subscriber in subscribers:
+            try:
+                subscriber.loop.call_soon_threadsafe(subscriber.put, event)
+            except RuntimeError:  # its loop has closed
+                pass
+
+    # -- on the driver thread -----------------------------------------------------------------
+    def _on_update(self, update: CountUpdate) -> None:
+        feed_id = update.feed
+        self.store.add_updates(feed_id, [update], [None])
+        self._latencies[feed_id].append(time.time() - update.captured_at)
+        self._publish(feed_id, {"event": "count", "data": {
+            "count": round(update.count, 3), "frame_index": update.frame_index,
+            "timestamp": round(update.timestamp, 3), "at": time.time()}})
+        for repetition in update.repetitions:
+            self._publish(feed_id, {"event": "repetition", "data": repetition.to_dict()})
+
+    def _refresh(self) -> None:
+        """New views of the running feeds; state changes to the store and subscribers; snapshots."""
+        now = time.monotonic()
+        for feed_id, old in list(self._views.items()):
+            if old.state not in RUNNING:
+                continue
+            feed = self.pipeline.feed(feed_id)
+            result, latencies = feed.result, self._latencies[feed_id]
+            p50, p95 = np.percentile(latencies, [50, 95]).round(3).tolist() if latencies else (None, None)
+            view = FeedView(old.id, old.name, old.source, old.live, feed.status, round(result.count, 3), {},
+                            result.frames, result.frames_dropped, p50, p95, feed.reconnections,
+                            round(feed.downtime_seconds, 3), str(result.error) if result.error else None,
+                            old.created, old.settings)
+            self._views[feed_id] = view
+            if view.state != old.state:
+                self._save(feed_id)
+                self._publish(feed_id, {"event": "state", "data": {"state": view.state, "error": view.error}})
+            elif now - self._snapshotted.get(feed_id, 0.0) >= SNAPSHOT_SECONDS:
+                self._save(feed_id)
+
+    def _save(self, feed_id: str) -> None:
+        """Write a feed's figures, and while it runs, its session snapshot, to the store."""
+        view = self._views[feed_id]
+        values: dict[str, Any] = {"state": view.state, "count": view.count, "people": view.people,
+                                  "frames": view.frames, "frames_dropped": view.frames_dropped,
+                                  "downtime": view.downtime_seconds, "error": view.error}
+        if view.state in RUNNING:
+            values["resume_index"], values["snapshot"] = self.pipeline.snapshot(feed_id)
+        else:
+            values["snapshot"] = None
+        self.store.update_feed(feed_id, **values)
+        self._snapshotted[feed_id] = time.monotonic()
+
+    @staticmethod
+    def _view_of_stored(stored: StoredFeed) -> FeedView:
+        return FeedView(stored.id, stored.name, stored.source, bool(stored.settings.get("live")), stored.state,
+                        stored.count, stored.people or {}, stored.frames, stored.frames_dropped,
+                        downtime_seconds=stored.downtime, error=stored.error, created=stored.created,
+                        settings=stored.settings)

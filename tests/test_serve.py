@@ -1,0 +1,257 @@
+"""``cadence serve`` end to end: a real service (Ray, MediaPipe, SQLite, uvicorn) started as a user
+starts it, on loopback, driven over HTTP; cameras are MJPEG servers in processes of their own."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import ROOT, video
+
+CADENCE = [sys.executable, "-m", "cadence.cluster.cli"]
+MJPEG_SERVER = Path(__file__).with_name("mjpeg_server.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check: Callable[[], object], seconds: float, what: str, every: float = 0.25) -> object:
+    """``check()``'s first truthy value within ``seconds`` (a generous bound: it only fails a stuck run)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
+
+
+class Service:
+    """A ``cadence serve`` process and a client for it."""
+
+    def __init__(self, store: Path, *options: str, host: str = "127.0.0.1", token: str | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [*CADENCE, "serve", "--store", str(store), "--port", str(self.port), "--host", host, *options]
+        self.process = subprocess.Popen(command + (["--token", token] if token else []), cwd=ROOT,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=60)
+        wait_for(self._healthy, 180, "the service to answer /health")
+
+    def _healthy(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"cadence serve exited {self.process.returncode}: {self.process.stderr.read()}")
+        try:
+            return self.http.get("/health").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def add(self, **body) -> str:
+        response = self.http.post("/feeds", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    def feed(self, feed_id: str) -> dict:
+        return self.http.get(f"/feeds/{feed_id}").json()
+
+    def wait_state(self, feed_id: str, states: tuple[str, ...], seconds: float = 240) -> dict:
+        return wait_for(lambda: (f := self.feed(feed_id))["state"] in states and f, seconds,
+                        f"feed {feed_id} to be {' or '.join(states)}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        self.http.close()
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextmanager
+def service(store: Path, *options: str, **kwargs) -> Iterator[Service]:
+    running = Service(store, *options, **kwargs)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Iterator[Service]:
+    video("pushup_incorrect_001.mp4")  # skips when the shared clips are absent
+    with service(tmp_path_factory.mktemp("serve") / "store") as running:
+        yield running
+
+
+class Camera:
+    """An MJPEG camera on a fixed loopback port, looping a clip for every client; restartable."""
+
+    def __init__(self, clip: Path):
+        self.clip, self.port = clip, free_port()
+        self.url = f"http://127.0.0.1:{self.port}/stream.mjpg"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, str(MJPEG_SERVER), str(self.clip), "--port", str(self.port),
+                                         "--forever"], stdout=subprocess.PIPE, text=True)
+        assert int(self.process.stdout.readline()) == self.port
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def inline_counts(*paths: Path) -> dict[str, float]:
+    """``cadence count --json --runner inline``: each file's count, as the CLI reports it."""
+    run = subprocess.run([*CADENCE, "count", *map(str, paths), "--json", "--runner", "inline"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    return {json.loads(line)["source"]: json.loads(line)["count"] for line in run.stdout.splitlines()}
+
+
+def test_feeds_are_added_listed_followed_and_deleted_and_count_as_cadence_count_does(served):
+    pushup, squat = video("pushup_incorrect_001.mp4"), video("squat_correct_007.mp4")
+    camera = Camera(video("jumpingjack_correct_001.mp4"))
+    camera.start()
+    try:
+        files = {served.add(source=str(pushup)): pushup, served.add(source=str(squat), name="squat"): squat}
+        bad = served.add(source=str(pushup.with_name("no-such-clip.mp4")))
+        live = served.add(source=camera.url, name="camera")
+        listed = {f["id"]: f for f in served.http.get("/feeds").json()}
+        assert set(files) | {bad, live} <= set(listed)
+        assert listed[live]["live"] is True and listed[live]["name"] == "camera"
+
+        # follow one file feed over Server-Sent Events until it ends
+        first = next(iter(files))
+        events = []
+        with served.http.stream("GET", f"/feeds/{first}/events", timeout=240) as stream:
+            kind = None
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    kind = line[6:].strip()
+                elif line.startswith("data:"):
+                    events.append((kind, json.loads(line[5:])))
+                    if kind == "state" and events[-1][1]["state"] in ("ended", "failed"):
+                        break
+        counts = [data["count"] for kind, data in events if kind == "count"]
+        assert counts and counts == sorted(counts), counts
+
+        finals = {feed_id: served.wait_state(feed_id, ("ended", "failed")) for feed_id in files}
+        expected = inline_counts(pushup, squat)
+        for feed_id, path in files.items():
+            assert finals[feed_id]["state"] == "ended", finals[feed_id]
+            assert finals[feed_id]["count"] == pytest.approx(expected[str(path)], abs=1e-3)
+            assert finals[feed_id]["frames"] > 0
+        assert counts[-1] == pytest.approx(finals[first]["count"], abs=1e-3)
+        repetitions = served.http.get(f"/feeds/{first}/repetitions").json()
+        assert len(repetitions) == int(finals[first]["count"])
+
+        failed = served.wait_state(bad, ("failed",), 60)
+        assert "no-such-clip.mp4" in failed["error"] and "no such file" in failed["error"]
+
+        # the camera: counted while the files ran; deleting it keeps its count
+        wait_for(lambda: served.feed(live)["frames"] > 60, 120, "the camera feed to deliver frames")
+        jpeg = served.http.get(f"/feeds/{live}/frame.jpg")
+        assert jpeg.status_code == 200 and jpeg.content[:2] == b"\xff\xd8"
+        deleted = served.http.delete(f"/feeds/{live}").json()
+        assert deleted["state"] == "ended"
+        time.sleep(1)
+        assert served.feed(live)["count"] == deleted["count"] and served.feed(live)["state"] == "ended"
+
+        metrics = served.http.get("/metrics").text
+        assert f'cadence_feed_count{{feed="{first}",name=' in metrics
+        assert f'cadence_feed_frames_total{{feed="{live}",name="camera"}}' in metrics
+        assert 'cadence_feeds{state="failed"} 1.0' in metrics or 'cadence_feeds{state="failed"}' in metrics
+    finally:
+        camera.kill()
+
+
+def test_bad_requests_name_the_field(served):
+    response = served.http.post("/feeds", json={"source": "x.mp4", "window": 0, "strateg": "lowest"})
+    assert response.status_code == 422
+    fields = {tuple(d["loc"]) for d in response.json()["detail"]}
+    assert ("body", "window") in fields and ("body", "strateg") in fields
+    response = served.http.post("/feeds", json={"source": "x.mp4", "window": 30, "stride": 45})
+    assert response.status_code == 422 and "stride" in response.json()["detail"]
+    assert served.http.get("/feeds/nope").status_code == 404
+
+
+def test_a_camera_that_reboots_is_reconnected_and_its_count_carries_on(served):
+    camera = Camera(video("pushup_incorrect_001.mp4"))
+    camera.start()
+    try:
+        feed = served.add(source=camera.url, name="reboots")
+        before = wait_for(lambda: (f := served.feed(feed))["count"] >= 1 and f, 180, "a first count")
+        camera.kill()
+        down = served.wait_state(feed, ("reconnecting",), 60)
+        assert down["count"] >= before["count"]
+        time.sleep(2)
+        camera.start()
+        back = wait_for(lambda: (f := served.feed(feed))["state"] == "running" and f["frames"] > down["frames"] + 30
+                        and f, 120, "the feed to run again")
+        assert back["reconnections"] == 1 and back["downtime_seconds"] > 1
+        assert back["count"] >= down["count"]
+        later = wait_for(lambda: (f := served.feed(feed))["count"] > down["count"] and f, 180,
+                         "the count to carry on past the outage")
+        assert later["state"] == "running"
+        served.http.delete(f"/feeds/{feed}")
+    finally:
+        camera.kill()
+
+
+def test_a_restart_brings_back_the_running_feeds_with_their_counts(tmp_path):
+    from cadence import RepetitionCounting, concatenate
+
+    pushup = video("pushup_incorrect_001.mp4")
+    playlist = [str(pushup)] * 3
+    store = tmp_path / "store"
+    with service(store) as running:
+        feed = running.add(source=playlist, name="three sets")
+        wait_for(lambda: running.feed(feed)["count"] >= 1, 240, "a first count")
+        running.stop()  # SIGTERM: the service snapshots its running feeds before it exits
+    with sqlite3.connect(store / "counts.sqlite") as db:
+        state, stored = db.execute("SELECT state, count FROM feeds WHERE id = ?", (feed,)).fetchone()
+    assert state == "running" and stored >= 1
+
+    with service(store) as restarted:
+        again = restarted.feed(feed)
+        assert again["count"] == stored  # exactly where it was
+        final = restarted.wait_state(feed, ("ended", "failed"))
+        rows = restarted.http.get(f"/feeds/{feed}/history").json()
+    assert final["state"] == "ended", final
+    uninterrupted = RepetitionCounting().run(concatenate(*playlist)).count
+    assert final["count"] == pytest.approx(uninterrupted, abs=1e-3)
+    history = [r["count"] for r in rows]
+    assert history == sorted(history) and history[-1] == pytest.approx(final["count"], abs=1e-3)
+
+
+def test_beyond_loopback_a_token_is_required(tmp_path):
+    refused = subprocess.run([*CADENCE, "serve", "--host", "0.0.0.0", "--store", str(tmp_path / "s")], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "--token" in refused.stderr
+    with service(tmp_path / "store", host="0.0.0.0", token="s3cret") as running:
+        plain = httpx.get(f"{running.url}/feeds")
+        assert plain.status_code == 401
+        assert httpx.get(f"{running.url}/feeds", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert running.http.get("/feeds").status_code == 200
+        page = httpx.get(f"{running.url}/?token=s3cret")
+        assert page.status_code == 200 and "cadence_token" in page.headers["set-cookie"]
+        assert httpx.get(f"{running.url}/feeds", cookies=page.cookies).status_code == 200
