@@ -12,7 +12,8 @@ Every batch holds several consecutive frames (or count updates) of one feed.  Co
 
 Payloads: ``FRAMES`` carries the BGR image bytes with their ``height`` and ``width``; ``POSES``
 every person found (a list of 33 x 4 keypoints, each flattened to a fixed-size list of 132
-float32); ``COUNTS`` the cumulative ``count`` and the repetitions completed with it.
+float32); ``COUNTS`` the cumulative ``count``, the repetitions completed with it, and (with per-person
+counting) each tracked person's count.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ FRAMES = pa.schema(_COMMON + [pa.field("height", pa.int32()), pa.field("width", 
 POSES = pa.schema(_COMMON + [pa.field("poses", pa.list_(KEYPOINTS))])
 REPETITION = pa.struct([("index", pa.int32()), ("start_frame", pa.int64()), ("end_frame", pa.int64()),
                         ("start_time", pa.float64()), ("end_time", pa.float64()), ("confidence", pa.float64())])
-COUNTS = pa.schema(_COMMON + [pa.field("count", pa.float64()), pa.field("repetitions", pa.list_(REPETITION))])
+PEOPLE = pa.map_(pa.string(), pa.float64())  # person id -> count, with per-person counting
+COUNTS = pa.schema(_COMMON + [pa.field("count", pa.float64()), pa.field("repetitions", pa.list_(REPETITION)),
+                              pa.field("people", PEOPLE)])
 
 
 def _common(feed: str, indexes: Sequence[int], timestamps: Sequence[float], captured_at: Sequence[float]) -> list:
@@ -110,13 +113,16 @@ def updates_to_batch(feed: str, updates: Sequence[CountUpdate]) -> pa.RecordBatc
     columns = _common(feed, [u.frame_index for u in updates], [u.timestamp for u in updates],
                       [u.captured_at for u in updates])
     repetitions = [[{name: getattr(r, name) for name in _REPETITION_FIELDS} for r in u.repetitions] for u in updates]
+    people = [None if u.people is None else list(u.people.items()) for u in updates]
     return pa.RecordBatch.from_arrays(columns + [pa.array([u.count for u in updates], pa.float64()),
-                                                 pa.array(repetitions, pa.list_(REPETITION))], schema=COUNTS)
+                                                 pa.array(repetitions, pa.list_(REPETITION)),
+                                                 pa.array(people, PEOPLE)], schema=COUNTS)
 
 
 def batch_to_updates(batch: pa.RecordBatch) -> list[CountUpdate]:
     rows = zip(*(_column(batch, n) for n in ("feed", "frame_index", "timestamp", "count", "captured_at",
-                                             "repetitions")))
+                                             "repetitions", "people")))
     return [CountUpdate(feed, index, timestamp, count, captured,
-                        tuple(RepetitionEvent(feed, **r) for r in repetitions))
-            for feed, index, timestamp, count, captured, repetitions in rows]
+                        tuple(RepetitionEvent(feed, **r) for r in repetitions),
+                        None if people is None else dict(people))
+            for feed, index, timestamp, count, captured, repetitions, people in rows]

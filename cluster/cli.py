@@ -103,6 +103,9 @@ def _add_count(commands: argparse._SubParsersAction) -> None:
                              f"{', '.join(JOINT_GROUPS)}; e.g. --joints arms for front raises)")
     joints.add_argument("--ignore-joints", metavar="LIST", type=_joints,
                         help="leave these joints out of the count (e.g. --ignore-joints face)")
+    count.add_argument("--per-person", action="store_true",
+                       help="also track everyone in view and count each person on their own (a group workout); "
+                            "the --strategy person's count stays the headline")
     count.add_argument("--live", action="store_true",
                        help="read cameras or stream URLs (or files paced at their frame rate) as they come; "
                             "frames the counter cannot keep up with are dropped and reported")
@@ -114,7 +117,7 @@ def _add_count(commands: argparse._SubParsersAction) -> None:
                             "(with its counted repetitions: index, start and end frame and time, duration, "
                             "confidence)")
     count.add_argument("--out", metavar="FILE.parquet",
-                       help="write every count update (feed, frame_index, timestamp, count) as a Parquet table, "
+                       help="write every count update (feed, frame_index, timestamp, count, people) as a Parquet table, "
                             "and every counted repetition to FILE-repetitions.parquet beside it (rows are kept "
                             "in FILE.parquet.parts/ as they come, readable even after a kill, and joined at the end)")
     count.add_argument("--runner", choices=("ray", "inline"), default=None,

@@ -26,7 +26,7 @@ from cadence.pipelines.repetitions import CountResult, CountUpdate, RepetitionCo
 from cadence.pipelines.video import is_camera, open_source
 
 COUNT_TABLE = pa.schema([("feed", pa.string()), ("frame_index", pa.int64()), ("timestamp", pa.float64()),
-                         ("count", pa.float64())])
+                         ("count", pa.float64()), ("people", pa.map_(pa.string(), pa.float64()))])
 REPETITION_TABLE = pa.schema([("feed", pa.string()), ("index", pa.int32()), ("start_frame", pa.int64()),
                               ("end_frame", pa.int64()), ("start_time", pa.float64()), ("end_time", pa.float64()),
                               ("duration", pa.float64()), ("confidence", pa.float64())])
@@ -74,8 +74,13 @@ class _PartialParquet:
         self.parts.rmdir()
 
 
+def _items(people: dict[str, float] | None) -> list[tuple[str, float]] | None:
+    return None if people is None else list(people.items())
+
+
 class CountTable:
-    """``--out FILE``: every count update as rows of FILE (feed, frame_index, timestamp, count), and
+    """``--out FILE``: every count update as rows of FILE (feed, frame_index, timestamp, count, and with
+    --per-person each person's count), and
     every counted repetition as rows of FILE-repetitions (feed, index, start and end frame and time,
     duration, confidence), written as they come."""
 
@@ -86,7 +91,8 @@ class CountTable:
         self._repetitions = _PartialParquet(self.repetitions_path, REPETITION_TABLE)
 
     def write(self, updates: list[CountUpdate]) -> None:
-        self._counts.write([{name: getattr(u, name) for name in COUNT_TABLE.names} for u in updates])
+        self._counts.write([{name: getattr(u, name) for name in COUNT_TABLE.names} | {"people": _items(u.people)}
+                            for u in updates])
         self._repetitions.write([{"feed": r.feed, **r.to_dict()} for u in updates for r in u.repetitions])
 
     def close(self) -> None:
@@ -125,8 +131,9 @@ class _Report:
     def update(self, update: CountUpdate) -> None:
         self.bar.set_postfix(count=f"{update.count:.2f}")
         if not self.args.json:
+            people = "".join(f", person {p} {c:.2f}" for p, c in (update.people or {}).items())
             self.bar.write(f"{update.feed}: frame {update.frame_index + 1} ({update.timestamp:.1f} s): "
-                           f"count {update.count:.2f}")
+                           f"count {update.count:.2f}{people}")
 
     def result(self, result: CountResult) -> None:
         summary = result.summary()
@@ -154,7 +161,8 @@ def count_sources(args: argparse.Namespace) -> bool:
     if not sources:
         raise InputError("cadence count", "got no source", "give at least one VIDEO, or --feeds FILE")
     job = RepetitionCounting(window=args.window, stride=args.stride, strategy=args.strategy, live=args.live,
-                             selected_joints=args.joints, ignored_joints=args.ignore_joints)
+                             selected_joints=args.joints, ignored_joints=args.ignore_joints,
+                             per_person=args.per_person)
     if min(job.window, job.window_stride) < 1:
         raise InputError("cadence count", "--window and --stride must be whole numbers >= 1")
     runner = args.runner or ("inline" if args.annotate else "ray")

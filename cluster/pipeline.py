@@ -39,7 +39,7 @@ from cadence.actors.queues import ActorPool, BoundedQueue
 from cadence.actors.stages import CaptureHost, CountingHost, PoseExtraction, StateLost
 from cadence.pipelines.errors import CadenceError
 from cadence.pipelines.repetitions import CountResult, CountUpdate, FeedCounting, RepetitionCounting
-from cadence.pipelines.video import Source
+from cadence.pipelines.video import Source, is_camera
 
 MAX_RECOVERIES = 5  # per feed: hosts that die this many times in a row with no progress between, and
 STALL_SECONDS = 30.0  # go on dying for this long without it, fail the feed (a source that kills them)
@@ -119,7 +119,7 @@ class _Feed:
     """The driver's side of one feed: where its batches are, and its result.
 
     ``start`` and ``state`` resume a feed: its source from frame ``start`` (a file), its counting
-    session from a snapshot.  With ``settings.reconnect``, a live source that ends, fails or stays
+    session from a snapshot.  With ``settings.reconnect``, a camera or stream URL that ends, fails or stays
     silent for ``settings.live_timeout`` seconds once it has delivered is reopened with backoff
     (``state`` is then ``reconnecting``) while its counting session, and so its count, carries on.
     """
@@ -131,7 +131,8 @@ class _Feed:
         self.counting_component = job.feed_counting(name)
         self.result = CountResult(name, describe(source))
         self.queue = settings.queue(job.live)
-        self.reconnect, self.live_timeout = settings.reconnect and job.live, settings.live_timeout
+        # cameras and stream URLs are reopened when they drop; a file, even read live, ends
+        self.reconnect, self.live_timeout = settings.reconnect and is_camera(source), settings.live_timeout
         self.opening: ray.ObjectRef | None = capture.open.remote(name, source, self.live, start)
         self.state: ray.ObjectRef | None = None  # the session after the last count batch received
         if state is not None:

@@ -47,6 +47,7 @@ class FeedRequest(BaseModel):
                                           description="whose count is the headline when several people are in view")
     window: int = Field(90, ge=2, le=10_000, description="frames per window")
     stride: int | None = Field(None, ge=1, description="frames between counts (default: 15 live, else the window)")
+    per_person: bool = Field(True, description="also track and count everyone in view on their own (people)")
 
 
 def create_app(service: CountingService, token: str | None = None) -> FastAPI:

@@ -25,11 +25,11 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import ray
-
 from cadence.pipelines.pose import STRATEGIES
 from cadence.pipelines.repetitions import CountUpdate, RepetitionCounting
 from cadence.pipelines.video import Source, is_camera
@@ -54,6 +54,7 @@ class FeedSpec:
     strategy: str = "maximum_bounding_box_area"
     window: int = 90
     stride: int | None = None
+    per_person: bool = True
 
     def checked(self) -> FeedSpec:
         """The spec with its defaults filled in; ValueError names a bad field."""
@@ -66,11 +67,12 @@ class FeedSpec:
         if self.stride is not None and not 1 <= self.stride <= self.window:
             raise ValueError(f"stride: must be 1..window ({self.window}), got {self.stride}")
         live = is_camera(self.source) if self.live is None else self.live
-        name = self.name or describe(self.source)
-        return FeedSpec(self.source, name, live, self.strategy, self.window, self.stride)
+        name = self.name or (describe(self.source) if is_camera(self.source) else Path(describe(self.source)).name)
+        return FeedSpec(self.source, name, live, self.strategy, self.window, self.stride, self.per_person)
 
     def job(self) -> RepetitionCounting:
-        return RepetitionCounting(window=self.window, stride=self.stride, strategy=self.strategy, live=bool(self.live))
+        return RepetitionCounting(window=self.window, stride=self.stride, strategy=self.strategy, live=bool(self.live),
+                                  per_person=self.per_person)
 
 
 @dataclass
@@ -190,7 +192,8 @@ class CountingService:
 
     def _add(self, spec: FeedSpec) -> FeedView:
         feed_id = uuid.uuid4().hex[:8]
-        settings = {"live": spec.live, "strategy": spec.strategy, "window": spec.window, "stride": spec.stride}
+        settings = {"live": spec.live, "strategy": spec.strategy, "window": spec.window, "stride": spec.stride,
+                    "per_person": spec.per_person}
         stored = StoredFeed(feed_id, spec.name, spec.source, settings, time.time(), "starting")
         self.store.add_feed(stored)
         self._views[feed_id] = self._view_of_stored(stored)
@@ -282,11 +285,11 @@ class CountingService:
     # -- on the driver thread -----------------------------------------------------------------
     def _on_update(self, update: CountUpdate) -> None:
         feed_id = update.feed
-        self.store.add_updates(feed_id, [update], [None])
+        self.store.add_updates(feed_id, [update], [update.people])
         self._latencies[feed_id].append(time.time() - update.captured_at)
         self._publish(feed_id, {"event": "count", "data": {
             "count": round(update.count, 3), "frame_index": update.frame_index,
-            "timestamp": round(update.timestamp, 3), "at": time.time()}})
+            "timestamp": round(update.timestamp, 3), "at": time.time(), "people": update.people or {}}})
         for repetition in update.repetitions:
             self._publish(feed_id, {"event": "repetition", "data": repetition.to_dict()})
 
@@ -299,7 +302,8 @@ class CountingService:
             feed = self.pipeline.feed(feed_id)
             result, latencies = feed.result, self._latencies[feed_id]
             p50, p95 = np.percentile(latencies, [50, 95]).round(3).tolist() if latencies else (None, None)
-            view = FeedView(old.id, old.name, old.source, old.live, feed.status, round(result.count, 3), {},
+            view = FeedView(old.id, old.name, old.source, old.live, feed.status, round(result.count, 3),
+                            result.people or old.people,
                             result.frames, result.frames_dropped, p50, p95, feed.reconnections,
                             round(feed.downtime_seconds, 3), str(result.error) if result.error else None,
                             old.created, old.settings)

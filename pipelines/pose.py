@@ -80,7 +80,8 @@ class Pose:
     __hash__ = None  # type: ignore[assignment]
 
 
-def _iou(a: tuple, b: tuple) -> float:
+def box_overlap(a: tuple, b: tuple) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes."""
     w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = w * h
@@ -93,7 +94,7 @@ def deduplicated(poses: list[Pose], overlap: float = 0.6) -> list[Pose]:
     kept: list[Pose] = []
     for pose in sorted(poses, key=lambda p: -p.confidence):
         box = pose.bounding_box()
-        if box is None or all(_iou(box, k.bounding_box()) < overlap for k in kept):
+        if box is None or all(box_overlap(box, k.bounding_box()) < overlap for k in kept):
             kept.append(pose)
     return kept
 

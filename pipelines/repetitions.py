@@ -28,6 +28,7 @@ from .base import ComposedTemporalTransformer, TemporalSession, TemporalTransfor
 from .counting import HumanBodyActionCounter
 from .errors import CadenceError, NoPersonError
 from .pose import HumanBodyPoseExtractor, JointsSelector, Pose, PoseSelector
+from .tracking import PersonTracker
 from .temporal import SlidingWindow
 from .video import Frame
 
@@ -84,6 +85,7 @@ class CountUpdate:
     count: float
     captured_at: float = 0.0
     repetitions: tuple[RepetitionEvent, ...] = ()
+    people: dict[str, float] | None = None  # with per-person counting: each tracked person's count
 
 
 @dataclass(frozen=True)
@@ -103,14 +105,21 @@ class FeedCounting(TemporalTransformer):
     :class:`JointsSelector`); the selected pose (None when nobody qualifies)
     through ``window`` and ``counter``.  Every count belongs to the frame whose push completed its
     window (at the end, to the last frame).
+
+    With a ``tracker`` (:class:`~.tracking.PersonTracker`), everyone in view is also counted on
+    their own: each tracked person's poses (through ``joints``, a :class:`JointsSelector`, when
+    given) go through a window and counter of their own, and every update carries each person's
+    count (``people``).  The selected person's count stays the headline ``count``.
     """
 
     def __init__(self, selector: Transformer, window: SlidingWindow, counter: HumanBodyActionCounter,
-                 feed: str = ""):
+                 feed: str = "", tracker: PersonTracker | None = None, joints: Transformer | None = None):
         self.selector = selector
         self.window = window
         self.counter = counter
         self.feed = feed
+        self.tracker = tracker
+        self.joints = joints
 
     def session(self) -> TemporalSession:
         return _FeedCountingSession(self)
@@ -123,6 +132,61 @@ class FeedCounting(TemporalTransformer):
 
 
 _FRAMES_KEPT = 4096  # (index, timestamp) of the recent frames, to place repetitions reported late
+PEOPLE_KEPT = 32  # people no longer in view whose counts are still reported (the latest, if they counted)
+
+
+class _PerPerson:
+    """Everyone in view tracked and counted on their own (see :class:`FeedCounting`)."""
+
+    def __init__(self, p: FeedCounting):
+        self.p = p
+        self.tracking = p.tracker.session()
+        self.sessions: dict[int, TemporalSession] = {}
+        self.counts: dict[int, float] = {}
+
+    def _session(self) -> TemporalSession:
+        return self.p.window.appending(self.p.counter).session()
+
+    def push(self, people: list[Pose]) -> None:
+        (tracked,) = self.tracking.push(people)
+        for person in tracked:
+            if person not in self.sessions:
+                self.sessions[person] = self._session()
+                self.counts[person] = 0.0
+        for person, session in self.sessions.items():
+            pose = tracked.get(person)
+            if pose is not None and self.p.joints is not None:
+                pose = self.p.joints.applied(pose)
+            self._take(person, session.push(pose))
+        for person in set(self.sessions) - set(self.tracking.tracked):  # gone: their last count stands
+            self._take(person, self.sessions.pop(person).finish())
+        gone = [q for q in self.counts if q not in self.sessions]
+        for person in gone[:-PEOPLE_KEPT] + [q for q in gone[-PEOPLE_KEPT:] if self.counts[q] < 0.5]:
+            del self.counts[person]
+
+    def finish(self) -> None:
+        for person, session in self.sessions.items():
+            self._take(person, session.finish())
+
+    def _take(self, person: int, counts: list) -> None:
+        if counts:
+            self.counts[person] = float(counts[-1])
+
+    def report(self) -> dict[str, float]:
+        return {str(person): round(count, 3) for person, count in self.counts.items()}
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"tracking": self.tracking.snapshot(),
+                "sessions": {str(q): s.snapshot() for q, s in self.sessions.items()},
+                "counts": {str(q): c for q, c in self.counts.items()}}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.tracking.restore(state["tracking"])
+        self.sessions = {}
+        for person, session_state in state["sessions"].items():
+            self.sessions[int(person)] = session = self._session()
+            session.restore(session_state)
+        self.counts = {int(q): float(c) for q, c in state["counts"].items()}
 
 
 class _FeedCountingSession(TemporalSession):
@@ -133,8 +197,11 @@ class _FeedCountingSession(TemporalSession):
         self.count = 0.0
         self.recent: deque = deque(maxlen=_FRAMES_KEPT)  # (index, timestamp) by position in the stream
         self.waiting_since: float | None = None  # read time of the oldest frame no update has counted yet
+        self.per_person = _PerPerson(p) if p.tracker is not None else None
 
     def push(self, frame: PeopleInFrame) -> list[CountUpdate]:
+        if self.per_person is not None:
+            self.per_person.push(frame.people)
         pose = self.p.selector.applied(frame.people)
         self.frames += 1
         self.frames_with_person += pose is not None
@@ -144,6 +211,8 @@ class _FeedCountingSession(TemporalSession):
         return self._updates(self.counting.push(pose))
 
     def finish(self) -> list[CountUpdate]:
+        if self.per_person is not None:
+            self.per_person.finish()
         return self._updates(self.counting.finish())
 
     def _at(self, position: int) -> tuple[int, float]:
@@ -164,12 +233,14 @@ class _FeedCountingSession(TemporalSession):
         self.count = float(counts[-1])
         captured = self.waiting_since if self.waiting_since is not None else time.time()
         self.waiting_since = None
-        return [CountUpdate(self.p.feed, index, timestamp, self.count, captured, tuple(repetitions))]
+        people = self.per_person.report() if self.per_person is not None else None
+        return [CountUpdate(self.p.feed, index, timestamp, self.count, captured, tuple(repetitions), people)]
 
     def snapshot(self) -> dict[str, Any]:
         return {"counting": self.counting.snapshot(), "frames": self.frames,
                 "frames_with_person": self.frames_with_person, "count": self.count, "recent": list(self.recent),
-                "waiting_since": self.waiting_since}
+                "waiting_since": self.waiting_since,
+                "per_person": self.per_person.snapshot() if self.per_person is not None else None}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.counting.restore(state["counting"])
@@ -177,6 +248,8 @@ class _FeedCountingSession(TemporalSession):
         self.count = float(state["count"])
         self.recent = deque((tuple(r) for r in state["recent"]), maxlen=_FRAMES_KEPT)
         self.waiting_since = state["waiting_since"]
+        if self.per_person is not None and state.get("per_person") is not None:
+            self.per_person.restore(state["per_person"])
 
 
 @dataclass
@@ -197,9 +270,11 @@ class CountResult:
     error: CadenceError | None = None
     warnings: list[str] = field(default_factory=list)  # counted, but something is worth knowing
     repetitions: list[RepetitionEvent] = field(default_factory=list, repr=False)
+    people: dict[str, float] | None = None  # with per-person counting: each tracked person's count
 
     def record(self, update: CountUpdate) -> None:
         self.count = update.count
+        self.people = update.people
         self.latencies.append(time.time() - update.captured_at)
         self.repetitions += update.repetitions
 
@@ -216,6 +291,7 @@ class CountResult:
             failed = {"source": self.source, "error": str(self.error)}
             return failed | ({"count_so_far": round(self.count, 3), "frames": self.frames} if self.frames else {})
         warnings = {"warnings": self.warnings} if self.warnings else {}
+        people = {"people": self.people} if self.people is not None else {}
         fps = self.frames / self.processing_seconds if self.processing_seconds > 0 else None
         latency = np.percentile(self.latencies, [50, 95]).round(3).tolist() if self.latencies else [None, None]
         return {"source": self.source, "count": round(self.count, 3), "frames": self.frames,
@@ -223,7 +299,7 @@ class CountResult:
                 "processing_seconds": round(self.processing_seconds, 3),
                 "frames_per_second": None if fps is None else round(fps, 2), "frames_dropped": self.frames_dropped,
                 "latency_p50_seconds": latency[0], "latency_p95_seconds": latency[1],
-                "repetitions": [r.to_dict() for r in self.repetitions]} | warnings
+                "repetitions": [r.to_dict() for r in self.repetitions]} | people | warnings
 
 
 @dataclass
@@ -243,6 +319,7 @@ class RepetitionCounting:
     counter: HumanBodyActionCounter = field(default_factory=HumanBodyActionCounter)
     selected_joints: tuple[str, ...] | None = None
     ignored_joints: tuple[str, ...] | None = None
+    per_person: bool = False
 
     @property
     def window_stride(self) -> int:
@@ -261,7 +338,11 @@ class RepetitionCounting:
         return selector.appending(JointsSelector(self.selected_joints, self.ignored_joints))
 
     def feed_counting(self, feed: str = "") -> FeedCounting:
-        return FeedCounting(self.selector(), SlidingWindow(self.window, self.window_stride), self.counter, feed)
+        tracker = PersonTracker(confidence_threshold=self.confidence_threshold) if self.per_person else None
+        joints = None if self.selected_joints is None and self.ignored_joints is None else \
+            JointsSelector(self.selected_joints, self.ignored_joints)
+        return FeedCounting(self.selector(), SlidingWindow(self.window, self.window_stride), self.counter, feed,
+                            tracker, joints)
 
     def pipeline(self) -> ComposedTemporalTransformer:
         """Frames in, cumulative counts out: the whole job as one composed component."""

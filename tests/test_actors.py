@@ -382,12 +382,11 @@ def recorded_poses(path) -> list:
 def test_a_stream_url_is_a_live_feed(local_ray, tmp_path):
     import subprocess
     import sys
-    from pathlib import Path
 
     from cadence import SlidingWindow
 
     path = video("squat_correct_007.mp4")  # one squat in 75 frames, served three times over: 7.5 s
-    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("mjpeg_server.py")), str(path), "3"],
+    server = subprocess.Popen([sys.executable, "-m", "cadence.cluster.camera_server", str(path), "3"],
                               stdout=subprocess.PIPE, text=True)
     record = tmp_path / "windows.jsonl"
     job = RepetitionCounting(window=90, stride=15, live=True, counter=RecordingCounter(str(record)))

@@ -20,7 +20,7 @@ import pytest
 from tests.helpers import ROOT, video
 
 CADENCE = [sys.executable, "-m", "cadence.cluster.cli"]
-MJPEG_SERVER = Path(__file__).with_name("mjpeg_server.py")
+
 
 
 def free_port() -> int:
@@ -109,7 +109,7 @@ class Camera:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen([sys.executable, str(MJPEG_SERVER), str(self.clip), "--port", str(self.port),
+        self.process = subprocess.Popen([sys.executable, "-m", "cadence.cluster.camera_server", str(self.clip), "--port", str(self.port),
                                          "--forever"], stdout=subprocess.PIPE, text=True)
         assert int(self.process.stdout.readline()) == self.port
 
@@ -168,7 +168,9 @@ def test_feeds_are_added_listed_followed_and_deleted_and_count_as_cadence_count_
         assert "no-such-clip.mp4" in failed["error"] and "no such file" in failed["error"]
 
         # the camera: counted while the files ran; deleting it keeps its count
-        wait_for(lambda: served.feed(live)["frames"] > 60, 120, "the camera feed to deliver frames")
+        camera_feed = wait_for(lambda: (f := served.feed(live))["frames"] > 150 and f["people"] and f, 180,
+                               "the camera feed to count")
+        assert set(camera_feed["people"]) == {"1", "2"}  # the two people of the jumping-jack clip
         jpeg = served.http.get(f"/feeds/{live}/frame.jpg")
         assert jpeg.status_code == 200 and jpeg.content[:2] == b"\xff\xd8"
         deleted = served.http.delete(f"/feeds/{live}").json()
@@ -255,3 +257,51 @@ def test_beyond_loopback_a_token_is_required(tmp_path):
         page = httpx.get(f"{running.url}/?token=s3cret")
         assert page.status_code == 200 and "cadence_token" in page.headers["set-cookie"]
         assert httpx.get(f"{running.url}/feeds", cookies=page.cookies).status_code == 200
+
+
+def _chromium() -> tuple[str, str]:
+    import shutil
+
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (browser and driver):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (`make test` installs them as root)")
+    return browser, driver
+
+
+def test_the_page_lists_the_feeds_and_a_running_count_changes_on_screen(served, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+
+    browser, driver_path = _chromium()
+    feed = served.add(source=str(video("pushup_incorrect_001.mp4")), live=True, name="page test")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,1000"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
+    try:
+        driver.get(f"{served.url}/")
+        card = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, f'.feed[data-id="{feed}"]'), 60,
+                        "the feed's card on the page")[0]
+        assert card.find_element(By.CSS_SELECTOR, ".name").text == "page test"
+        shown: list[str] = []
+
+        def count_changed() -> bool:
+            text = card.find_element(By.CSS_SELECTOR, ".count").text
+            if not shown or shown[-1] != text:
+                shown.append(text)
+            return len(shown) >= 3
+
+        wait_for(count_changed, 180, "the count on screen to change twice")
+        assert [float(t) for t in shown] == sorted(float(t) for t in shown)  # live, and never down
+        wait_for(lambda: driver.execute_script(
+            "return arguments[0].naturalWidth", card.find_element(By.CSS_SELECTOR, ".frame")), 60,
+            "a frame with the skeleton drawn to show")
+        assert card.find_element(By.CSS_SELECTOR, ".state").text in ("running", "ended")
+        screenshot = tmp_path / "cadence-serve-page.png"
+        driver.save_screenshot(str(screenshot))
+        assert screenshot.stat().st_size > 10_000
+        print(f"screenshot: {screenshot}")
+    finally:
+        driver.quit()

@@ -1,9 +1,10 @@
-"""A stand-in IP camera for tests: serves a video file as MJPEG over HTTP on 127.0.0.1, paced at
-its frame rate.  Run it as its own process (OpenCV's HTTP reader stalls on a server in its own
-process); it prints its port, then serves:
+"""A stand-in IP camera: serves a video file as MJPEG over HTTP on 127.0.0.1, paced at its frame
+rate, for the tests and benchmarks (and for trying ``cadence serve`` without a camera).  Run it as
+its own process (OpenCV's HTTP reader stalls on a server in its own process); it prints its port,
+then serves:
 
-    python tests/mjpeg_server.py VIDEO [LOOPS]            # one client, the clip LOOPS times, then ends
-    python tests/mjpeg_server.py VIDEO --port P --forever  # on port P, every client, the clip looped
+    python -m cadence.cluster.camera_server VIDEO [LOOPS]            # one client, LOOPS times, then ends
+    python -m cadence.cluster.camera_server VIDEO --port P --forever  # on port P, every client, looped
 
 Killing the second form and starting it again on the same port is a camera that reboots.
 """
