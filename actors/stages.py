@@ -56,16 +56,19 @@ class CaptureHost:
 
     def __init__(self, batch_size: int = 8):
         self.batch_size = batch_size
-        self.feeds: dict[str, tuple[Any, Iterator[Frame]]] = {}
+        self.feeds: dict[str, tuple[Any, Iterator[Frame], int]] = {}
 
-    def open(self, feed: str, source: Source, live: bool, start: int = 0) -> dict:
+    def open(self, feed: str, source: Source, live: bool, start: int = 0, batch_size: int | None = None) -> dict:
         """Open the feed's source (a typed error names a bad one); a file feed resumed after a
-        restart skips to frame ``start``.  Returns its frame rate and frame count (0: unknown)."""
+        restart skips to frame ``start``.  The feed's batches hold up to ``batch_size`` frames (the
+        host's by default); a live feed also keeps at most that many waiting.  Returns its frame
+        rate and frame count (0: unknown)."""
         self.close(feed)
-        stream = open_source(source, live, capacity=self.batch_size, start=0 if is_camera(source) else start)
+        batch = batch_size or self.batch_size
+        stream = open_source(source, live, capacity=batch, start=0 if is_camera(source) else start)
         # a file skips to the frame without converting the ones before
         frames = iter(stream) if isinstance(stream, LiveStream) else stream.frames(start)
-        self.feeds[feed] = (stream, frames)
+        self.feeds[feed] = (stream, frames, batch)
         return {"fps": stream.fps, "frames": operator.length_hint(stream)}
 
     @ray.method(num_returns=2)
@@ -74,12 +77,12 @@ class CaptureHost:
         fetching the images."""
         if feed not in self.feeds:
             raise StateLost(f"the capture host does not hold {feed} (restarted?)")
-        stream, frames = self.feeds[feed]
+        stream, frames, size = self.feeds[feed]
         if isinstance(stream, LiveStream):
-            batch = stream.take(self.batch_size, gather=0.05, wait=self.LIVE_WAIT)
+            batch = stream.take(size, gather=0.05, wait=self.LIVE_WAIT)
             end, dropped = not batch and stream.finished, stream.dropped
         else:
-            batch = list(itertools.islice(frames, self.batch_size))
+            batch = list(itertools.islice(frames, size))
             end, dropped = not batch, 0
         meta = {"frames": len(batch), "end": end, "dropped": dropped,
                 "last_index": batch[-1].index if batch else None,
@@ -87,7 +90,7 @@ class CaptureHost:
         return schemas.frames_to_batch(feed, batch), meta
 
     def close(self, feed: str) -> None:
-        stream, _ = self.feeds.pop(feed, (None, None))
+        stream, _, _ = self.feeds.pop(feed, (None, None, 0))
         if isinstance(stream, LiveStream):
             stream.close()
 

@@ -556,6 +556,19 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     _add_bench_options(chaos, "videos/")
     chaos.set_defaults(run=_run_bench_chaos)
 
+    serve = benches.add_parser(
+        "serve", help="a soak of cadence serve: live loopback cameras for minutes; memory, stalls, drops, latency",
+        description="Start cadence serve and --feeds stand-in cameras (real clips looped as MJPEG on loopback), add "
+                    "the feeds one by one (timing each to its first count), then sample every 10 s for --minutes: "
+                    "the memory (PSS) of the service and its Ray processes, and each feed's frames, drops, latency "
+                    "p50/p95 and state. A feed stalls when it reads nothing between two samples while running.")
+    serve.add_argument("--feeds", type=positive, default=4, help="live cameras at once (default %(default)s)")
+    serve.add_argument("--minutes", type=float, default=10, help="default %(default)s")
+    serve.add_argument("--work", metavar="DIR", default=None,
+                       help="where the service's store goes (default: a temporary folder, removed)")
+    _add_bench_options(serve, "videos/")
+    serve.set_defaults(run=_run_bench_serve)
+
     tune = benches.add_parser(
         "tune", help="cadence tune's trials in parallel against the same trials one after another",
         description="Extract FSDD's standard split into a temporary store, run the default grid of --classifier "
@@ -663,6 +676,25 @@ def _run_bench_chaos(args: argparse.Namespace) -> int:
           f"{figures['every_count_exact']}")
     _write_json(args.json, figures)
     return 0 if figures["every_count_exact"] else 1
+
+
+def _run_bench_serve(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .benchmarks import bench_serve
+
+    def show(sample: dict) -> None:
+        feeds = "  ".join(f"{f['name'][:14]} {f['state']} {f['frames']}f {f['frames_dropped']}d "
+                          f"p95 {f['latency_p95']}" for f in sample["feeds"])
+        print(f"{sample['seconds']:7.1f} s  {sample['pss_mib']:8.1f} MiB  {feeds}", flush=True)
+
+    with tempfile.TemporaryDirectory(dir=args.work) as work:
+        figures = bench_serve(_data(args, "videos"), args.feeds, args.minutes, Path(work), args.address,
+                              on_sample=show)
+    for key, value in figures.items():
+        print(f"{key}: {value}")
+    _write_json(args.json, figures)
+    return 0
 
 
 def _run_bench_features(args: argparse.Namespace) -> int:

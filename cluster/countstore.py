@@ -106,7 +106,7 @@ class CountStore:
             values["people"] = json.dumps(values["people"])
         if "snapshot" in values:
             state = values["snapshot"]
-            values["snapshot"] = None if state is None else zlib.compress(encode_snapshot(state), 3)
+            values["snapshot"] = None if state is None else zlib.compress(encode_snapshot(state), 1)
             values["snapshot_row"] = self._last_row(feed_id)
         columns = ", ".join(f"{name} = ?" for name in values)
         with self._db:

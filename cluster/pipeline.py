@@ -54,6 +54,7 @@ class PipelineSettings:
 
     job: RepetitionCounting = field(default_factory=RepetitionCounting)
     batch_size: int = 8  # frames per Ray call: a call costs ~1 ms, a 720p frame ~30 ms of pose work
+    live_batch_size: int = 2  # live feeds: a frame waits for its batch to fill and be posed (latency)
     queue_size: int | None = None  # per feed and stage, in batches: 4, or 2 for live feeds
     pose_actors: int | None = None  # default: one per CPU of the cluster, at most what the feeds can use
     feeds_per_host: int = 32  # feeds read by one capture host and counted by one counting host
@@ -133,7 +134,8 @@ class _Feed:
         self.queue = settings.queue(job.live)
         # cameras and stream URLs are reopened when they drop; a file, even read live, ends
         self.reconnect, self.live_timeout = settings.reconnect and is_camera(source), settings.live_timeout
-        self.opening: ray.ObjectRef | None = capture.open.remote(name, source, self.live, start)
+        self.batch_size = settings.live_batch_size if job.live else settings.batch_size
+        self.opening: ray.ObjectRef | None = self._open(start)
         self.state: ray.ObjectRef | None = None  # the session after the last count batch received
         if state is not None:
             self.state = ray.put(state)
@@ -171,6 +173,9 @@ class _Feed:
         if self.down_since is not None:
             return "reconnecting"
         return "running" if self.has_delivered_frames else "starting"
+
+    def _open(self, start: int) -> ray.ObjectRef:
+        return self.capture.open.remote(self.name, self.source, self.live, start, self.batch_size)
 
     # -- what the driver asks of a feed --------------------------------------------------------
     def frames_in_flight(self) -> int:
@@ -298,7 +303,7 @@ class _Feed:
     def reopen_if_due(self) -> None:
         if self.reopen_at is not None and time.monotonic() >= self.reopen_at and not self.done:
             self.reopen_at = None
-            self.opening = self.capture.open.remote(self.name, self.source, self.live, 0)
+            self.opening = self._open(0)
 
     def _back_up(self) -> None:
         self.downtime_seconds += time.monotonic() - self.down_since
@@ -356,7 +361,7 @@ class _Feed:
         """The capture host lost the feed: open the source again where the pipeline had got to."""
         if self._may_recover():
             self.reading = None
-            self.opening = self.capture.open.remote(self.name, self.source, self.live, self.next_index)
+            self.opening = self._open(self.next_index)
 
     def _recover_counting(self) -> None:
         """The counting host lost the feed: restore the session after the last count batch received,
@@ -407,7 +412,10 @@ class CountingPipeline:
         self._host_capacity = math.ceil(len(self.feeds) / hosts) or s.feeds_per_host  # spread evenly
         for name, source in self.feeds.items():
             self.add(name, source)
-        ray.get([a.ready.remote() for a in actors])
+        if not self.feeds:  # feeds will come (a service): a pair of hosts ready for the first
+            self._host_with_room()
+        hosts = [h.close.remote("") for h in self.capture_hosts + self.counting_hosts]  # (a no-op: started?)
+        ray.get([a.ready.remote() for a in actors] + hosts)
         opening = [f.opening for f in self._feeds.values()]
         ray.wait(opening, num_returns=len(opening))
         for feed in self._feeds.values():

@@ -37,7 +37,7 @@ from cadence.pipelines.video import Source, is_camera
 from .countstore import CountStore, StoredFeed
 from .pipeline import CountingPipeline, PipelineSettings, describe
 
-SNAPSHOT_SECONDS = 2.0  # how often each running feed's session is written to the store
+SNAPSHOT_SECONDS = 5.0  # how often each running feed's session is written to the store (~30 ms each)
 RUNNING = ("starting", "running", "reconnecting")
 SUBSCRIBER_QUEUE = 256  # events a slow subscriber may fall behind by before its oldest are dropped
 
@@ -126,6 +126,7 @@ class CountingService:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._snapshotted: dict[str, float] = {}
+        self._new_latencies: set[str] = set()  # feeds with updates since the views were made
         self.started_at = time.time()
         self.error: BaseException | None = None
 
@@ -287,6 +288,7 @@ class CountingService:
         feed_id = update.feed
         self.store.add_updates(feed_id, [update], [update.people])
         self._latencies[feed_id].append(time.time() - update.captured_at)
+        self._new_latencies.add(feed_id)
         self._publish(feed_id, {"event": "count", "data": {
             "count": round(update.count, 3), "frame_index": update.frame_index,
             "timestamp": round(update.timestamp, 3), "at": time.time(), "people": update.people or {}}})
@@ -301,7 +303,9 @@ class CountingService:
                 continue
             feed = self.pipeline.feed(feed_id)
             result, latencies = feed.result, self._latencies[feed_id]
-            p50, p95 = np.percentile(latencies, [50, 95]).round(3).tolist() if latencies else (None, None)
+            p50, p95 = old.latency_p50, old.latency_p95
+            if feed_id in self._new_latencies and latencies:
+                p50, p95 = np.percentile(latencies, [50, 95]).round(3).tolist()
             view = FeedView(old.id, old.name, old.source, old.live, feed.status, round(result.count, 3),
                             result.people or old.people,
                             result.frames, result.frames_dropped, p50, p95, feed.reconnections,
@@ -313,6 +317,7 @@ class CountingService:
                 self._publish(feed_id, {"event": "state", "data": {"state": view.state, "error": view.error}})
             elif now - self._snapshotted.get(feed_id, 0.0) >= SNAPSHOT_SECONDS:
                 self._save(feed_id)
+        self._new_latencies.clear()
 
     def _save(self, feed_id: str) -> None:
         """Write a feed's figures, and while it runs, its session snapshot, to the store."""

@@ -181,6 +181,11 @@ class _Tracker:
         return tracker
 
 
+def _stacked(vectors: deque) -> np.ndarray:
+    """Vectors of one length as the rows of one array (no rows: an empty array)."""
+    return np.array(list(vectors), dtype=np.float64) if vectors else np.zeros((0, 0))
+
+
 class _CounterSession(TemporalSession):
     def __init__(self, params: HumanBodyActionCounter):
         self.p = params
@@ -396,7 +401,8 @@ class _CounterSession(TemporalSession):
     # -- state ---------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         return {
-            "seen": self.seen, "raw": [x.tolist() for x in self.raw], "shapes": [x.tolist() for x in self.shapes],
+            # the recent pose vectors as one array each (all the same length): cheap to send and store
+            "seen": self.seen, "raw": _stacked(self.raw), "shapes": _stacked(self.shapes),
             "times": list(self.times), "jolts": list(self.jolts), "last_seen": self.last_seen, "count": self.count,
             "pending": [[i, None if s is None else s.tolist()] for i, s in self.pending],
             "metric": None if self.metric is None else self.metric.tolist(),

@@ -127,7 +127,7 @@ class FeedCounting(TemporalTransformer):
     @staticmethod
     def tally(state: dict[str, Any]) -> FeedTally:
         """The tally in a state returned by the session's ``snapshot``."""
-        last = state["recent"][-1][1] if state["recent"] else 0.0
+        last = float(state["recent"][-1][1]) if len(state["recent"]) else 0.0
         return FeedTally(state["frames"], state["frames_with_person"], state["count"], last)
 
 
@@ -238,7 +238,8 @@ class _FeedCountingSession(TemporalSession):
 
     def snapshot(self) -> dict[str, Any]:
         return {"counting": self.counting.snapshot(), "frames": self.frames,
-                "frames_with_person": self.frames_with_person, "count": self.count, "recent": list(self.recent),
+                "frames_with_person": self.frames_with_person, "count": self.count,
+                "recent": np.array(self.recent, dtype=np.float64).reshape(-1, 2),  # (index, timestamp) rows
                 "waiting_since": self.waiting_since,
                 "per_person": self.per_person.snapshot() if self.per_person is not None else None}
 
@@ -246,7 +247,7 @@ class _FeedCountingSession(TemporalSession):
         self.counting.restore(state["counting"])
         self.frames, self.frames_with_person = int(state["frames"]), int(state["frames_with_person"])
         self.count = float(state["count"])
-        self.recent = deque((tuple(r) for r in state["recent"]), maxlen=_FRAMES_KEPT)
+        self.recent = deque(((int(i), float(t)) for i, t in state["recent"]), maxlen=_FRAMES_KEPT)
         self.waiting_since = state["waiting_since"]
         if self.per_person is not None and state.get("per_person") is not None:
             self.per_person.restore(state["per_person"])

@@ -119,9 +119,9 @@ class Camera:
             self.process.wait()
 
 
-def inline_counts(*paths: Path) -> dict[str, float]:
-    """``cadence count --json --runner inline``: each file's count, as the CLI reports it."""
-    run = subprocess.run([*CADENCE, "count", *map(str, paths), "--json", "--runner", "inline"], cwd=ROOT,
+def counted(*paths: Path) -> dict[str, float]:
+    """``cadence count --json``: each file's count, as the command line reports it."""
+    run = subprocess.run([*CADENCE, "count", *map(str, paths), "--json"], cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     return {json.loads(line)["source"]: json.loads(line)["count"] for line in run.stdout.splitlines()}
@@ -155,7 +155,7 @@ def test_feeds_are_added_listed_followed_and_deleted_and_count_as_cadence_count_
         assert counts and counts == sorted(counts), counts
 
         finals = {feed_id: served.wait_state(feed_id, ("ended", "failed")) for feed_id in files}
-        expected = inline_counts(pushup, squat)
+        expected = counted(pushup, squat)
         for feed_id, path in files.items():
             assert finals[feed_id]["state"] == "ended", finals[feed_id]
             assert finals[feed_id]["count"] == pytest.approx(expected[str(path)], abs=1e-3)
