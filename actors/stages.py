@@ -8,6 +8,10 @@ Three kinds, so that a feed costs some state in a process rather than processes 
 - :class:`CountingHost` holds the :class:`~cadence.pipelines.repetitions.FeedCounting` sessions of
   many feeds and pushes each feed's pose batches through its own session.
 
+The stages' calls report no task events (``enable_task_events=False``): a long-running job makes
+tens of calls a second, and their events, kept for Ray's dashboard and state API (which cadence does
+not start), grew the GCS by about 7 MiB a minute.
+
 Stages take and give Arrow record batches (:mod:`cadence.actors.schemas`); the algorithms are the
 components' own.  Every call names its feed.  A host that Ray restarts after its process died comes
 back holding no feed, and a call for a feed it does not hold raises :class:`StateLost`: the driver
@@ -40,7 +44,7 @@ class StateLost(RuntimeError):
     """This host does not hold the feed (Ray restarted it): the driver must open the feed again."""
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, enable_task_events=False)
 class CaptureHost:
     """Reads the sources of many feeds into batches of up to ``batch_size`` frames.
 
@@ -95,7 +99,7 @@ class CaptureHost:
             stream.close()
 
 
-@ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)
+@ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1, enable_task_events=False)
 class PoseExtraction:
     """One MediaPipe landmarker, used by this actor's single thread only.  Stateless (IMAGE mode),
     so Ray retries the calls a killed actor held on its restarted self."""
@@ -125,7 +129,7 @@ class PoseExtraction:
         return schemas.people_to_batch(frames, people), preview
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, enable_task_events=False)
 class CountingHost:
     """The counting sessions of many feeds.  Each call returns its count updates and the feed's
     session snapshot after it, which the driver keeps for as long as it may need to restore it.

@@ -131,6 +131,7 @@ class FeedCounting(TemporalTransformer):
         return FeedTally(state["frames"], state["frames_with_person"], state["count"], last)
 
 
+RESULTS_KEPT = 10_000  # latencies and repetitions a CountResult keeps (the latest; 10,000 to 20,000)
 _FRAMES_KEPT = 4096  # (index, timestamp) of the recent frames, to place repetitions reported late
 PEOPLE_KEPT = 32  # people no longer in view whose counts are still reported (the latest, if they counted)
 
@@ -278,6 +279,9 @@ class CountResult:
         self.people = update.people
         self.latencies.append(time.time() - update.captured_at)
         self.repetitions += update.repetitions
+        for recent in (self.latencies, self.repetitions):  # a feed may run for months: keep the latest
+            if len(recent) > 2 * RESULTS_KEPT:
+                del recent[:-RESULTS_KEPT]
 
     def conclude(self, tally: FeedTally) -> None:
         """The stream ended: take the session's tally, and fail a stream in which nobody was found."""
