@@ -314,7 +314,8 @@ def test_parquet_out_has_every_update(local_ray, tmp_path):
     written = pq.read_table(tmp_path / "counts.parquet")
     assert written.num_rows == len(updates) > 2
     assert set(written.column("feed").to_pylist()) == {"a", "b"}
-    assert written.schema.names == ["feed", "frame_index", "timestamp", "count"]
+    assert written.schema.names == ["feed", "frame_index", "timestamp", "count", "people"]
+    assert set(written.column("people").to_pylist()) == {None}  # a count per person only with --per-person
     assert isinstance(written, pa.Table)
     repetitions = pq.read_table(tmp_path / "counts-repetitions.parquet").to_pylist()
     reported = [r for u in updates for r in u.repetitions]
