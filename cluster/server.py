@@ -128,7 +128,7 @@ def create_app(service: CountingService, token: str | None = None) -> FastAPI:
             while not await request.is_disconnected():
                 try:
                     event = await asyncio.wait_for(subscriber.queue.get(), timeout=5)
-                except TimeoutError:
+                except asyncio.TimeoutError:  # (not the built-in TimeoutError before Python 3.11)
                     continue
                 yield ServerSentEvent(event=event["event"], data=event["data"])
         finally:
