@@ -299,6 +299,16 @@ def test_the_page_lists_the_feeds_and_a_running_count_changes_on_screen(served, 
             "return arguments[0].naturalWidth", card.find_element(By.CSS_SELECTOR, ".frame")), 60,
             "a frame with the skeleton drawn to show")
         assert card.find_element(By.CSS_SELECTOR, ".state").text in ("running", "ended")
+        # the form adds a feed, which gets a card of its own
+        clip = video("squat_correct_016.mp4")
+        driver.find_element(By.ID, "source").send_keys(str(clip))
+        driver.find_element(By.CSS_SELECTOR, "#add button").click()
+        added = wait_for(lambda: [c for c in driver.find_elements(By.CSS_SELECTOR, ".feed")
+                                  if c.find_element(By.CSS_SELECTOR, ".name").text == clip.name], 60,
+                         "the feed added with the form to show")[0]
+        assert driver.find_element(By.ID, "add-error").text == ""
+        listed = [f for f in served.http.get("/feeds").json() if f["id"] == added.get_attribute("data-id")]
+        assert listed and listed[0]["source"] == str(clip) and listed[0]["live"] is True
         screenshot = tmp_path / "cadence-serve-page.png"
         driver.save_screenshot(str(screenshot))
         assert screenshot.stat().st_size > 10_000
