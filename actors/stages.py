@@ -115,16 +115,18 @@ class PoseExtraction:
         """The id of the node this actor runs on (to see how a pool spread)."""
         return ray.get_runtime_context().get_node_id()
 
+    def _posed(self, frames: pa.RecordBatch) -> tuple[list, list]:
+        decoded = schemas.batch_to_frames(frames)
+        return decoded, [self.extractor.applied(frame) for frame in decoded]
+
     def extract(self, frames: pa.RecordBatch) -> pa.RecordBatch:
-        people = [self.extractor.applied(frame) for frame in schemas.batch_to_frames(frames)]
-        return schemas.people_to_batch(frames, people)
+        return schemas.people_to_batch(frames, self._posed(frames)[1])
 
     @ray.method(num_returns=2)
     def extract_with_preview(self, frames: pa.RecordBatch) -> tuple[pa.RecordBatch, bytes]:
         """As :meth:`extract`, and a JPEG of the batch's last frame with everyone's skeleton drawn
         (for a live page; the frames are here already, so the preview costs no transfer)."""
-        decoded = schemas.batch_to_frames(frames)
-        people = [self.extractor.applied(frame) for frame in decoded]
+        decoded, people = self._posed(frames)
         preview = preview_jpeg(decoded[-1].image, people[-1]) if decoded else b""
         return schemas.people_to_batch(frames, people), preview
 

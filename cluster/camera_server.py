@@ -51,7 +51,7 @@ def _stream(client: socket.socket, frames: list[bytes], fps: float, forever: boo
 def serve(path: str, loops: int = 1, port: int = 0, forever: bool = False) -> None:
     frames, fps = _jpegs(path)
     frames *= loops
-    listener = socket.create_server(("127.0.0.1", port), reuse_port=False)
+    listener = socket.create_server(("127.0.0.1", port))
     print(listener.getsockname()[1], flush=True)
     while True:
         client, _ = listener.accept()

@@ -66,6 +66,7 @@ def create_app(service: CountingService, token: str | None = None) -> FastAPI:
 
     guarded = [Depends(authorised)]
     figures = metrics.registry(service)
+    html = resources.files("cadence.cluster").joinpath("static/index.html").read_text()  # read once
 
     def view(feed_id: str) -> FeedView:
         try:
@@ -149,7 +150,6 @@ def create_app(service: CountingService, token: str | None = None) -> FastAPI:
     @app.get("/", response_class=HTMLResponse, dependencies=guarded)
     def page(request: Request) -> HTMLResponse:
         """The live page: every feed with its state, count, a recent frame and its count over time."""
-        html = resources.files("cadence.cluster").joinpath("static/index.html").read_text()
         response = HTMLResponse(html)
         if token is not None and request.query_params.get("token"):
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")

@@ -39,6 +39,7 @@ from .pipeline import CountingPipeline, PipelineSettings, describe
 
 SNAPSHOT_SECONDS = 5.0  # how often each running feed's session is written to the store (~30 ms each)
 RUNNING = ("starting", "running", "reconnecting")
+RECENT = 500  # the latest updates whose latencies a feed's p50 and p95 are of
 SUBSCRIBER_QUEUE = 256  # events a slow subscriber may fall behind by before its oldest are dropped
 
 
@@ -119,14 +120,13 @@ class CountingService:
         self.settings = settings or PipelineSettings(reconnect=True, preview_seconds=1.0)
         self.pipeline: CountingPipeline | None = None
         self._views: dict[str, FeedView] = {}
-        self._latencies: dict[str, collections.deque] = {}
         self._commands: queue.Queue = queue.Queue()
         self._subscribers: dict[str, list[_Subscriber]] = collections.defaultdict(list)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._snapshotted: dict[str, float] = {}
-        self._new_latencies: set[str] = set()  # feeds with updates since the views were made
+        self._delivered: dict[str, int] = {}  # count batches each feed had when its latencies were summarised
         self.started_at = time.time()
         self.error: BaseException | None = None
 
@@ -199,7 +199,6 @@ class CountingService:
         self.store.add_feed(stored)
         self._views[feed_id] = self._view_of_stored(stored)
         self.pipeline.add(feed_id, spec.source, spec.job())
-        self._latencies[feed_id] = collections.deque(maxlen=500)
         self._refresh()
         return self._views[feed_id]
 
@@ -208,7 +207,6 @@ class CountingService:
         self.store.rewind(stored.id)
         start = 0 if is_camera(spec.source) else stored.resume_index
         self.pipeline.add(stored.id, spec.source, spec.job(), start=start, state=stored.snapshot)
-        self._latencies[stored.id] = collections.deque(maxlen=500)
         self.pipeline.feed(stored.id).result.frames = stored.frames
 
     def remove(self, feed_id: str) -> FeedView:
@@ -230,16 +228,13 @@ class CountingService:
         return self._views[feed_id]
 
     def history(self, feed_id: str) -> list[dict]:
-        self.feed(feed_id)
         return self.store.history(feed_id)
 
     def repetitions(self, feed_id: str) -> list[dict]:
-        self.feed(feed_id)
         return self.store.repetitions(feed_id)
 
     def preview(self, feed_id: str) -> bytes | None:
         """A JPEG of a recent frame of the feed with the people found drawn, if one was made."""
-        self.feed(feed_id)
         ref = self._call(lambda: self._preview_ref(feed_id))
         return ray.get(ref) if ref is not None else None
 
@@ -287,8 +282,6 @@ class CountingService:
     def _on_update(self, update: CountUpdate) -> None:
         feed_id = update.feed
         self.store.add_updates(feed_id, [update], [update.people])
-        self._latencies[feed_id].append(time.time() - update.captured_at)
-        self._new_latencies.add(feed_id)
         self._publish(feed_id, {"event": "count", "data": {
             "count": round(update.count, 3), "frame_index": update.frame_index,
             "timestamp": round(update.timestamp, 3), "at": time.time(), "people": update.people or {}}})
@@ -302,10 +295,10 @@ class CountingService:
             if old.state not in RUNNING:
                 continue
             feed = self.pipeline.feed(feed_id)
-            result, latencies = feed.result, self._latencies[feed_id]
-            p50, p95 = old.latency_p50, old.latency_p95
-            if feed_id in self._new_latencies and latencies:
-                p50, p95 = np.percentile(latencies, [50, 95]).round(3).tolist()
+            result, p50, p95 = feed.result, old.latency_p50, old.latency_p95
+            if self._delivered.get(feed_id) != feed.delivered and result.latencies:
+                self._delivered[feed_id] = feed.delivered
+                p50, p95 = np.percentile(result.latencies[-RECENT:], [50, 95]).round(3).tolist()
             view = FeedView(old.id, old.name, old.source, old.live, feed.status, round(result.count, 3),
                             result.people or old.people,
                             result.frames, result.frames_dropped, p50, p95, feed.reconnections,
@@ -317,7 +310,6 @@ class CountingService:
                 self._publish(feed_id, {"event": "state", "data": {"state": view.state, "error": view.error}})
             elif now - self._snapshotted.get(feed_id, 0.0) >= SNAPSHOT_SECONDS:
                 self._save(feed_id)
-        self._new_latencies.clear()
 
     def _save(self, feed_id: str) -> None:
         """Write a feed's figures, and while it runs, its session snapshot, to the store."""
