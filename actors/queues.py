@@ -60,18 +60,30 @@ class BoundedQueue(Generic[T]):
 
 class ActorPool:
     """Hands each call to the actor with the fewest calls outstanding (like ``ray.util.ActorPool``,
-    but the caller keeps the references and their order)."""
+    but the caller keeps the references and their order), or to one chosen actor: a stream whose
+    calls share state in the actor (a live feed's pose tracking) takes a :meth:`home` and sends every
+    call there, in order."""
 
     def __init__(self, actors: list):
         if not actors:
             raise ValueError("ActorPool: needs at least one actor")
         self.actors = actors
         self.outstanding = [0] * len(actors)
+        self.homed = [0] * len(actors)  # streams whose home each actor is
 
-    def submit(self, method: str, *args) -> tuple[ray.ObjectRef, int]:
-        i = min(range(len(self.actors)), key=self.outstanding.__getitem__)
+    def submit(self, method: str, *args, to: int | None = None) -> tuple[ray.ObjectRef, int]:
+        i = min(range(len(self.actors)), key=self.outstanding.__getitem__) if to is None else to
         self.outstanding[i] += 1
         return getattr(self.actors[i], method).remote(*args), i
 
     def done(self, i: int) -> None:
         self.outstanding[i] -= 1
+
+    def home(self) -> int:
+        """The actor with the fewest streams at home: a new stream's home."""
+        i = min(range(len(self.actors)), key=lambda a: (self.homed[a], self.outstanding[a]))
+        self.homed[i] += 1
+        return i
+
+    def leave(self, i: int) -> None:
+        self.homed[i] -= 1

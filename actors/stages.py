@@ -4,7 +4,7 @@ Three kinds, so that a feed costs some state in a process rather than processes 
 
 - :class:`CaptureHost` opens and reads the sources of many feeds (``open_source``), handing out
   frame batches;
-- :class:`PoseExtraction` is one MediaPipe landmarker; a pool of them serves every feed;
+- :class:`PoseExtraction` holds MediaPipe's landmarkers; a pool of them serves every feed;
 - :class:`CountingHost` holds the :class:`~cadence.pipelines.repetitions.FeedCounting` sessions of
   many feeds and pushes each feed's pose batches through its own session.
 
@@ -32,7 +32,7 @@ import pyarrow as pa
 import ray
 
 from cadence.pipelines.drawing import preview_jpeg
-from cadence.pipelines.pose import HumanBodyPoseExtractor
+from cadence.pipelines.posetracking import DETECTION_INTERVAL, TrackingPoseExtractor
 from cadence.pipelines.repetitions import FeedCounting
 from cadence.pipelines.base import TemporalSession
 from cadence.pipelines.video import Frame, LiveStream, Source, is_camera, open_source
@@ -101,34 +101,65 @@ class CaptureHost:
 
 @ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1, enable_task_events=False)
 class PoseExtraction:
-    """One MediaPipe landmarker, used by this actor's single thread only.  Stateless (IMAGE mode),
-    so Ray retries the calls a killed actor held on its restarted self."""
+    """MediaPipe's landmarkers (:class:`TrackingPoseExtractor`), used by this actor's single thread.
+
+    A file's batch holds whole segments (the driver sizes it so), so a session of its own poses it
+    exactly as the inline runner does, and Ray redoes the calls of a killed actor exactly on its
+    restarted self.  A live feed's batches (a few frames each) all come to one actor, in order: its
+    session carries on from call to call until :meth:`forget`; a restarted actor starts a new segment
+    at the feed's next frame.
+    """
 
     def __init__(self, maximum_person_count: int = 4, minimum_confidence: float = 0.5):
-        self.extractor = HumanBodyPoseExtractor(maximum_person_count, minimum_confidence)
+        self.maximum_person_count, self.minimum_confidence = maximum_person_count, minimum_confidence
+        self.extractors: dict[int, TrackingPoseExtractor] = {}  # by detection interval
+        self.live: dict[str, TemporalSession] = {}  # live feeds' sessions
+
+    def _extractor(self, detection_interval: int) -> TrackingPoseExtractor:
+        if detection_interval not in self.extractors:
+            self.extractors[detection_interval] = TrackingPoseExtractor(
+                self.maximum_person_count, self.minimum_confidence, detection_interval)
+        return self.extractors[detection_interval]
 
     def ready(self) -> bool:
-        self.extractor.applied(np.zeros((64, 64, 3), np.uint8))  # build the graph before frames arrive
+        """Build the graphs before frames arrive: the detector and a one-person tracker."""
+        extractor = self._extractor(DETECTION_INTERVAL)
+        extractor.detector().applied(np.zeros((64, 64, 3), np.uint8))
+        extractor._give_back(extractor._borrow(1))
         return True
 
     def node(self) -> str:
         """The id of the node this actor runs on (to see how a pool spread)."""
         return ray.get_runtime_context().get_node_id()
 
-    def _posed(self, frames: pa.RecordBatch) -> tuple[list, list]:
+    def _posed(self, frames: pa.RecordBatch, feed: str | None, detection_interval: int) -> tuple[list, list]:
         decoded = schemas.batch_to_frames(frames)
-        return decoded, [self.extractor.applied(frame) for frame in decoded]
+        extractor = self._extractor(detection_interval)
+        session = extractor.session() if feed is None else self.live.setdefault(feed, extractor.session())
+        people = [posed for frame in decoded for posed in session.push(frame)]
+        if feed is None:
+            session.finish()
+        return decoded, people
 
-    def extract(self, frames: pa.RecordBatch) -> pa.RecordBatch:
-        return schemas.people_to_batch(frames, self._posed(frames)[1])
+    def extract(self, frames: pa.RecordBatch, feed: str | None = None,
+                detection_interval: int = DETECTION_INTERVAL) -> pa.RecordBatch:
+        """Everyone's poses on each frame: a file's batch with ``feed`` None, a live feed's by name."""
+        return schemas.people_to_batch(frames, self._posed(frames, feed, detection_interval)[1])
 
     @ray.method(num_returns=2)
-    def extract_with_preview(self, frames: pa.RecordBatch) -> tuple[pa.RecordBatch, bytes]:
+    def extract_with_preview(self, frames: pa.RecordBatch, feed: str | None = None,
+                             detection_interval: int = DETECTION_INTERVAL) -> tuple[pa.RecordBatch, bytes]:
         """As :meth:`extract`, and a JPEG of the batch's last frame with everyone's skeleton drawn
         (for a live page; the frames are here already, so the preview costs no transfer)."""
-        decoded, people = self._posed(frames)
+        decoded, people = self._posed(frames, feed, detection_interval)
         preview = preview_jpeg(decoded[-1].image, people[-1]) if decoded else b""
         return schemas.people_to_batch(frames, people), preview
+
+    def forget(self, feed: str) -> None:
+        """The live feed ended: hand its trackers back."""
+        session = self.live.pop(feed, None)
+        if session is not None:
+            session.finish()
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, enable_task_events=False)

@@ -1,16 +1,16 @@
 """Frames per second of pose extraction (real MediaPipe) on each shared clip, in one process, for
-today's mode and the candidate modes of issue 17, in the same run, with people found per frame.
+the detector on every frame and for cadence's tracking extractor, in the same run, with people
+found per frame and how often tracking finds as many people as the detector on every frame does.
 
-    .venv/bin/python bench/pose_extraction.py [DATA_DIR] [--every 10]
+    .venv/bin/python bench/pose_extraction.py [DATA_DIR] [--every 30 15 60]
 
 Modes:
-- ``image4``: what cadence runs (``HumanBodyPoseExtractor``: PoseLandmarker in IMAGE mode, up to 4
-  people; the person detector on every frame).
-- ``video1``: VIDEO mode, one person: the landmark model tracks its own region between frames and
-  the detector runs only when the person is lost (MediaPipe's single-person graph).
-- ``detect-every-K``: IMAGE mode with up to 4 people on every K-th frame, and between them VIDEO
-  mode tracking as many people as that detection found (one landmarker per count, timestamps
-  increasing per landmarker).
+- ``image4``: the detector on every frame (``HumanBodyPoseExtractor``: PoseLandmarker in IMAGE
+  mode, up to 4 people); cadence's extractor before issue 17, and ``--detect-every 1`` now.
+- ``video1``: VIDEO mode, one person: the landmark model tracks its own region and the detector
+  runs only when the person is lost. It finds one person at most: a bound, not a candidate.
+- ``tracking-K``: ``TrackingPoseExtractor(detection_interval=K)``, cadence's default (K = 30): the
+  full detection on the first frame of every K, VIDEO-mode tracking of the people found in between.
 
 Frames are decoded before the clock starts (the conversion to RGB is timed, as cadence does it),
 and every landmarker is made before it starts. Prints figures; asserts nothing.
@@ -42,9 +42,9 @@ def landmarker(video: bool, people: int):
 
 
 class Image4:
-    """What cadence runs today."""
+    """The detector on every frame."""
 
-    def __init__(self, every: int):
+    def __init__(self):
         from cadence.pipelines import HumanBodyPoseExtractor
 
         self.extractor = HumanBodyPoseExtractor()
@@ -55,7 +55,7 @@ class Image4:
 
 
 class Video1:
-    def __init__(self, every: int):
+    def __init__(self):
         self.tracker = landmarker(True, 1)
         self.clock = 0  # VIDEO-mode timestamps must increase across clips too
 
@@ -70,27 +70,17 @@ class Video1:
         return people
 
 
-class DetectEvery:
+class Tracking:
     def __init__(self, every: int):
-        self.every, self.full = every, landmarker(False, 4)
-        self.trackers = {n: landmarker(True, n) for n in range(1, 5)}
-        self.clock = 0
+        from cadence.pipelines import TrackingPoseExtractor
+
+        self.extractor = TrackingPoseExtractor(detection_interval=every)
+        for people in range(1, 5):  # set-up outside the clock
+            self.extractor._give_back(self.extractor._borrow(people))
+        self.extractor.detector().applied(np.zeros((64, 64, 3), np.uint8))
 
     def __call__(self, images: list, fps: float) -> list[int]:
-        import mediapipe as mp
-
-        found, people = 0, []
-        for i, rgb in enumerate(_rgb(images)):
-            image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
-            self.clock += int(1000 / fps)
-            if i % self.every == 0:
-                found = min(4, len(self.full.detect(image).pose_landmarks))
-                people.append(found)
-            elif found:
-                people.append(len(self.trackers[found].detect_for_video(image, self.clock).pose_landmarks))
-            else:
-                people.append(0)
-        return people
+        return [len(people) for people in self.extractor.applied(images)]
 
 
 def _rgb(images: list):
@@ -103,32 +93,36 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", nargs="?", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--every", type=int, default=10, help="detect-every-K's K (default %(default)s)")
+    parser.add_argument("--every", type=int, nargs="+", default=[30],
+                        help="the tracking modes' detection intervals K (default %(default)s)")
     args = parser.parse_args()
     clips = sorted(p for p in (Path(args.data) / "videos").glob("*") if p.suffix in {".mp4", ".avi"})
     if not clips:
         raise SystemExit(f"no clips in {Path(args.data) / 'videos'}")
-    modes = {"image4": Image4(args.every), "video1": Video1(args.every),
-             f"detect-every-{args.every}": DetectEvery(args.every)}
-    totals = {name: [0, 0.0, 0] for name in modes}  # frames, seconds, people
+    modes = {"image4": Image4(), "video1": Video1()} | {f"tracking-{k}": Tracking(k) for k in args.every}
+    totals = {name: [0, 0.0, 0, 0] for name in modes}  # frames, seconds, people, frames with image4's people
     for clip in clips:
         stream = read_video(clip)
         images = [frame.image for frame in stream]
         h, w = images[0].shape[:2]
-        shown = []
+        shown, found = [], {}
         for name, run in modes.items():
             started = time.perf_counter()
-            people = run(images, stream.fps)
+            found[name] = np.array(run(images, stream.fps))
             seconds = time.perf_counter() - started
-            totals[name][0] += len(images)
-            totals[name][1] += seconds
-            totals[name][2] += sum(people)
-            shown.append(f"{name} {len(images) / seconds:5.1f} f/s {np.mean(people):.2f} people")
+            kept = int((found[name] >= found["image4"]).sum())
+            totals[name] = [a + b for a, b in zip(totals[name], (len(images), seconds, found[name].sum(), kept))]
+            shown.append(f"{name} {len(images) / seconds:5.1f} f/s {found[name].mean():.2f} people")
         print(f"{clip.name:32s} {w}x{h} {len(images):4d} frames  " + "  ".join(shown), flush=True)
+        if found["image4"].max() > 1:
+            several = found["image4"] >= 2
+            print("  frames where image4 finds 2+ people: " + ", ".join(
+                f"{name} finds them on {np.mean(people[several] >= found['image4'][several]):.1%}"
+                for name, people in found.items() if name != "image4"))
     base = totals["image4"][0] / totals["image4"][1]
-    for name, (frames, seconds, people) in totals.items():
+    for name, (frames, seconds, people, kept) in totals.items():
         print(f"all clips, {name}: {frames / seconds:.1f} frames/s on one core ({frames / seconds / base:.2f}x "
-              f"image4), {people / frames:.2f} people per frame")
+              f"image4), {people / frames:.2f} people per frame, as many as image4 on {kept / frames:.1%} of frames")
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ def count_sources(args: argparse.Namespace) -> bool:
         raise InputError("cadence count", "got no source", "give at least one VIDEO, or --feeds FILE")
     job = RepetitionCounting(window=args.window, stride=args.stride, strategy=args.strategy, live=args.live,
                              selected_joints=args.joints, ignored_joints=args.ignore_joints,
-                             per_person=args.per_person)
+                             per_person=args.per_person, detection_interval=args.detection_interval)
     if min(job.window, job.window_stride) < 1:
         raise InputError("cadence count", "--window and --stride must be whole numbers >= 1")
     runner = args.runner or ("inline" if args.annotate else "ray")

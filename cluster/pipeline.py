@@ -15,7 +15,14 @@ batches are being counted; over all feeds, at most ``frame_batches`` frame batch
 (enough to keep every pose actor busy), handed out to the feeds in turn.  So a slow stage holds its
 producers back, and memory grows with neither the stream's length nor the number of feeds.
 
-Faults: pose actors are stateless, and Ray redoes the calls of one that died.  When a host dies, Ray
+Pose tracking (:class:`~cadence.pipelines.posetracking.TrackingPoseExtractor`): a file's batches
+hold whole segments of ``detection_interval`` frames, so any pose actor poses any batch, one feed's
+batches in parallel, and exactly as the inline runner does.  A live feed's batches are a few frames,
+so they all go to one pose actor (the feed's home, the actor with the fewest), which carries the
+feed's tracking on from batch to batch.
+
+Faults: a file's pose calls depend on nothing but their frames, and Ray redoes the calls of a pose
+actor that died (a live feed's tracking starts a new segment there, at its next frame).  When a host dies, Ray
 restarts it empty; each of its feeds then finds itself unknown there (``StateLost``) and is opened
 again: the source where the pipeline had got to, the counting session from the snapshot after the
 last count batch the driver received, with the batches after it submitted again.
@@ -53,7 +60,7 @@ class PipelineSettings:
     """How the actor pipeline runs ``job`` (window, stride, strategy, live and counter live there)."""
 
     job: RepetitionCounting = field(default_factory=RepetitionCounting)
-    batch_size: int = 8  # frames per Ray call: a call costs ~1 ms, a 720p frame ~30 ms of pose work
+    batch_size: int = 8  # a file's frames per Ray call, rounded up to whole pose-tracking segments (30)
     live_batch_size: int = 2  # live feeds: a frame waits for its batch to fill and be posed (latency)
     queue_size: int | None = None  # per feed and stage, in batches: 4, or 2 for live feeds
     pose_actors: int | None = None  # default: one per CPU of the cluster, at most what the feeds can use
@@ -103,6 +110,11 @@ def describe(source: Source) -> str:
     return str(source)
 
 
+def whole_segments(batch_size: int, job: RepetitionCounting) -> int:
+    """``batch_size`` rounded up to a whole number of the job's pose-tracking segments."""
+    return -(-batch_size // job.detection_interval) * job.detection_interval
+
+
 @dataclass
 class _Entry:
     """One batch of one feed on its way through the stages."""
@@ -134,7 +146,10 @@ class _Feed:
         self.queue = settings.queue(job.live)
         # cameras and stream URLs are reopened when they drop; a file, even read live, ends
         self.reconnect, self.live_timeout = settings.reconnect and is_camera(source), settings.live_timeout
-        self.batch_size = settings.live_batch_size if job.live else settings.batch_size
+        # a file's batches hold whole pose-tracking segments, so any pose actor poses any of them exactly;
+        # a live feed's few frames go to its home actor, which carries its tracking on
+        self.batch_size = settings.live_batch_size if job.live else whole_segments(settings.batch_size, job)
+        self.pose_home = pool.home() if job.live else None
         self.opening: ray.ObjectRef | None = self._open(start)
         self.state: ray.ObjectRef | None = None  # the session after the last count batch received
         if state is not None:
@@ -234,11 +249,13 @@ class _Feed:
             if self.down_since is not None:
                 self._back_up()
             entry = _Entry(last_index=meta["last_index"])
+            args = (frames, self.name if self.live else None, self.job.detection_interval)
             if self.preview_seconds is not None and time.monotonic() - self.preview_asked >= self.preview_seconds:
                 self.preview_asked = time.monotonic()
-                (entry.poses, entry.preview), entry.pose_actor = self.pool.submit("extract_with_preview", frames)
+                (entry.poses, entry.preview), entry.pose_actor = self.pool.submit("extract_with_preview", *args,
+                                                                                  to=self.pose_home)
             else:
-                entry.poses, entry.pose_actor = self.pool.submit("extract", frames)
+                entry.poses, entry.pose_actor = self.pool.submit("extract", *args, to=self.pose_home)
             self.posing.put(entry)
             if on_frames is not None:
                 on_frames(self.name, meta["frames"])
@@ -339,6 +356,9 @@ class _Feed:
             self.pool.done(entry.pose_actor)
         self.capture.close.remote(self.name)
         self.counter.close.remote(self.name)
+        if self.pose_home is not None:
+            self.pool.leave(self.pose_home)
+            self.pool.actors[self.pose_home].forget.remote(self.name)
 
     def _may_recover(self) -> bool:
         """Recover, unless the feed's actors keep dying with no progress between (a source that kills

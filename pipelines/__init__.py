@@ -21,6 +21,7 @@ from .errors import (AudioNotFoundError, CadenceError, CameraError, EmptyAudioEr
                      InvalidAudioError, InvalidVideoError, ModelFileError, NoPersonError, VideoNotFoundError)
 from .events import Event, EventHandler
 from .pose import JOINT_GROUPS, JOINT_NAMES, STRATEGIES, HumanBodyPoseExtractor, JointsSelector, Pose, PoseSelector
+from .posetracking import TrackingPoseExtractor
 from .repetitions import (CountResult, CountUpdate, FeedCounting, FeedTally, PeopleInFrame, RepetitionCounting,
                           RepetitionEvent)
 from .temporal import Downsample, SlidingWindow, Window
@@ -36,7 +37,7 @@ __all__ = [
     "Downsample", "SlidingWindow", "Window", "Frame", "LiveStream", "concatenate", "is_camera", "open_source",
     "read_camera", "read_video",
     # repetition counting
-    "JOINT_GROUPS", "JOINT_NAMES", "STRATEGIES", "HumanBodyPoseExtractor", "Pose", "PoseSelector", "JointsSelector",
+    "JOINT_GROUPS", "JOINT_NAMES", "STRATEGIES", "HumanBodyPoseExtractor", "TrackingPoseExtractor", "Pose", "PoseSelector", "JointsSelector",
     "HumanBodyActionCounter", "CumulativeCount", "Repetition", "HumanBodyActionPeriodPredictor", "PeriodPrediction",
     "RepetitionEvent", "CountResult", "CountUpdate", "FeedCounting", "FeedTally", "PeopleInFrame", "RepetitionCounting",
     # audio and classifiers

@@ -132,6 +132,37 @@ def _pose_landmarker_bundle() -> bytes:
     return out.getvalue()
 
 
+def landmarker_options(mode: Any, people: int, minimum_confidence: float) -> Any:
+    """``PoseLandmarkerOptions`` for the bundle above, in IMAGE or VIDEO ``mode``."""
+    from mediapipe.tasks.python import vision
+    from mediapipe.tasks.python.core.base_options import BaseOptions
+
+    return vision.PoseLandmarkerOptions(
+        base_options=BaseOptions(model_asset_buffer=_pose_landmarker_bundle()), running_mode=mode,
+        num_poses=people, min_pose_detection_confidence=minimum_confidence,
+        min_pose_presence_confidence=minimum_confidence)
+
+
+def rgb_image(frame: Frame | np.ndarray, owner: str) -> np.ndarray:
+    """The frame's BGR uint8 image as RGB, or a ValueError naming ``owner``."""
+    image = frame.image if isinstance(frame, Frame) else frame
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"{owner}: expected a Frame or a BGR uint8 image (H, W, 3)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # 6x faster than a reversed numpy view copied
+
+
+def mediapipe_image(rgb: np.ndarray) -> Any:
+    import mediapipe as mp
+
+    return mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
+
+
+def poses_found(result: Any) -> list[Pose]:
+    """A ``PoseLandmarkerResult`` as poses, near-duplicates dropped."""
+    return deduplicated([Pose(np.array([(p.x, p.y, p.z, p.visibility) for p in person], dtype=np.float32))
+                         for person in result.pose_landmarks])
+
+
 class HumanBodyPoseExtractor(Transformer):
     """Finds every person in a frame: a list of :class:`Pose`, possibly empty.
 
@@ -150,17 +181,10 @@ class HumanBodyPoseExtractor(Transformer):
     def _get_landmarker(self) -> Any:
         if self._landmarker is None:
             from mediapipe.tasks.python import vision
-            from mediapipe.tasks.python.core.base_options import BaseOptions
 
             if not 1 <= self.maximum_person_count <= 16:
                 raise ValueError(f"{self!r}: maximum_person_count must be 1..16")
-            options = vision.PoseLandmarkerOptions(
-                base_options=BaseOptions(model_asset_buffer=_pose_landmarker_bundle()),
-                running_mode=vision.RunningMode.IMAGE,
-                num_poses=self.maximum_person_count,
-                min_pose_detection_confidence=self.minimum_confidence,
-                min_pose_presence_confidence=self.minimum_confidence,
-            )
+            options = landmarker_options(vision.RunningMode.IMAGE, self.maximum_person_count, self.minimum_confidence)
             self._landmarker = vision.PoseLandmarker.create_from_options(options)
             self._owner = threading.get_ident()
         elif self._owner != threading.get_ident():
@@ -169,16 +193,8 @@ class HumanBodyPoseExtractor(Transformer):
         return self._landmarker
 
     def applied(self, frame: Frame | np.ndarray) -> list[Pose]:
-        import mediapipe as mp
-
-        image = frame.image if isinstance(frame, Frame) else frame
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"{type(self).__name__}: expected a Frame or a BGR uint8 image (H, W, 3)")
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # 6x faster than a reversed numpy view copied
-        result = self._get_landmarker().detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
-        poses = [Pose(np.array([(p.x, p.y, p.z, p.visibility) for p in person], dtype=np.float32))
-                 for person in result.pose_landmarks]
-        return deduplicated(poses)
+        rgb = rgb_image(frame, type(self).__name__)
+        return poses_found(self._get_landmarker().detect(mediapipe_image(rgb)))
 
     def close(self) -> None:
         if self._landmarker is not None:

@@ -3,14 +3,16 @@
 The job is one chain of components (:meth:`RepetitionCounting.pipeline`).  Its runners cut it in
 two places' worth of work:
 
-- :class:`~.pose.HumanBodyPoseExtractor`: stateless, and where nearly all the CPU goes;
+- :class:`~.posetracking.TrackingPoseExtractor`: where nearly all the CPU goes; its output for a
+  frame depends only on the frames of its segment (``detection_interval`` frames by index);
 - :class:`FeedCounting`: a feed's light, stateful rest of the chain (``PoseSelector |
   SlidingWindow | HumanBodyActionCounter``) with the feed's bookkeeping (frames seen, frames with
   a person, which frame and capture time each count belongs to).  It is a temporal transformer, so
   its session pushes, finishes, snapshots and restores as a whole.
 
 :meth:`RepetitionCounting.run` runs both in this process, for one stream.  The Ray actor pipeline
-(``cadence.cluster.pipeline``) runs the extractor in a pool of pose actors and the FeedCounting
+(``cadence.cluster.pipeline``) runs the extractor in a pool of pose actors (a file's batches are
+whole segments, so any actor poses any batch; a live feed's batches go to one actor) and the FeedCounting
 sessions of many feeds in one counting actor.  Both end with the same :class:`CountResult`.
 """
 
@@ -27,7 +29,8 @@ import numpy as np
 from .base import ComposedTemporalTransformer, TemporalSession, TemporalTransformer, Transformer
 from .counting import HumanBodyActionCounter
 from .errors import CadenceError, NoPersonError
-from .pose import HumanBodyPoseExtractor, JointsSelector, Pose, PoseSelector
+from .pose import JointsSelector, Pose, PoseSelector
+from .posetracking import DETECTION_INTERVAL, TrackingPoseExtractor
 from .tracking import PersonTracker
 from .temporal import SlidingWindow
 from .video import Frame
@@ -312,7 +315,9 @@ class RepetitionCounting:
     """Settings of the counting job, which both runners take; :meth:`run` counts one stream here.
 
     ``stride`` defaults to the window, or to 15 frames for live feeds (``live``), whose counts
-    should come often.  ``selected_joints`` or ``ignored_joints`` (joint or group names) put a
+    should come often.  ``detection_interval``: the person detector runs on the first frame of every
+    so many frames, and people are tracked in between (1: on every frame; see
+    :class:`TrackingPoseExtractor`).  ``selected_joints`` or ``ignored_joints`` (joint or group names) put a
     :class:`JointsSelector` after the pose selector: only the joints kept are counted on.
     """
 
@@ -325,6 +330,7 @@ class RepetitionCounting:
     selected_joints: tuple[str, ...] | None = None
     ignored_joints: tuple[str, ...] | None = None
     per_person: bool = False
+    detection_interval: int = DETECTION_INTERVAL
 
     @property
     def window_stride(self) -> int:
@@ -332,8 +338,10 @@ class RepetitionCounting:
             return self.stride
         return LIVE_STRIDE if self.live else self.window
 
-    def extractor(self) -> HumanBodyPoseExtractor:
-        return HumanBodyPoseExtractor()
+    def extractor(self) -> TrackingPoseExtractor:
+        """Frames -> everyone's poses: the person detector every ``detection_interval`` frames,
+        people tracked in between (1: the detector on every frame)."""
+        return TrackingPoseExtractor(detection_interval=self.detection_interval)
 
     def selector(self) -> Transformer:
         """Everyone in a frame -> the pose counted on (with only the joints kept, if any are chosen)."""
@@ -364,7 +372,7 @@ class RepetitionCounting:
         nobody was found in any frame.
         """
         extractor, counting = self.extractor(), self.feed_counting(source)
-        session = counting.session()
+        posing, session = extractor.session(), counting.session()
         result = CountResult(source, source)
         started = time.perf_counter()
 
@@ -376,12 +384,13 @@ class RepetitionCounting:
 
         try:
             for frame in frames:
-                people = extractor.applied(frame)
+                (people,) = posing.push(frame)
                 deliver(session.push(PeopleInFrame(frame.index, frame.timestamp, frame.captured_at, people)))
                 if on_frame:
                     on_frame(frame, counting.selector.applied(people), result.count)
             deliver(session.finish())
         finally:
+            posing.finish()
             extractor.close()
             result.processing_seconds = time.perf_counter() - started
         result.frames_dropped = getattr(frames, "dropped", 0)

@@ -29,12 +29,13 @@ def video(name: str) -> Path:
 
 @functools.cache
 def selected_poses(name: str, strategy: str = "maximum_bounding_box_area") -> tuple:
-    """The selected pose per frame of a shared clip, from real MediaPipe, extracted once per run."""
-    from cadence import HumanBodyPoseExtractor, PoseSelector, read_video
+    """The selected pose per frame of a shared clip, from real MediaPipe with the job's default
+    extractor (people tracked between detections), extracted once per run."""
+    from cadence import PoseSelector, RepetitionCounting, read_video
 
-    extractor, selector = HumanBodyPoseExtractor(), PoseSelector(strategy)
+    extractor, selector = RepetitionCounting().extractor(), PoseSelector(strategy)
     try:
-        return tuple(selector.applied(extractor.applied(f)) for f in read_video(video(name)))
+        return tuple(selector.applied(people) for people in extractor.applied(read_video(video(name))))
     finally:
         extractor.close()
 

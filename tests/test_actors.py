@@ -16,7 +16,7 @@ import ray
 from cadence.actors import schemas
 from cadence.actors.queues import BoundedQueue, QueueFullError
 from cadence.cluster.connect import start_local
-from cadence.cluster.pipeline import CountingPipeline, PipelineSettings, count_feeds
+from cadence.cluster.pipeline import CountingPipeline, PipelineSettings, count_feeds, whole_segments
 from cadence.pipelines import HumanBodyActionCounter, Pose
 from cadence.pipelines.repetitions import CountUpdate, RepetitionCounting
 from cadence.pipelines.video import Frame, read_video
@@ -102,6 +102,30 @@ def test_order_is_kept_with_a_pool_of_two_pose_actors(local_ray):
     assert [u.count for u in updates] == pytest.approx(counts, abs=1e-9)
 
 
+def test_live_feeds_each_keep_to_one_pose_actor_spread_over_the_pool(local_ray):
+    """A live feed's tracking lives in one pose actor: each live feed gets a home, the least used,
+    and gives it back when it ends."""
+    from cadence.actors.queues import ActorPool
+
+    pool = ActorPool(["a", "b"])
+    assert [pool.home(), pool.home(), pool.home()] == [0, 1, 0]
+    pool.leave(1)
+    assert pool.home() == 1 and pool.homed == [2, 1]
+
+    clips = {"pushup": video("pushup_incorrect_001.mp4"), "squat": video("squat_correct_010.mp4")}
+    pipeline = CountingPipeline({k: str(v) for k, v in clips.items()},
+                                PipelineSettings(RepetitionCounting(live=True), pose_actors=2))
+    try:
+        pipeline.start()
+        homes = sorted(pipeline.feed(name).pose_home for name in clips)
+        results = pipeline.run()
+        assert homes == [0, 1] and pipeline._pool.homed == [0, 0]
+    finally:
+        pipeline.close()
+    assert all(r.error is None and r.frames + r.frames_dropped > 0 for r in results)
+    assert {r.feed: r.count > 0.5 for r in results} == {"pushup": True, "squat": True}
+
+
 def _before_push(session, before):
     """The session, with ``before(window)`` run ahead of each push."""
     push = session.push
@@ -136,8 +160,10 @@ def test_a_slow_consumer_holds_the_capture_back(local_ray):
         pipeline.close()
     assert result.frames == 159
     assert all(depth <= settings.queue_size for depth in result.max_queue_depth.values())
-    # frames in flight never exceed the two queues' worth of batches, though pose extraction is far faster
-    assert max(lead) <= 2 * settings.queue_size * settings.batch_size + settings.job.window
+    # frames in flight never exceed the two queues' worth of batches (of whole 30-frame tracking
+    # segments), though pose extraction is far faster
+    batch = whole_segments(settings.batch_size, settings.job)
+    assert batch == 30 and max(lead) <= 2 * settings.queue_size * batch + settings.job.window
 
 
 def run_killing(pipeline: CountingPipeline, victim, after_frames: int = 60) -> list:
@@ -222,8 +248,10 @@ def test_hosts_killed_many_times_each_after_progress_are_survived(local_ray):
     from cadence.cluster.pipeline import MAX_RECOVERIES
 
     path = video("jumpingjack_correct_001.mp4")
-    # stall_seconds 0: the feed would fail at once after MAX_RECOVERIES deaths in a row with no progress
-    settings = PipelineSettings(RepetitionCounting(window=30, stride=15), batch_size=4, stall_seconds=0.0)
+    # stall_seconds 0: the feed would fail at once after MAX_RECOVERIES deaths in a row with no progress;
+    # batches of 4 frames (tracking segments of 4), so that counts come in many batches
+    job = RepetitionCounting(window=30, stride=15, detection_interval=4)
+    settings = PipelineSettings(job, batch_size=4, stall_seconds=0.0)
     pipeline = CountingPipeline({"jj": str(path)}, settings)
     updates, kills = [], MAX_RECOVERIES + 5
 
@@ -237,7 +265,7 @@ def test_hosts_killed_many_times_each_after_progress_are_survived(local_ray):
     finally:
         pipeline.close()
     expected: list[float] = []
-    RepetitionCounting(window=30, stride=15).run(read_video(path), on_update=lambda u: expected.append(u.count))
+    job.run(read_video(path), on_update=lambda u: expected.append(u.count))
     assert result.error is None and result.recoveries > MAX_RECOVERIES  # (two kills may land on one incarnation)
     assert [u.count for u in updates] == pytest.approx(expected, abs=1e-9)
 

@@ -1,0 +1,186 @@
+"""Pose extraction that runs the person detector every few frames and tracks people in between.
+
+MediaPipe finds poses with two models: a person detector over the whole frame (about a third of a
+one-person frame's cost on a CPU) and a landmark model run once per person on that person's region.
+:class:`~.pose.HumanBodyPoseExtractor` runs both on every frame.  Between two frames people move
+little, so the region a person's landmarks give on one frame is a good region for the next: that is
+how MediaPipe's VIDEO mode tracks, running the detector only while it follows fewer people than it
+was asked for.
+
+:class:`TrackingPoseExtractor` cuts the stream into **segments** of ``detection_interval`` frames by
+frame index (the frames whose ``index // detection_interval`` is the same):
+
+1. The segment's first frame gets the full extraction (detector, then up to
+   ``maximum_person_count`` people): exactly what ``HumanBodyPoseExtractor`` gives for it.
+2. The rest of the segment is tracked by a VIDEO-mode landmarker asked for as many people as step 1
+   found (one when it found nobody, so that someone walking into an empty view is found at once).
+   A person lost in between makes MediaPipe run its detector again on the next frames, until it
+   follows as many people as it was asked for.
+3. A new person among others is found at the next segment's start: within ``detection_interval``
+   frames.
+
+The trackers are reset at each segment start (one blank frame empties the regions they follow; this
+was checked to give exactly a new landmarker's output), so **a frame's poses depend only on the
+frames of its segment**.  Any process can pose a batch that holds whole segments, repeatably, which
+is what lets the Ray pose pool share one video's batches and redo a dead actor's calls exactly.  A
+session that starts or resumes mid-segment starts a segment at its first frame.
+
+The landmarkers are MediaPipe graphs: they live in the extractor (one pool per extractor, lent to its
+sessions a segment at a time), are made on first use, and belong to the thread that made them.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .base import TemporalSession, TemporalTransformer
+from .pose import (
+    HumanBodyPoseExtractor,
+    Pose,
+    landmarker_options,
+    mediapipe_image,
+    poses_found,
+    rgb_image,
+)
+from .video import Frame
+
+DETECTION_INTERVAL = 30  # one second at 30 fps: a new person is found within it
+_BLANK = np.zeros((64, 64, 3), np.uint8)
+_STEP_MS = 33  # the trackers' own clock: their output does not depend on it, and it always increases
+
+
+class _Tracker:
+    """One VIDEO-mode landmarker following up to ``people`` people, with its own increasing clock.
+
+    Following one person, MediaPipe smooths the landmarks (a filter that a blank frame resets) and
+    their visibility (a low-pass filter, ``v = 0.1 * raw + 0.9 * v_before``, that nothing resets).
+    The visibility given here is the raw one, recovered from the filter's known state: as in IMAGE
+    mode, and the same whatever this landmarker followed before (to about 1e-6).
+    """
+
+    VISIBILITY_ALPHA = 0.1  # MediaPipe's pose graph: VisibilitySmoothingCalculator, low_pass_filter alpha
+
+    def __init__(self, people: int, minimum_confidence: float):
+        from mediapipe.tasks.python import vision
+
+        self.people = people
+        options = landmarker_options(vision.RunningMode.VIDEO, people, minimum_confidence)
+        self.landmarker = vision.PoseLandmarker.create_from_options(options)
+        self.clock = 0
+        self.visibility: np.ndarray | None = None  # the one-person visibility filter's state
+
+    def poses(self, rgb: np.ndarray) -> list[Pose]:
+        self.clock += _STEP_MS
+        poses = poses_found(self.landmarker.detect_for_video(mediapipe_image(rgb), self.clock))
+        if self.people == 1 and poses:
+            smoothed = poses[0].keypoints[:, 3].astype(np.float64)
+            raw = smoothed if self.visibility is None else \
+                (smoothed - (1 - self.VISIBILITY_ALPHA) * self.visibility) / self.VISIBILITY_ALPHA
+            self.visibility = smoothed
+            keypoints = poses[0].keypoints.copy()
+            keypoints[:, 3] = np.clip(raw, 0.0, 1.0)
+            poses = [Pose(keypoints)]
+        return poses
+
+    def reset(self) -> None:
+        """Forget the people followed: on a blank frame the landmark model finds nobody."""
+        self.poses(_BLANK)
+
+    def close(self) -> None:
+        self.landmarker.close()
+
+
+class TrackingPoseExtractor(TemporalTransformer):
+    """Frames in, everyone's poses out (a list of :class:`Pose` per frame, as
+    :class:`~.pose.HumanBodyPoseExtractor` gives): the person detector runs on the first frame of
+    every ``detection_interval`` frames and people are tracked in between (see the module).
+
+    ``detection_interval=1`` runs the detector on every frame, as ``HumanBodyPoseExtractor`` does.
+    """
+
+    def __init__(self, maximum_person_count: int = 4, minimum_confidence: float = 0.5, detection_interval: int = DETECTION_INTERVAL):
+        self.maximum_person_count = maximum_person_count
+        self.minimum_confidence = minimum_confidence
+        self.detection_interval = detection_interval
+        self._detector: HumanBodyPoseExtractor | None = None
+        self._idle: dict[int, list[_Tracker]] = {}  # trackers not lent to a session, by people followed
+        self._owner: int | None = None
+
+    def session(self) -> TemporalSession:
+        if not isinstance(self.detection_interval, int) or self.detection_interval < 1:
+            raise ValueError(f"{self!r}: detection_interval must be a positive whole number of frames "
+                             "(1 runs the detector on every frame)")
+        return _TrackingSession(self)
+
+    def detector(self) -> HumanBodyPoseExtractor:
+        if self._detector is None:
+            self._detector = HumanBodyPoseExtractor(self.maximum_person_count, self.minimum_confidence)
+        return self._detector
+
+    def _borrow(self, people: int) -> _Tracker:
+        if self._owner is None:
+            self._owner = threading.get_ident()
+        elif self._owner != threading.get_ident():
+            raise RuntimeError(f"{self!r} was first used on another thread: MediaPipe graphs must not be "
+                               "shared across threads; create one extractor per thread")
+        idle = self._idle.setdefault(people, [])
+        tracker = idle.pop() if idle else _Tracker(people, self.minimum_confidence)
+        tracker.reset()
+        return tracker
+
+    def _give_back(self, tracker: _Tracker) -> None:
+        self._idle.setdefault(tracker.people, []).append(tracker)
+
+    def close(self) -> None:
+        """Close every MediaPipe graph this extractor made (sessions still running make new ones)."""
+        if self._detector is not None:
+            self._detector.close()
+        for tracker in (t for idle in self._idle.values() for t in idle):
+            tracker.close()
+        self._idle = {}
+
+    def __getstate__(self) -> dict:
+        # MediaPipe graphs cannot travel to another process; the copy makes its own on first use.
+        return {**self.__dict__, "_detector": None, "_idle": {}, "_owner": None}
+
+
+class _TrackingSession(TemporalSession):
+    def __init__(self, extractor: TrackingPoseExtractor):
+        self.extractor = extractor
+        self.segment: int | None = None  # index // detection_interval of the segment under way
+        self.tracker: _Tracker | None = None  # lent for the rest of the segment
+        self.pushed = 0  # frames seen, the index of a bare image
+
+    def push(self, frame: Frame | np.ndarray) -> list:
+        index = frame.index if isinstance(frame, Frame) else self.pushed
+        self.pushed += 1
+        segment = index // self.extractor.detection_interval
+        if segment != self.segment or self.extractor.detection_interval == 1:
+            self._release()
+            self.segment = segment
+            people = self.extractor.detector().applied(frame)
+            if self.extractor.detection_interval > 1:
+                self.tracker = self.extractor._borrow(max(1, len(people)))
+            return [people]
+        return [self.tracker.poses(rgb_image(frame, "TrackingPoseExtractor"))]
+
+    def _release(self) -> None:
+        if self.tracker is not None:
+            self.extractor._give_back(self.tracker)
+            self.tracker = None
+
+    def finish(self) -> list:
+        self._release()
+        self.segment = None
+        return []
+
+    def snapshot(self) -> dict:
+        """Nothing: MediaPipe's tracked regions cannot be saved.  A restored session starts a segment
+        at its next frame, and gives exactly the uninterrupted output from the next segment on."""
+        return {}
+
+    def restore(self, state: dict) -> None:
+        self._release()
+        self.segment = None
