@@ -75,7 +75,7 @@ class Tracking:
         from cadence.pipelines import TrackingPoseExtractor
 
         self.extractor = TrackingPoseExtractor(detection_interval=every)
-        for people in range(1, 5):  # set-up outside the clock
+        for people in (1, 2):  # set-up outside the clock (the trackers it keeps)
             self.extractor._give_back(self.extractor._borrow(people))
         self.extractor.detector().applied(np.zeros((64, 64, 3), np.uint8))
 

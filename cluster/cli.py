@@ -106,11 +106,7 @@ def _add_count(commands: argparse._SubParsersAction) -> None:
     count.add_argument("--per-person", action="store_true",
                        help="also track everyone in view and count each person on their own (a group workout); "
                             "the --strategy person's count stays the headline")
-    count.add_argument("--detect-every", type=positive, default=default(RepetitionCounting, "detection_interval"),
-                       metavar="K", dest="detection_interval",
-                       help="run the person detector on the first frame of every K and track the people found "
-                            "in between, so a new person is found within K frames (default %(default)s; "
-                            "1: the detector on every frame, about 1.4x slower on one person)")
+    _add_detect_every(count)
     count.add_argument("--live", action="store_true",
                        help="read cameras or stream URLs (or files paced at their frame rate) as they come; "
                             "frames the counter cannot keep up with are dropped and reported")
@@ -132,6 +128,14 @@ def _add_count(commands: argparse._SubParsersAction) -> None:
     count.add_argument("--pose-actors", type=positive, default=None, metavar="N",
                        help="pose extraction actors shared by the feeds (default: one per CPU of the cluster)")
     count.set_defaults(run=_run_count)
+
+
+def _add_detect_every(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--detect-every", type=positive, default=default(RepetitionCounting, "detection_interval"),
+                        metavar="K", dest="detection_interval",
+                        help="run the person detector on the first frame of every K and track the people found "
+                             "in between, so a new person is found within K frames (default %(default)s; "
+                             "1: the detector on every frame, about 1.4x slower on one person)")
 
 
 def _run_count(args: argparse.Namespace) -> int:
@@ -544,6 +548,7 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     pipeline.add_argument("--live", action="store_true", help="pace the feeds at their frame rate, as cameras")
     _add_windows(pipeline, f"the window, or {LIVE_STRIDE} with --live")
     pipeline.add_argument("--skip-inline", action="store_true", help="run the actor pipeline only")
+    _add_detect_every(pipeline)
     _add_bench_options(pipeline, "videos/")
     pipeline.set_defaults(run=_run_bench_pipeline)
 
@@ -652,10 +657,11 @@ def _run_bench_repcount(args: argparse.Namespace) -> int:
 def _run_bench_pipeline(args: argparse.Namespace) -> int:
     from .benchmarks import playlists, run_actors, run_inline
 
-    job = RepetitionCounting(window=args.window, stride=args.stride, live=args.live)
+    job = RepetitionCounting(window=args.window, stride=args.stride, live=args.live,
+                             detection_interval=args.detection_interval)
     feeds = playlists(_data(args, "videos"), args.feeds, args.seconds)
     figures: dict = {"feeds": args.feeds, "seconds_per_feed": args.seconds, "live": args.live,
-                     "window": job.window, "stride": job.window_stride}
+                     "window": job.window, "stride": job.window_stride, "detect_every": job.detection_interval}
     if not args.skip_inline and not args.live:
         figures["inline"] = run_inline(feeds, job)
         print(f"inline: {figures['inline']}", flush=True)

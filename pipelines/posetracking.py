@@ -100,12 +100,15 @@ class TrackingPoseExtractor(TemporalTransformer):
     ``detection_interval=1`` runs the detector on every frame, as ``HumanBodyPoseExtractor`` does.
     """
 
-    def __init__(self, maximum_person_count: int = 4, minimum_confidence: float = 0.5, detection_interval: int = DETECTION_INTERVAL):
+    IDLE_KEPT = 2
+
+    def __init__(self, maximum_person_count: int = 4, minimum_confidence: float = 0.5,
+                 detection_interval: int = DETECTION_INTERVAL):
         self.maximum_person_count = maximum_person_count
         self.minimum_confidence = minimum_confidence
         self.detection_interval = detection_interval
         self._detector: HumanBodyPoseExtractor | None = None
-        self._idle: dict[int, list[_Tracker]] = {}  # trackers not lent to a session, by people followed
+        self._idle: list[_Tracker] = []  # trackers not lent to a session, the latest given back last
         self._owner: int | None = None
 
     def session(self) -> TemporalSession:
@@ -125,25 +128,32 @@ class TrackingPoseExtractor(TemporalTransformer):
         elif self._owner != threading.get_ident():
             raise RuntimeError(f"{self!r} was first used on another thread: MediaPipe graphs must not be "
                                "shared across threads; create one extractor per thread")
-        idle = self._idle.setdefault(people, [])
-        tracker = idle.pop() if idle else _Tracker(people, self.minimum_confidence)
-        tracker.reset()
-        return tracker
+        lent = next((t for t in reversed(self._idle) if t.people == people), None)
+        if lent is None:
+            lent = _Tracker(people, self.minimum_confidence)
+        else:
+            self._idle.remove(lent)
+        lent.reset()
+        return lent
 
     def _give_back(self, tracker: _Tracker) -> None:
-        self._idle.setdefault(tracker.people, []).append(tracker)
+        """Keep it for the next segment; beyond ``IDLE_KEPT`` idle trackers (about 90 MB each), close
+        the one given back longest ago (a crowd seen once costs nothing afterwards)."""
+        self._idle.append(tracker)
+        while len(self._idle) > self.IDLE_KEPT:
+            self._idle.pop(0).close()
 
     def close(self) -> None:
         """Close every MediaPipe graph this extractor made (sessions still running make new ones)."""
         if self._detector is not None:
             self._detector.close()
-        for tracker in (t for idle in self._idle.values() for t in idle):
+        for tracker in self._idle:
             tracker.close()
-        self._idle = {}
+        self._idle = []
 
     def __getstate__(self) -> dict:
         # MediaPipe graphs cannot travel to another process; the copy makes its own on first use.
-        return {**self.__dict__, "_detector": None, "_idle": {}, "_owner": None}
+        return {**self.__dict__, "_detector": None, "_idle": [], "_owner": None}
 
 
 class _TrackingSession(TemporalSession):
