@@ -22,8 +22,8 @@ so they all go to one pose actor (the feed's home, the actor with the fewest), w
 feed's tracking on from batch to batch.
 
 Faults: a file's pose calls depend on nothing but their frames, and Ray redoes the calls of a pose
-actor that died (a live feed's tracking starts a new segment there, at its next frame).  When a host dies, Ray
-restarts it empty; each of its feeds then finds itself unknown there (``StateLost``) and is opened
+actor that died (a live feed's tracking starts a new segment there, at its next frame).  When a
+host dies, Ray restarts it empty; each of its feeds then finds itself unknown there (``StateLost``) and is opened
 again: the source where the pipeline had got to, the counting session from the snapshot after the
 last count batch the driver received, with the batches after it submitted again.
 """
@@ -112,7 +112,10 @@ def describe(source: Source) -> str:
 
 def whole_segments(batch_size: int, job: RepetitionCounting) -> int:
     """``batch_size`` rounded up to a whole number of the job's pose-tracking segments."""
-    return -(-batch_size // job.detection_interval) * job.detection_interval
+    every = job.detection_interval
+    if not isinstance(every, int) or every < 1:
+        raise ValueError(f"RepetitionCounting: detection_interval must be a whole number of frames >= 1, got {every!r}")
+    return -(-batch_size // every) * every
 
 
 @dataclass

@@ -37,7 +37,8 @@ __all__ = [
     "Downsample", "SlidingWindow", "Window", "Frame", "LiveStream", "concatenate", "is_camera", "open_source",
     "read_camera", "read_video",
     # repetition counting
-    "JOINT_GROUPS", "JOINT_NAMES", "STRATEGIES", "HumanBodyPoseExtractor", "TrackingPoseExtractor", "Pose", "PoseSelector", "JointsSelector",
+    "JOINT_GROUPS", "JOINT_NAMES", "STRATEGIES", "HumanBodyPoseExtractor", "TrackingPoseExtractor", "Pose",
+    "PoseSelector", "JointsSelector",
     "HumanBodyActionCounter", "CumulativeCount", "Repetition", "HumanBodyActionPeriodPredictor", "PeriodPrediction",
     "RepetitionEvent", "CountResult", "CountUpdate", "FeedCounting", "FeedTally", "PeopleInFrame", "RepetitionCounting",
     # audio and classifiers

@@ -111,6 +111,9 @@ def test_live_feeds_each_keep_to_one_pose_actor_spread_over_the_pool(local_ray):
     assert [pool.home(), pool.home(), pool.home()] == [0, 1, 0]
     pool.leave(1)
     assert pool.home() == 1 and pool.homed == [2, 1]
+    assert whole_segments(8, RepetitionCounting()) == 30 and whole_segments(31, RepetitionCounting()) == 60
+    with pytest.raises(ValueError, match="detection_interval"):
+        whole_segments(8, RepetitionCounting(detection_interval=0))
 
     clips = {"pushup": video("pushup_incorrect_001.mp4"), "squat": video("squat_correct_010.mp4")}
     pipeline = CountingPipeline({k: str(v) for k, v in clips.items()},
