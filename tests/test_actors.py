@@ -125,8 +125,9 @@ def test_live_feeds_each_keep_to_one_pose_actor_spread_over_the_pool(local_ray):
         assert homes == [0, 1] and pipeline._pool.homed == [0, 0]
     finally:
         pipeline.close()
-    assert all(r.error is None and r.frames + r.frames_dropped > 0 for r in results)
-    assert {r.feed: r.count > 0.5 for r in results} == {"pushup": True, "squat": True}
+    # every frame was posed or dropped (how many of each depends on the machine's speed)
+    assert {r.feed: (r.error, r.frames + r.frames_dropped) for r in results} == \
+        {"pushup": (None, 290), "squat": (None, 90)}
 
 
 def _before_push(session, before):
