@@ -27,7 +27,6 @@ import operator
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import ray
 
@@ -123,9 +122,7 @@ class PoseExtraction:
 
     def ready(self) -> bool:
         """Build the graphs before frames arrive: the detector and a one-person tracker."""
-        extractor = self._extractor(DETECTION_INTERVAL)
-        extractor.detector().applied(np.zeros((64, 64, 3), np.uint8))
-        extractor._give_back(extractor._borrow(1))
+        self._extractor(DETECTION_INTERVAL).prepare()
         return True
 
     def node(self) -> str:

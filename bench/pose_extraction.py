@@ -75,9 +75,7 @@ class Tracking:
         from cadence.pipelines import TrackingPoseExtractor
 
         self.extractor = TrackingPoseExtractor(detection_interval=every)
-        for people in (1, 2):  # set-up outside the clock (the trackers it keeps)
-            self.extractor._give_back(self.extractor._borrow(people))
-        self.extractor.detector().applied(np.zeros((64, 64, 3), np.uint8))
+        self.extractor.prepare(people=(1, 2))  # set-up outside the clock (the trackers it keeps)
 
     def __call__(self, images: list, fps: float) -> list[int]:
         return [len(people) for people in self.extractor.applied(images)]

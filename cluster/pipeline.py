@@ -45,6 +45,7 @@ from cadence.actors import schemas
 from cadence.actors.queues import ActorPool, BoundedQueue
 from cadence.actors.stages import CaptureHost, CountingHost, PoseExtraction, StateLost
 from cadence.pipelines.errors import CadenceError
+from cadence.pipelines.posetracking import checked_interval
 from cadence.pipelines.repetitions import CountResult, CountUpdate, FeedCounting, RepetitionCounting
 from cadence.pipelines.video import Source, is_camera
 
@@ -112,9 +113,7 @@ def describe(source: Source) -> str:
 
 def whole_segments(batch_size: int, job: RepetitionCounting) -> int:
     """``batch_size`` rounded up to a whole number of the job's pose-tracking segments."""
-    every = job.detection_interval
-    if not isinstance(every, int) or every < 1:
-        raise ValueError(f"RepetitionCounting: detection_interval must be a whole number of frames >= 1, got {every!r}")
+    every = checked_interval(job.detection_interval, "RepetitionCounting")
     return -(-batch_size // every) * every
 
 

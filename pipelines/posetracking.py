@@ -51,6 +51,14 @@ _BLANK = np.zeros((64, 64, 3), np.uint8)
 _STEP_MS = 33  # the trackers' own clock: their output does not depend on it, and it always increases
 
 
+def checked_interval(detection_interval: object, owner: str) -> int:
+    """``detection_interval`` if it is a whole number of frames >= 1; a ValueError naming ``owner`` if not."""
+    if not isinstance(detection_interval, int) or detection_interval < 1:
+        raise ValueError(f"{owner}: detection_interval must be a whole number of frames >= 1 (1 runs the "
+                         f"detector on every frame), got {detection_interval!r}")
+    return detection_interval
+
+
 class _Tracker:
     """One VIDEO-mode landmarker following up to ``people`` people, with its own increasing clock.
 
@@ -112,10 +120,14 @@ class TrackingPoseExtractor(TemporalTransformer):
         self._owner: int | None = None
 
     def session(self) -> TemporalSession:
-        if not isinstance(self.detection_interval, int) or self.detection_interval < 1:
-            raise ValueError(f"{self!r}: detection_interval must be a positive whole number of frames "
-                             "(1 runs the detector on every frame)")
+        checked_interval(self.detection_interval, repr(self))
         return _TrackingSession(self)
+
+    def prepare(self, people: tuple[int, ...] = (1,)) -> None:
+        """Build the detector and a tracker for each count of ``people`` now, not at the first frames."""
+        self.detector().applied(_BLANK)
+        for tracker in [self._borrow(n) for n in people]:
+            self._give_back(tracker)
 
     def detector(self) -> HumanBodyPoseExtractor:
         if self._detector is None:
