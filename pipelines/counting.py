@@ -380,9 +380,18 @@ class _CounterSession(TemporalSession):
         """After a gap in detection: what happened unseen is unknown, so the run ends where it was
         and the next starts where the person is seen again, never measured across the gap."""
         if z.anchor is not None and self.metric is not None and z.extremes > 0:
+            self._end_leg(z)
             z.book.close_run(z.run, self._fraction(z), z.peak_t)
         z.extremes, z.run, z.book.start_fraction = 0, z.run + 1, None
         z.anchor = z.peak = z.before = z.origin = None
+
+    def _end_leg(self, z: _Tracker) -> None:
+        """A gap in detection cuts the run after its way in and before any turn back: the leg in
+        progress, if it spans a whole swing, ended with the run and is judged like any first leg.  So
+        a single squat between two gaps (out and back to where it began, a cycle by itself) counts,
+        as it does filmed alone, where before it waited for a turn that never came."""
+        if z.extremes == 1 and self._distance(z.peak, z.anchor) >= self.swing_threshold:
+            self._turn(z, z.peak)
 
     def _fraction(self, z: _Tracker) -> float:
         """The leg in progress as a share of a repetition: half of its size over the last swing's."""

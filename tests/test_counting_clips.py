@@ -36,6 +36,14 @@ def test_five_squat_clips_back_to_back_count_five(window, stride):
     assert count(poses, window, stride) == pytest.approx(5, abs=1)
 
 
+@pytest.mark.parametrize("window,stride", [(90, 90), (90, 15)])
+def test_single_squats_between_gaps_in_detection_count_one_each(window, stride):
+    """Nobody in view for over a second between the squats: each squat is a run of its own, out and back."""
+    gap = [None] * (HumanBodyActionCounter().gap + 1)
+    poses = [p for name in SINGLE_SQUATS for p in (*selected_poses(name), *gap)]
+    assert count(poses, window, stride) == pytest.approx(5, abs=0.5)
+
+
 def test_jumping_jacks_count_two_to_three():
     assert 2 <= count(selected_poses("jumpingjack_correct_001.mp4")) <= 3
 
