@@ -46,7 +46,7 @@ from threadpoolctl import ThreadpoolController
 
 from .base import TemporalSession, TemporalTransformer
 from .legs import Leg, LegBook, Repetition
-from .pose import Pose
+from .pose import JOINT_INDEX, Pose
 from .temporal import Window
 
 _DIRECTIONS = 8  # principal directions kept in the distance; later ones weigh (s_i / s_0)^2 ~ 0
@@ -72,11 +72,16 @@ class CumulativeCount(float):
 
 
 def body_shape(pose: Pose | None) -> np.ndarray | None:
-    """Joint (x, y) relative to the body's bounding box, in units of its larger side; None without a person.
+    """A body's shape, whoever and wherever the person is; None without a person.
 
-    One scale for both axes keeps a lying body (plank, push-up) from having its small height, and
-    with it the landmark jitter, blown up.  On RepCount sequences, already min-max normalised per
-    axis, both sides are 1 and this changes nothing.
+    Joint (x, y) relative to the body's bounding box, in units of its larger side, followed by the
+    eight limb angles of :data:`ANGLES` (radians, weighed by :data:`ANGLE_WEIGHT`).  One scale for
+    both axes keeps a lying body (plank, push-up) from having its small height, and with it the
+    landmark jitter, blown up; on RepCount sequences, already min-max normalised per axis, both
+    sides are 1.  Positions carry the person's proportions and stance as well as the motion, so
+    another person (or the same one standing wider) looks like a move; a knee bends the same for
+    everyone, and an arm raised in front moves the wrist little within the box but turns the
+    shoulder a lot.  Joints a ``JointsSelector`` left out, and angles at them, stay at 0.
     """
     if pose is None:
         return None
@@ -86,7 +91,26 @@ def body_shape(pose: Pose | None) -> np.ndarray | None:
     extent = float((xy[present].max(axis=0) - low).max())
     shape = (xy - low) / (extent if extent > 1e-6 else 1.0)
     shape[~present] = 0.0
-    return shape.ravel()
+    return np.concatenate([shape.ravel(), ANGLE_WEIGHT * joint_angles(xy, present)])
+
+
+ANGLES = tuple((JOINT_INDEX[a], JOINT_INDEX[b], JOINT_INDEX[c]) for a, b, c in (
+    (f"{side}_{end}", f"{side}_{joint}", f"{side}_{other}") for side in ("left", "right")
+    for end, joint, other in (("shoulder", "elbow", "wrist"), ("elbow", "shoulder", "hip"),
+                              ("shoulder", "hip", "knee"), ("hip", "knee", "ankle"))))
+"""The angles the counter sees, as (end, joint, end) joint indexes: each side's elbow, shoulder, hip and knee."""
+ANGLE_WEIGHT = 0.6  # a limb turning one radian weighs as a joint moving 0.6 of the body's size (3-fold on RepCount dev)
+
+
+def joint_angles(xy: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """The angle in radians (0 to pi) at the middle joint of each of :data:`ANGLES`; 0 where a joint
+    is missing or two coincide."""
+    ends, joints, others = (np.array(column) for column in zip(*ANGLES))
+    u, v = xy[ends] - xy[joints], xy[others] - xy[joints]
+    lengths = np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1)
+    known = present[ends] & present[joints] & present[others] & (lengths > 1e-12)
+    cosine = np.einsum("ij,ij->i", u, v) / np.where(known, lengths, 1.0)
+    return np.where(known, np.arccos(np.clip(cosine, -1.0, 1.0)), 0.0)
 
 
 class HumanBodyActionCounter(TemporalTransformer):
@@ -240,6 +264,8 @@ class _CounterSession(TemporalSession):
             self._run(z, self.pending)
             self.pending = []
         tracked = z.anchor is not None and self.metric is not None
+        if tracked:
+            self._end_leg(z)
         made = z.book.final(z.run, self._fraction(z) if tracked else 0.0, z.anchor_t, z.peak_t)
         final = max(self.count, z.book.credited)
         if final == self.count and not made:

@@ -184,7 +184,7 @@ class LegBook:
             back = run[-2] if len(run) >= 2 else None
             if match is not None:
                 self._confirm(leg, match)
-            elif leg.closure <= _CLOSED and (back is None) == leg.first and (back is None or self._agreement(back, leg) > 0):
+            elif leg.closure <= _CLOSED and (back is None) == leg.first and self._agreement(back or leg, leg) > 0:
                 # out and back to where it began (the way into the run, or the leg before), alike: a cycle by itself
                 self._confirm(back or leg, leg)
                 self._confirm(leg, back or leg)

@@ -91,20 +91,37 @@ def names(count: int, start: int = 0) -> list[str]:
 
 
 def squatting_person(phase: np.ndarray, noise: float = 0.01, seed: int = 7) -> list:
-    """A stick figure whose hips and knees go down and up with ``cos(phase)``: one rep per 2*pi."""
+    """A stick figure seen from the side squatting with ``cos(phase)``, one rep per 2*pi: ankles
+    fixed, shins leaning forward, thighs going back toward level, the torso leaning in and the arms
+    rising to the front; every joint jittered by ``noise`` (about 1 % of the body's size, as
+    MediaPipe's landmarks on a clear view)."""
     from cadence import Pose
 
     rng = np.random.default_rng(seed)
-    base = np.zeros((33, 4), np.float32)
-    base[:, 0] = np.linspace(0.4, 0.6, 33)
-    base[:, 1] = np.linspace(0.1, 0.9, 33)  # head at the top, feet at the bottom
-    base[:, 3] = 1.0
     poses = []
     for p in phase:
-        k = base.copy()
         depth = 0.5 * (1 - np.cos(p))  # 0 standing, 1 at the bottom
-        k[:25, 1] += 0.25 * depth  # everything above the knees goes down
-        k[23:27, 0] += np.array([-1, 1, -1, 1]) * 0.08 * depth  # knees and hips spread
+
+        def towards(start, length, degrees):  # a limb from ``start`` at an angle from straight up
+            a = np.radians(degrees)
+            return start + length * np.array([np.sin(a), -np.cos(a)])
+
+        ankle = np.array([0.5, 0.9])
+        knee = towards(ankle, 0.22, 35 * depth)
+        hip = towards(knee, 0.22, -80 * depth)
+        shoulder = towards(hip, 0.3, 35 * depth)
+        elbow = towards(shoulder, 0.15, 180 - 90 * depth)
+        wrist = towards(elbow, 0.14, 180 - 90 * depth)
+        head = towards(shoulder, 0.1, 20 * depth)
+        k = np.zeros((33, 4), np.float32)
+        k[:, 3] = 1.0
+        k[0:11, :2] = head + rng.normal(0, 0.01, (11, 2))  # the face's points around the head
+        for side in (0, 1):  # left and right, one behind the other
+            shift = np.array([0.01 * side, 0.0])
+            k[11 + side, :2], k[13 + side, :2], k[15 + side, :2] = shoulder + shift, elbow + shift, wrist + shift
+            k[17 + side:23:2, :2] = wrist + shift  # pinky, index, thumb
+            k[23 + side, :2], k[25 + side, :2], k[27 + side, :2] = hip + shift, knee + shift, ankle + shift
+            k[29 + side, :2], k[31 + side, :2] = ankle + shift + [-0.03, 0.02], ankle + shift + [0.06, 0.02]
         k[:, :2] += rng.normal(0, noise, (33, 2))
         poses.append(Pose(k))
     return poses
