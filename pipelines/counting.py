@@ -412,10 +412,10 @@ class _CounterSession(TemporalSession):
         z.anchor = z.peak = z.before = z.origin = None
 
     def _end_leg(self, z: _Tracker) -> None:
-        """A gap in detection cuts the run after its way in and before any turn back: the leg in
-        progress, if it spans a whole swing, ended with the run and is judged like any first leg.  So
-        a single squat between two gaps (out and back to where it began, a cycle by itself) counts,
-        as it does filmed alone, where before it waited for a turn that never came."""
+        """The run ends (a gap in detection, the stream's end) after its way in and before any turn
+        back: the leg in progress, if it spans a whole swing, ended with the run and is judged like
+        any first leg.  So a single squat between two gaps, or after a set (out and back to where it
+        began, a cycle by itself), counts as it does filmed alone; it waited for a turn that never came."""
         if z.extremes == 1 and self._distance(z.peak, z.anchor) >= self.swing_threshold:
             self._turn(z, z.peak)
 
