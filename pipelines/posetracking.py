@@ -18,6 +18,11 @@ frame index (the frames whose ``index // detection_interval`` is the same):
    follows as many people as it was asked for.
 3. A new person among others is found at the next segment's start: within ``detection_interval``
    frames.
+4. A cut (an edited video going to another shot, another person, a jump in time) starts a segment
+   at once: the regions followed belong to the shot before.  A cut is a frame whose 32 x 18 grey
+   thumbnail differs from the previous frame's by more than ``_CUT`` grey levels on average: within
+   a shot it stayed under 6 on every shared clip, and the cuts of edited clips measured 22 to 55.
+   A cut seen where there is none costs one detection.
 
 The trackers are reset at each segment start (one blank frame empties the regions they follow; this
 was checked to give exactly a new landmarker's output), so **a frame's poses depend only on the
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import threading
 
+import cv2
 import numpy as np
 
 from .base import TemporalSession, TemporalTransformer
@@ -47,6 +53,7 @@ from .pose import (
 from .video import Frame
 
 DETECTION_INTERVAL = 30  # one second at 30 fps: a new person is found within it
+_CUT = 20.0  # mean grey-level change (of 255) between two frames' thumbnails that marks a cut
 _BLANK = np.zeros((64, 64, 3), np.uint8)
 _STEP_MS = 33  # the trackers' own clock: their output does not depend on it, and it always increases
 
@@ -174,19 +181,25 @@ class _TrackingSession(TemporalSession):
         self.segment: int | None = None  # index // detection_interval of the segment under way
         self.tracker: _Tracker | None = None  # lent for the rest of the segment
         self.pushed = 0  # frames seen, the index of a bare image
+        self.thumbnail: np.ndarray | None = None  # the previous frame's, to see cuts
 
     def push(self, frame: Frame | np.ndarray) -> list:
         index = frame.index if isinstance(frame, Frame) else self.pushed
         self.pushed += 1
-        segment = index // self.extractor.detection_interval
-        if segment != self.segment or self.extractor.detection_interval == 1:
+        interval = self.extractor.detection_interval
+        if interval == 1:
+            return [self.extractor.detector().applied(frame)]
+        rgb = rgb_image(frame, "TrackingPoseExtractor")
+        thumbnail = cv2.resize(rgb, (32, 18), interpolation=cv2.INTER_AREA).mean(axis=2)
+        cut = self.thumbnail is not None and float(np.abs(thumbnail - self.thumbnail).mean()) > _CUT
+        self.thumbnail = thumbnail
+        if index // interval != self.segment or cut:
             self._release()
-            self.segment = segment
+            self.segment = index // interval
             people = self.extractor.detector().applied(frame)
-            if self.extractor.detection_interval > 1:
-                self.tracker = self.extractor._borrow(max(1, len(people)))
+            self.tracker = self.extractor._borrow(max(1, len(people)))
             return [people]
-        return [self.tracker.poses(rgb_image(frame, "TrackingPoseExtractor"))]
+        return [self.tracker.poses(rgb)]
 
     def _release(self) -> None:
         if self.tracker is not None:
@@ -205,4 +218,4 @@ class _TrackingSession(TemporalSession):
 
     def restore(self, state: dict) -> None:
         self._release()
-        self.segment = None
+        self.segment, self.thumbnail = None, None

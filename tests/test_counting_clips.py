@@ -73,8 +73,6 @@ def test_the_composed_pipeline_matches_the_job():
     assert list(job.pipeline().applied(read_video(path)))[-1] == pytest.approx(job.run(read_video(path)).count)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 16, open: counts 3.8; the trackers follow the shot before a cut until the next segment start"))
 def test_five_squats_written_into_one_mp4_count_five(tmp_path):
     """The five single-squat clips re-encoded one after another into one MP4, as a user's editor would."""
     import cv2

@@ -72,16 +72,33 @@ def test_every_frame_detected_is_the_plain_extractor(jumping_jacks):
     assert all(_close(a, plain.applied(f), tolerance=0) for a, f in zip(tracked, frames, strict=True))
 
 
-def test_a_person_walking_into_view_is_found_within_the_detection_interval():
-    """A clip composed from two: one person squatting, then the two-person jumping jacks."""
-    cut = 80  # the group appears mid-segment
-    alone = _frames("squat_correct_010.mp4")[:cut]
-    group = _frames("jumpingjack_correct_001.mp4", first_index=cut)
-    people = [len(p) for p in TrackingPoseExtractor().applied(alone + group)]
-    assert cut % K and max(people[:cut]) == 1
+def test_a_group_coming_into_view_is_found_within_the_detection_interval():
+    """A clip composed from two, one dissolving into the other over 20 frames (no cut: each frame
+    differs little from the one before): one person squatting, then the two-person jumping jacks."""
+    start, steps = 70, 20
+    squat, group = _frames("squat_correct_010.mp4"), _frames("jumpingjack_correct_001.mp4")
+    blend = [Frame(np.round((1 - a) * s.image + a * g.image).astype(np.uint8), start + i, (start + i) / 30)
+             for i, (s, g, a) in enumerate(zip(squat[start:], group, np.arange(1, steps + 1) / steps))]
+    rest = [Frame(g.image, start + steps + i, 0.0) for i, g in enumerate(group[steps:])]
+    people = [len(p) for p in TrackingPoseExtractor().applied(squat[:start] + blend + rest)]
+    assert max(people[:start]) == 1
     first_two = next(i for i, n in enumerate(people) if n == 2)
-    assert cut <= first_two <= cut + K
-    assert min(people[first_two:]) >= 1 and np.mean(np.array(people[first_two:]) == 2) > 0.9
+    assert start <= first_two <= start + steps + K
+    assert np.mean(np.array(people[start + steps + K:]) == 2) > 0.9
+
+
+def test_a_cut_starts_a_segment_at_once():
+    """An edited video: a squat clip cut mid-segment into another person's.  The frame after the cut
+    is posed by the detector, and from it on the output is a new session's started there."""
+    cut = 75
+    first, second = _frames("squat_correct_007.mp4"), _frames("squat_correct_010.mp4", first_index=cut)
+    assert len(first) == cut and cut % K
+    extractor = TrackingPoseExtractor()
+    whole = list(extractor.applied(first + second))
+    assert _close(whole[cut], HumanBodyPoseExtractor().applied(second[0]), tolerance=0)
+    session = extractor.session()
+    after = [p for frame in second[:K] for p in session.push(frame)]
+    assert all(_close(a, b) for a, b in zip(whole[cut:cut + K], after, strict=True))
 
 
 def test_a_bad_detection_interval_is_refused_naming_it():
