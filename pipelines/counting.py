@@ -2,7 +2,8 @@
 
 :class:`HumanBodyActionCounter` needs no training and no per-exercise rule.  Each frame's pose
 becomes a body-shape vector (joint x, y relative to the body's bounding box, so position and
-distance to the camera do not matter; joints a ``JointsSelector`` left out stay still).  The
+distance to the camera do not matter, and the limbs' angles at the elbows, shoulders, hips and
+knees, which do not depend on who the person is; joints a ``JointsSelector`` left out stay still).  The
 recent frames, less their slow trend, give the directions the body moves in (principal
 components); a distance that weights each direction by its share of the motion squared measures
 how far the body has moved.  A zig-zag (hysteresis) tracker follows that distance: the body has
