@@ -90,17 +90,19 @@ def names(count: int, start: int = 0) -> list[str]:
     return [f"{d}_{speakers[(d + i) % 6]}_{i}.wav" for i in range(start, start + count // 10) for d in range(10)]
 
 
-def squatting_person(phase: np.ndarray, noise: float = 0.01, seed: int = 7) -> list:
+def squatting_person(phase: np.ndarray, noise: float = 0.01, seed: int = 7, arms: np.ndarray | None = None) -> list:
     """A stick figure seen from the side squatting with ``cos(phase)``, one rep per 2*pi: ankles
     fixed, shins leaning forward, thighs going back toward level, the torso leaning in and the arms
-    rising to the front; every joint jittered by ``noise`` (about 1 % of the body's size, as
-    MediaPipe's landmarks on a clear view)."""
+    rising to the front (with ``cos(arms)`` instead, if given: another exercise at another tempo);
+    every joint jittered by ``noise`` (about 1 % of the body's size, as MediaPipe's landmarks on a
+    clear view)."""
     from cadence import Pose
 
     rng = np.random.default_rng(seed)
     poses = []
-    for p in phase:
+    for p, q in zip(phase, phase if arms is None else arms, strict=True):
         depth = 0.5 * (1 - np.cos(p))  # 0 standing, 1 at the bottom
+        raised = 0.5 * (1 - np.cos(q))  # 0 arms down, 1 to the front
 
         def towards(start, length, degrees):  # a limb from ``start`` at an angle from straight up
             a = np.radians(degrees)
@@ -110,8 +112,8 @@ def squatting_person(phase: np.ndarray, noise: float = 0.01, seed: int = 7) -> l
         knee = towards(ankle, 0.22, 35 * depth)
         hip = towards(knee, 0.22, -80 * depth)
         shoulder = towards(hip, 0.3, 35 * depth)
-        elbow = towards(shoulder, 0.15, 180 - 90 * depth)
-        wrist = towards(elbow, 0.14, 180 - 90 * depth)
+        elbow = towards(shoulder, 0.15, 180 - 90 * raised)
+        wrist = towards(elbow, 0.14, 180 - 90 * raised)
         head = towards(shoulder, 0.1, 20 * depth)
         k = np.zeros((33, 4), np.float32)
         k[:, 3] = 1.0

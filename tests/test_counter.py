@@ -151,3 +151,31 @@ def test_score_reports_the_benchmark_figures(repcount_dir):
     result = score(sequences)
     assert len(result.videos) == 6 and 0 <= result.obo <= 1 and result.mae >= 0
     assert set(result.to_dict()) >= {"mae", "obo", "videos"}
+
+
+@BOTH_WINDOWS
+def test_joints_left_out_are_not_counted(window, stride):
+    """Squats every 60 frames and the arms raised every 40 (Create ML's JointsSelector): each
+    exercise is counted on its own joints, and the angles at joints left out stay still too."""
+    from cadence.pipelines import JointsSelector
+
+    frames = np.arange(480)
+    poses = squatting_person(2 * np.pi * frames / 60, arms=2 * np.pi * frames / 40)
+    arms, legs = JointsSelector(selected_joints=["arms"]), JointsSelector(ignored_joints=["arms", "face"])
+    assert stream_count([arms.applied(p) for p in poses], window, stride) == pytest.approx(12, abs=1)
+    assert stream_count([legs.applied(p) for p in poses], window, stride) == pytest.approx(8, abs=1)
+
+
+def test_body_shape_holds_limb_angles_and_nothing_of_joints_left_out():
+    from cadence.pipelines import JointsSelector, Pose
+    from cadence.pipelines.counting import ANGLE_WEIGHT, ANGLES, body_shape
+
+    k = np.zeros((33, 4), np.float32)
+    k[:, :2], k[:, 3] = 0.5, 1.0
+    k[11, :2], k[13, :2], k[15, :2] = (0.3, 0.3), (0.3, 0.5), (0.5, 0.5)  # a left elbow bent square
+    shape = body_shape(Pose(k))
+    angles = shape[-len(ANGLES):] / ANGLE_WEIGHT
+    assert len(shape) == 66 + len(ANGLES) and angles[0] == pytest.approx(np.pi / 2)
+    without = body_shape(JointsSelector(ignored_joints=["left_wrist"]).applied(Pose(k)))
+    assert without[-len(ANGLES)] == 0 and np.all(without[2 * 15:2 * 15 + 2] == 0)
+
