@@ -85,12 +85,13 @@ class LegBook:
         self.rep_start = -1  # where it began
         self.rep_agreements: list[float] = []
         self.made_upto = -1  # legs ending up to here are in the repetitions made (or rejected)
+        self.made: list[Repetition] = []  # made as their legs left the recent ones, not reported yet
 
     # -- what the tracker reports -----------------------------------------------------------
     def add(self, leg: Leg) -> None:
         """A leg has ended; the one before it can no longer be taken back, so it is judged now."""
         self._judge_last()
-        self.legs.append(leg)
+        self._keep(leg)
         self.total += 1
 
     def take_back(self) -> None:
@@ -131,14 +132,25 @@ class LegBook:
             self.start_fraction = None
         else:
             self.close_run(run, in_progress, end)
-        return self._make_repetitions(final=True)
+        return self._report(final=True)
 
     def last_confirmed(self) -> bool:
         return bool(self.legs) and self.legs[-1].state == "confirmed"
 
     def repetitions(self) -> list[Repetition]:
         """The repetitions completed since the last call."""
-        return self._make_repetitions()
+        return self._report()
+
+    def _report(self, final: bool = False) -> list[Repetition]:
+        made, self.made = self.made + self._make_repetitions(final), []
+        return made
+
+    def _keep(self, leg: Leg) -> None:
+        """Add to the recent legs; the oldest, when it leaves them, is first made into repetitions
+        (a window can hold more legs than are kept: jumping jacks take ten frames a leg)."""
+        if len(self.legs) == self.legs.maxlen:
+            self.made += self._make_repetitions()
+        self.legs.append(leg)
 
     # -- judgement ----------------------------------------------------------------------------
     def _run(self, run: int) -> list[Leg]:
@@ -206,7 +218,7 @@ class LegBook:
         leg.credit += credit
         self.credited += credit
         if leg not in self.legs:  # the leg in progress at a run's end: kept for the repetitions
-            self.legs.append(leg)
+            self._keep(leg)
 
     # -- repetitions --------------------------------------------------------------------------
     def _make_repetitions(self, final: bool = False) -> list[Repetition]:
@@ -233,12 +245,14 @@ class LegBook:
 
     # -- state --------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        state = {k: v for k, v in vars(self).items() if k != "legs"}
+        state = {k: v for k, v in vars(self).items() if k not in ("legs", "made")}
         state["legs"] = [asdict(leg) for leg in self.legs]
+        state["made"] = [asdict(repetition) for repetition in self.made]
         return state
 
     def restore(self, state: dict[str, Any]) -> None:
         for k, v in state.items():
-            if k != "legs":
+            if k not in ("legs", "made"):
                 setattr(self, k, list(v) if isinstance(v, list) else v)
         self.legs = deque((Leg(**leg) for leg in state["legs"]), maxlen=_RECENT)
+        self.made = [Repetition(**repetition) for repetition in state.get("made", [])]
