@@ -46,7 +46,7 @@ bench: install
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
 	$(BIN)/python bench/pose_extraction.py $(DATA)
 	$(BIN)/cadence bench repcount --poses $(DATA)/repcount-dev/poses --labels $(DATA)/repcount-dev/labels.csv
-	$(BIN)/cadence bench repcount --poses $(DATA)/repcount-dev/poses --labels $(DATA)/repcount-dev/labels.csv --stride 15
+	$(BIN)/cadence bench repcount --poses $(DATA)/repcount-dev/poses --labels $(DATA)/repcount-dev/labels.csv --stride 90
 	$(BIN)/cadence bench pipeline --data $(DATA) --feeds 1 --seconds 30
 	$(BIN)/cadence bench pipeline --data $(DATA) --feeds 2 --seconds 30
 	for n in 1 2 8 24 40; do $(BIN)/cadence bench pipeline --data $(DATA) --feeds $$n --seconds 30 --skip-inline || exit; done

@@ -26,7 +26,7 @@ from cadence.pipelines.audio import AudioFeaturePrint
 from cadence.pipelines.errors import CadenceError, InputError
 from cadence.pipelines.files import check_folder_exists
 from cadence.pipelines.pose import JOINT_GROUPS, STRATEGIES, joint_names
-from cadence.pipelines.repetitions import LIVE_STRIDE, RepetitionCounting
+from cadence.pipelines.repetitions import STRIDE, RepetitionCounting
 
 from .train import TrainSettings
 
@@ -94,7 +94,7 @@ def _add_count(commands: argparse._SubParsersAction) -> None:
                        help="video files; with --live also camera indexes (0) or stream URLs")
     count.add_argument("--feeds", metavar="FILE",
                        help="a text file with one source per line (relative paths from the file's folder)")
-    _add_windows(count, f"the window, or {LIVE_STRIDE} with --live")
+    _add_windows(count, f"{STRIDE}, or the window if shorter")
     count.add_argument("--strategy", choices=STRATEGIES, default=default(RepetitionCounting, "strategy"),
                        help="which person to follow when several are in view (default %(default)s)")
     joints = count.add_mutually_exclusive_group()
@@ -532,7 +532,7 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     repcount.add_argument("--poses", required=True, metavar="DIR", help="folder of NAME.npy arrays (T, 104)")
     repcount.add_argument("--labels", required=True, metavar="CSV",
                           help="labels.csv with columns name,count[,cycle_boundaries]")
-    _add_windows(repcount, "the window")
+    _add_windows(repcount, f"{STRIDE}, as cadence count; 90 for the benchmark's usual setting")
     repcount.add_argument("--json", metavar="OUT", help="also write {mae, obo, videos: [{name, gt, pred}]} to OUT")
     repcount.set_defaults(run=_run_bench_repcount)
 
@@ -546,7 +546,7 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     pipeline.add_argument("--feeds", type=positive, default=1, help="feeds at once (default %(default)s)")
     pipeline.add_argument("--seconds", type=float, default=60, help="seconds of video per feed (default %(default)s)")
     pipeline.add_argument("--live", action="store_true", help="pace the feeds at their frame rate, as cameras")
-    _add_windows(pipeline, f"the window, or {LIVE_STRIDE} with --live")
+    _add_windows(pipeline, f"{STRIDE}, or the window if shorter")
     pipeline.add_argument("--skip-inline", action="store_true", help="run the actor pipeline only")
     _add_detect_every(pipeline)
     _add_bench_options(pipeline, "videos/")
@@ -641,7 +641,7 @@ def _run_bench_repcount(args: argparse.Namespace) -> int:
     from cadence.pipelines.repcount import read_labels, score
 
     sequences = read_labels(args.poses, args.labels)
-    stride = args.stride or args.window
+    stride = RepetitionCounting(window=args.window, stride=args.stride).window_stride
     with tqdm(total=len(sequences), unit="video", leave=False, file=sys.stderr, disable=None) as bar:
         result = score(sequences, args.window, stride, progress=lambda _: bar.update(1))
     for v in result.videos:

@@ -46,7 +46,7 @@ class FeedRequest(BaseModel):
     strategy: Literal[STRATEGIES] = Field("maximum_bounding_box_area",  # type: ignore[valid-type]
                                           description="whose count is the headline when several people are in view")
     window: int = Field(90, ge=2, le=10_000, description="frames per window")
-    stride: int | None = Field(None, ge=1, description="frames between counts (default: 15 live, else the window)")
+    stride: int | None = Field(None, ge=1, description="frames between counts (default: 15, or the window if shorter)")
     per_person: bool = Field(True, description="also track and count everyone in view on their own (people)")
 
 

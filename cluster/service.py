@@ -46,8 +46,8 @@ SUBSCRIBER_QUEUE = 256  # events a slow subscriber may fall behind by before its
 @dataclass
 class FeedSpec:
     """A feed to count, as ``POST /feeds`` gives it.  ``live`` defaults to True for cameras and
-    stream URLs, False for files (read as fast as the pipeline goes); ``stride`` to 15 when live,
-    else to the window."""
+    stream URLs, False for files (read as fast as the pipeline goes); ``stride`` to the job's (15
+    frames, or the window if shorter)."""
 
     source: Source
     name: str | None = None

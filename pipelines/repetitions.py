@@ -35,7 +35,7 @@ from .tracking import PersonTracker
 from .temporal import SlidingWindow
 from .video import Frame
 
-LIVE_STRIDE = 15  # live feeds: a count every half second at 30 fps, rather than every window
+STRIDE = 15  # a count every half second at 30 fps, the directions of motion refitted as often (see the class)
 
 
 @dataclass(frozen=True)
@@ -314,8 +314,10 @@ class CountResult:
 class RepetitionCounting:
     """Settings of the counting job, which both runners take; :meth:`run` counts one stream here.
 
-    ``stride`` defaults to the window, or to 15 frames for live feeds (``live``), whose counts
-    should come often.  ``detection_interval``: the person detector runs on the first frame of every
+    ``stride`` defaults to 15 frames, for files and live feeds alike: counts come every half
+    second, and the counter refits its directions of motion as often, which counts better than
+    once per 90-frame window (RepCount dev MAE 0.221 against 0.256; OBO 0.667 against 0.608;
+    better or equal on each of three folds).  ``detection_interval``: the person detector runs on the first frame of every
     so many frames, and people are tracked in between (1: on every frame; see
     :class:`TrackingPoseExtractor`).  ``selected_joints`` or ``ignored_joints`` (joint or group names) put a
     :class:`JointsSelector` after the pose selector: only the joints kept are counted on.
@@ -334,9 +336,7 @@ class RepetitionCounting:
 
     @property
     def window_stride(self) -> int:
-        if self.stride is not None:
-            return self.stride
-        return LIVE_STRIDE if self.live else self.window
+        return self.stride if self.stride is not None else min(STRIDE, self.window)
 
     def extractor(self) -> TrackingPoseExtractor:
         """Frames -> everyone's poses: the person detector every ``detection_interval`` frames,
