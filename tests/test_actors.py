@@ -76,8 +76,9 @@ def local_ray():
 
 
 @functools.cache
-def inline_count(path, window=90, stride=90) -> float:
-    return RepetitionCounting(window=window, stride=stride).run(read_video(path)).count
+def inline_count(path) -> float:
+    """The count of the default job in this process, to compare the actors' with."""
+    return RepetitionCounting().run(read_video(path)).count
 
 
 def test_three_feeds_at_once_count_as_the_inline_path(local_ray):
@@ -359,7 +360,7 @@ def test_parquet_out_has_every_update(local_ray, tmp_path):
 def test_a_host_restarted_between_calls_refuses_work_until_restored(local_ray):
     from cadence.actors.stages import CountingHost, StateLost
 
-    counting = RepetitionCounting(window=30).feed_counting("f")
+    counting = RepetitionCounting(window=30, stride=30).feed_counting("f")
     host = CountingHost.remote()
     ray.get(host.open.remote("f", counting))
     frames = schemas.frames_to_batch("f", [Frame(np.zeros((2, 2, 3), np.uint8), i, i / 30, "f") for i in range(30)])
