@@ -114,6 +114,16 @@ def joint_angles(xy: np.ndarray, present: np.ndarray) -> np.ndarray:
     return np.where(known, np.arccos(np.clip(cosine, -1.0, 1.0)), 0.0)
 
 
+def _with_angles(shape: np.ndarray) -> np.ndarray:
+    """A body shape from a snapshot of a cadence before limb angles (joint positions only), with its
+    angles added: they follow from the relative positions as from the pose, an angle ignoring where
+    the body is and its size (joints left out were kept at 0)."""
+    if len(shape) != 2 * len(JOINT_INDEX):
+        return shape
+    xy = shape.reshape(-1, 2)
+    return np.concatenate([shape, ANGLE_WEIGHT * joint_angles(xy, np.any(xy != 0, axis=1))])
+
+
 class HumanBodyActionCounter(TemporalTransformer):
     """Windows of poses (``Pose`` or None per frame) in, one cumulative fractional count per window out.
 
@@ -450,13 +460,19 @@ class _CounterSession(TemporalSession):
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        as_array = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731
+        """Also a snapshot of a cadence before limb angles (a running ``cadence serve`` upgraded):
+        its shapes gain their angles, and the directions of motion are refitted at the next window."""
+        as_shape = lambda x: _with_angles(np.asarray(x, dtype=np.float64))  # noqa: E731
         self.seen, self.last_seen, self.count = int(state["seen"]), int(state["last_seen"]), float(state["count"])
-        self.raw = deque(map(as_array, state["raw"]), maxlen=self.raw.maxlen)
-        self.shapes = deque(map(as_array, state["shapes"]), maxlen=self.shapes.maxlen)
+        self.raw = deque(map(as_shape, state["raw"]), maxlen=self.raw.maxlen)
+        self.shapes = deque(map(as_shape, state["shapes"]), maxlen=self.shapes.maxlen)
         self.times = deque((int(t) for t in state["times"]), maxlen=self.times.maxlen)
         self.jolts = deque((float(j) for j in state["jolts"]), maxlen=self.jolts.maxlen)
-        self.pending = [(int(i), None if s is None else as_array(s)) for i, s in state["pending"]]
-        self.metric = None if state["metric"] is None else as_array(state["metric"])
+        self.pending = [(int(i), None if s is None else as_shape(s)) for i, s in state["pending"]]
+        metric = None if state["metric"] is None else np.asarray(state["metric"], dtype=np.float64)
+        self.metric = metric if metric is None or metric.shape[1] == 2 * len(JOINT_INDEX) + len(ANGLES) else None
         self.swing_threshold = float(state["swing_threshold"])
         self.tracker = _Tracker.restored(state["tracker"], self._book())
+        for k in _Tracker._ARRAYS:
+            if getattr(self.tracker, k) is not None:
+                setattr(self.tracker, k, _with_angles(getattr(self.tracker, k)))

@@ -194,3 +194,35 @@ def test_body_shape_holds_limb_angles_and_nothing_of_joints_left_out():
     without = body_shape(JointsSelector(ignored_joints=["left_wrist"]).applied(Pose(k)))
     assert without[-len(ANGLES)] == 0 and np.all(without[2 * 15:2 * 15 + 2] == 0)
 
+
+def test_a_snapshot_from_before_limb_angles_is_restored_and_counts_on():
+    """A running service upgraded: its sessions' snapshots hold joint positions only (66 values a
+    shape).  They gain their angles, and the count carries on as if hardly interrupted."""
+    from cadence.pipelines import Window
+    from cadence.pipelines.counting import ANGLES
+
+    poses = squatting_person(2 * np.pi * np.arange(600) / 50)
+    windows = list(SlidingWindow(90, 15).applied(poses))
+    whole = HumanBodyActionCounter().session()
+    uninterrupted = [c for w in windows for c in whole.push(w)] + whole.finish()
+    first = HumanBodyActionCounter().session()
+    for w in windows[:20]:
+        first.push(w)
+    state = first.snapshot()
+
+    def positions(x):
+        x = np.asarray(x, dtype=float)
+        return x[..., :-len(ANGLES)] if x.size else x
+
+    for key in ("raw", "shapes", "metric"):
+        state[key] = positions(state[key])
+    state["pending"] = [[i, None if s is None else positions(s).tolist()] for i, s in state["pending"]]
+    for key in ("anchor", "peak", "before", "origin"):
+        if state["tracker"][key] is not None:
+            state["tracker"][key] = positions(state["tracker"][key]).tolist()
+    restored = HumanBodyActionCounter().session()
+    restored.restore(state)
+    rest = [c for w in windows[20:] for c in restored.push(Window(w.start, list(w)))] + restored.finish()
+    assert rest[-1] == pytest.approx(uninterrupted[-1], abs=1e-3)  # one frame's jolt measured before the refit
+    assert uninterrupted[-1] == pytest.approx(12, abs=0.5)
+
