@@ -101,6 +101,7 @@ ANGLES = tuple((JOINT_INDEX[a], JOINT_INDEX[b], JOINT_INDEX[c]) for a, b, c in (
                               ("shoulder", "hip", "knee"), ("hip", "knee", "ankle"))))
 """The angles the counter sees, as (end, joint, end) joint indexes: each side's elbow, shoulder, hip and knee."""
 _ENDS, _JOINTS, _OTHERS = (np.array(column) for column in zip(*ANGLES))
+_POSITIONS = 2 * len(JOINT_INDEX)  # a shape's joint coordinates, before its angles
 ANGLE_WEIGHT = 0.6  # a limb turning one radian weighs as a joint moving 0.6 of the body's size (3-fold on RepCount dev)
 
 
@@ -118,7 +119,7 @@ def _with_angles(shape: np.ndarray) -> np.ndarray:
     """A body shape from a snapshot of a cadence before limb angles (joint positions only), with its
     angles added: they follow from the relative positions as from the pose, an angle ignoring where
     the body is and its size (joints left out were kept at 0)."""
-    if len(shape) != 2 * len(JOINT_INDEX):
+    if len(shape) != _POSITIONS:
         return shape
     xy = shape.reshape(-1, 2)
     return np.concatenate([shape, ANGLE_WEIGHT * joint_angles(xy, np.any(xy != 0, axis=1))])
@@ -470,7 +471,7 @@ class _CounterSession(TemporalSession):
         self.jolts = deque((float(j) for j in state["jolts"]), maxlen=self.jolts.maxlen)
         self.pending = [(int(i), None if s is None else as_shape(s)) for i, s in state["pending"]]
         metric = None if state["metric"] is None else np.asarray(state["metric"], dtype=np.float64)
-        self.metric = metric if metric is None or metric.shape[1] == 2 * len(JOINT_INDEX) + len(ANGLES) else None
+        self.metric = None if metric is None or metric.shape[1] == _POSITIONS else metric
         self.swing_threshold = float(state["swing_threshold"])
         self.tracker = _Tracker.restored(state["tracker"], self._book())
         for k in _Tracker._ARRAYS:

@@ -193,7 +193,10 @@ class HumanBodyPoseExtractor(Transformer):
         return self._landmarker
 
     def applied(self, frame: Frame | np.ndarray) -> list[Pose]:
-        rgb = rgb_image(frame, type(self).__name__)
+        return self.poses_in(rgb_image(frame, type(self).__name__))
+
+    def poses_in(self, rgb: np.ndarray) -> list[Pose]:
+        """Everyone in an RGB image (a frame already converted by :func:`rgb_image`)."""
         return poses_found(self._get_landmarker().detect(mediapipe_image(rgb)))
 
     def close(self) -> None:

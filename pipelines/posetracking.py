@@ -196,7 +196,7 @@ class _TrackingSession(TemporalSession):
         if index // interval != self.segment or cut:
             self._release()
             self.segment = index // interval
-            people = self.extractor.detector().applied(frame)
+            people = self.extractor.detector().poses_in(rgb)
             self.tracker = self.extractor._borrow(max(1, len(people)))
             return [people]
         return [self.tracker.poses(rgb)]
@@ -207,8 +207,9 @@ class _TrackingSession(TemporalSession):
             self.tracker = None
 
     def finish(self) -> list:
+        """Hand the tracker back; a next frame starts a segment."""
         self._release()
-        self.segment = None
+        self.segment, self.thumbnail = None, None
         return []
 
     def snapshot(self) -> dict:
@@ -217,5 +218,4 @@ class _TrackingSession(TemporalSession):
         return {}
 
     def restore(self, state: dict) -> None:
-        self._release()
-        self.segment, self.thumbnail = None, None
+        self.finish()
