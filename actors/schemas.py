@@ -10,8 +10,8 @@ Every batch holds several consecutive frames (or count updates) of one feed.  Co
                           that of the oldest frame the update is the first to count
 =============== ========  ==========================================================
 
-Payloads: ``FRAMES`` carries the BGR image bytes with their ``height`` and ``width``; ``POSES``
-every person found (a list of 33 x 4 keypoints, each flattened to a fixed-size list of 132
+Payloads: ``FRAMES`` carries the BGR image bytes with their ``height`` and ``width``, and the
+frame's ``shot`` (see ``Frame.shot``), which ``POSES`` carries on; ``POSES`` every person found (a list of 33 x 4 keypoints, each flattened to a fixed-size list of 132
 float32); ``COUNTS`` the cumulative ``count``, the repetitions completed with it, and (with per-person
 counting) each tracked person's count.
 """
@@ -36,9 +36,10 @@ _COMMON = [
     pa.field("timestamp", pa.float64(), nullable=False),
     pa.field("captured_at", pa.float64(), nullable=False),
 ]
-FRAMES = pa.schema(_COMMON + [pa.field("height", pa.int32()), pa.field("width", pa.int32()),
+_SHOT = pa.field("shot", pa.int32(), nullable=False)
+FRAMES = pa.schema(_COMMON + [_SHOT, pa.field("height", pa.int32()), pa.field("width", pa.int32()),
                               pa.field("image", pa.large_binary())])
-POSES = pa.schema(_COMMON + [pa.field("poses", pa.list_(KEYPOINTS))])
+POSES = pa.schema(_COMMON + [_SHOT, pa.field("poses", pa.list_(KEYPOINTS))])
 REPETITION = pa.struct([("index", pa.int32()), ("start_frame", pa.int64()), ("end_frame", pa.int64()),
                         ("start_time", pa.float64()), ("end_time", pa.float64()), ("confidence", pa.float64())])
 PEOPLE = pa.map_(pa.string(), pa.float64())  # person id -> count, with per-person counting
@@ -65,7 +66,7 @@ def frames_to_batch(feed: str, frames: Sequence[Frame]) -> pa.RecordBatch:
     data = np.concatenate([np.ascontiguousarray(f.image).reshape(-1) for f in frames]) if frames else np.zeros(0, np.uint8)
     images = pa.Array.from_buffers(pa.large_binary(), len(frames), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
     columns = _common(feed, [f.index for f in frames], [f.timestamp for f in frames], [f.captured_at for f in frames])
-    columns += [pa.array([f.image.shape[0] for f in frames], pa.int32()),
+    columns += [pa.array([f.shot for f in frames], pa.int32()), pa.array([f.image.shape[0] for f in frames], pa.int32()),
                 pa.array([f.image.shape[1] for f in frames], pa.int32()), images]
     return pa.RecordBatch.from_arrays(columns, schema=FRAMES)
 
@@ -76,9 +77,9 @@ def batch_to_frames(batch: pa.RecordBatch) -> list[Frame]:
     offsets = np.frombuffer(images.buffers()[1], dtype=np.int64)[images.offset:]
     data = np.frombuffer(images.buffers()[2], dtype=np.uint8)
     heights, widths = batch.column("height").to_numpy(), batch.column("width").to_numpy()
-    indexes, timestamps, captured = (_column(batch, n) for n in ("frame_index", "timestamp", "captured_at"))
+    indexes, timestamps, captured, shots = (_column(batch, n) for n in ("frame_index", "timestamp", "captured_at", "shot"))
     return [Frame(data[offsets[i]:offsets[i + 1]].reshape(heights[i], widths[i], 3), indexes[i], timestamps[i],
-                  feed[i].as_py(), captured[i]) for i in range(batch.num_rows)]
+                  feed[i].as_py(), captured[i], shots[i]) for i in range(batch.num_rows)]
 
 
 # -- poses ------------------------------------------------------------------------------------
@@ -89,7 +90,7 @@ def people_to_batch(frames: pa.RecordBatch, people: Sequence[Sequence[Pose]]) ->
     flat = [pose.keypoints.reshape(-1) for row in people for pose in row]
     values = np.concatenate(flat) if flat else np.zeros(0, np.float32)
     items = pa.FixedSizeListArray.from_arrays(pa.array(values, pa.float32()), KEYPOINT_VALUES)
-    carried = [frames.column(name) for name in ("feed", "frame_index", "timestamp", "captured_at")]
+    carried = [frames.column(name) for name in ("feed", "frame_index", "timestamp", "captured_at", "shot")]
     return pa.RecordBatch.from_arrays(carried + [pa.ListArray.from_arrays(pa.array(offsets), items)], schema=POSES)
 
 
@@ -98,10 +99,11 @@ def batch_to_people(batch: pa.RecordBatch) -> list[PeopleInFrame]:
     items = column.values  # mind the slice offsets: a batch may be a slice of a larger one
     start = items.offset * KEYPOINT_VALUES
     values = items.values.to_numpy(zero_copy_only=False)[start:start + len(items) * KEYPOINT_VALUES]
-    everyone = [Pose(k) for k in values.reshape(-1, len(JOINT_NAMES), 4)]
+    keypoints = values.reshape(-1, len(JOINT_NAMES), 4)
     offsets = column.offsets.to_numpy()  # into all of .values, also for a slice
-    indexes, timestamps, captured = (_column(batch, n) for n in ("frame_index", "timestamp", "captured_at"))
-    return [PeopleInFrame(indexes[i], timestamps[i], captured[i], everyone[offsets[i]:offsets[i + 1]])
+    indexes, timestamps, captured, shots = (_column(batch, n) for n in ("frame_index", "timestamp", "captured_at", "shot"))
+    return [PeopleInFrame(indexes[i], timestamps[i], captured[i],
+                          [Pose(k, shots[i]) for k in keypoints[offsets[i]:offsets[i + 1]]])
             for i in range(batch.num_rows)]
 
 

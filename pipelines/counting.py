@@ -137,8 +137,9 @@ class HumanBodyActionCounter(TemporalTransformer):
     recent leg is a glitch (a pose error, a twitch) and is taken back rather than counted; once
     reps are under way the bar is at most ``swing_share`` of their median swing, so reps smaller
     than the motion's overall range (arms only, after whole-body moves) still count; after more
-    than ``gap`` frames without a person the tracker starts a new leg, keeping the count, since a
-    change seen across a gap in detection is no evidence of a swing.  Legs are confirmed when alike
+    than ``gap`` frames without a person, or at a cut (a pose of another shot, see ``Pose.shot``), the
+    tracker starts a new leg, keeping the count, since a change seen across a gap in detection or a
+    cut is no evidence of a swing.  Legs are confirmed when alike
     within ``rhythm_ratio`` in duration and size, and rejected as jitter when their raw frames jolt
     by more than ``roughness_limit`` of their size (see ``legs.py``).
     """
@@ -232,6 +233,7 @@ class _CounterSession(TemporalSession):
         self.jolts: deque = deque(maxlen=params.history)  # and how hard each frame's raw shape jolted
         self.pending: list = []  # (index, shape) not yet tracked, (index, None) for a gap
         self.last_seen = -1  # stream index of the last frame with a person
+        self.shot = 0  # and the shot it was in
         self.metric: np.ndarray | None = None  # weighted principal directions (rows)
         self.swing_threshold = params.minimum_amplitude
         self.tracker = _Tracker(book=self._book())
@@ -246,10 +248,12 @@ class _CounterSession(TemporalSession):
             shape = body_shape(pose)
             if shape is None:
                 continue
-            if self.last_seen >= 0 and index - self.last_seen > self.p.gap:
+            # a later shot is across a cut; an earlier one, a source opened again (a file resumed, a
+            # camera reconnected) that counts its shots from 0 again
+            if self.last_seen >= 0 and (index - self.last_seen > self.p.gap or pose.shot > self.shot):
                 self.raw.clear()
                 self.pending.append((index, None))
-            self.last_seen = index
+            self.last_seen, self.shot = index, pose.shot
             self.jolts.append(self._jolt(shape))
             self.raw.append(shape)
             smoothed = np.mean(self.raw, axis=0)
@@ -401,6 +405,7 @@ class _CounterSession(TemporalSession):
     def _turn(self, z: _Tracker, now: np.ndarray) -> None:
         if z.extremes == 0:  # the way from where tracking began (the start, or after a gap)
             z.book.start_fraction = self._fraction(z)
+            z.book.start_size = self._distance(z.peak, z.anchor)
             z.origin = z.anchor
             z.way_in_t = self._still_at(z.anchor, z.anchor_t, z.peak_t, self._distance(z.peak, z.anchor))[-1]
         else:  # the leg from one turning point to the next is half a repetition, if judged one
@@ -419,8 +424,8 @@ class _CounterSession(TemporalSession):
         z.anchor, z.anchor_t, z.peak, z.peak_t = z.peak, z.peak_t, now, z.t
 
     def _restart(self, z: _Tracker) -> None:
-        """After a gap in detection: what happened unseen is unknown, so the run ends where it was
-        and the next starts where the person is seen again, never measured across the gap."""
+        """After a gap in detection or a cut: what happened unseen is unknown, so the run ends where
+        it was and the next starts where the person is seen again, never measured across the gap."""
         if z.anchor is not None and self.metric is not None and z.extremes > 0:
             self._end_leg(z)
             z.book.close_run(z.run, self._fraction(z), z.peak_t)
@@ -454,7 +459,8 @@ class _CounterSession(TemporalSession):
         return {
             # the recent pose vectors as one array each (all the same length): cheap to send and store
             "seen": self.seen, "raw": _stacked(self.raw), "shapes": _stacked(self.shapes),
-            "times": list(self.times), "jolts": list(self.jolts), "last_seen": self.last_seen, "count": self.count,
+            "times": list(self.times), "jolts": list(self.jolts), "last_seen": self.last_seen, "shot": self.shot,
+            "count": self.count,
             "pending": [[i, None if s is None else s.tolist()] for i, s in self.pending],
             "metric": None if self.metric is None else self.metric.tolist(),
             "swing_threshold": self.swing_threshold, "tracker": self.tracker.snapshot(),
@@ -465,6 +471,7 @@ class _CounterSession(TemporalSession):
         its shapes gain their angles, and the directions of motion are refitted at the next window."""
         as_shape = lambda x: _with_angles(np.asarray(x, dtype=np.float64))  # noqa: E731
         self.seen, self.last_seen, self.count = int(state["seen"]), int(state["last_seen"]), float(state["count"])
+        self.shot = int(state.get("shot", 0))
         self.raw = deque(map(as_shape, state["raw"]), maxlen=self.raw.maxlen)
         self.shapes = deque(map(as_shape, state["shapes"]), maxlen=self.shapes.maxlen)
         self.times = deque((int(t) for t in state["times"]), maxlen=self.times.maxlen)

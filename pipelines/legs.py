@@ -18,7 +18,8 @@ legs), which is jitter rather than motion, and one smaller than the set's confir
 nothing.
 
 Only confirmed legs add to the count, half a repetition each (the first of a run adds the way from
-where tracking began, too), so the count never goes down, and what is still uncertain waits until
+where tracking began, too: half a repetition for a way as large as that first leg, less for a run
+that began mid-way), so the count never goes down, and what is still uncertain waits until
 it is decided.  A stream too short to judge (fewer than three legs, none confirmed: a single squat
 filmed alone) counts what it holds.  In time order, confirmed legs make :class:`Repetition` events:
 one each time their credit passes a whole number, with the frames it began and ended at and a
@@ -35,6 +36,7 @@ import numpy as np
 _RECENT = 8  # legs kept: enough for every judgement, which looks back at most two legs
 _ROUGHER = 3.0  # a leg this many times rougher than the set's confirmed ones is jitter, not motion
 _CLOSED = 0.35  # a leg ending this near (share of its size) where the leg before began closes a cycle
+_WHOLE = 0.9  # a way into a run this near its first leg's size is whole (the counter's _STILL: at its turn)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class LegBook:
         self.total = 0  # legs added in the whole stream
         self.credited = 0.0  # the count confirmed so far: it only grows
         self.start_fraction: float | None = None  # the way into the current run, while uncredited
+        self.start_size: float | None = None  # and its size (None in snapshots from before it was kept)
         self.reps = 0  # repetitions made so far
         self.progress = 0.0  # credit toward the next repetition
         self.rep_start = -1  # where it began
@@ -210,9 +213,17 @@ class LegBook:
         leg.state = "confirmed"
         credit = 0.5
         if leg.first and self.start_fraction is not None:
-            credit += self.start_fraction  # the way into the run's first leg counts with it
+            credit += self._way_in(leg)  # the way into the run's first leg counts with it
             self.start_fraction = None
         self._credit(leg, credit)
+
+    def _way_in(self, first: Leg) -> float:
+        """The way into a run as a share of a repetition: half of its size over its first leg's.  So
+        a run that began mid-way counts what it saw of it, and one that began at rest counts half a
+        repetition, whatever a leg before a gap or a cut (of another person, perhaps) measured."""
+        if self.start_size is None:
+            return self.start_fraction or 0.0  # as measured when it ended (against the leg before)
+        return 0.5 * min(1.0, self.start_size / (_WHOLE * max(first.size, 1e-9)))
 
     def _credit(self, leg: Leg, credit: float) -> None:
         leg.credit += credit

@@ -7,7 +7,7 @@ import io
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
@@ -43,10 +43,12 @@ class Pose:
     """One person's 33 joints: ``keypoints[j] = (x, y, z, confidence)``.
 
     x and y are normalised to the image (0..1, y downwards), z is MediaPipe's relative depth, and
-    confidence is the landmark's visibility (0..1).
+    confidence is the landmark's visibility (0..1).  ``shot`` is the shot of the frame it was seen
+    in (:attr:`~.video.Frame.shot`): poses of two shots are of two views, maybe two people.
     """
 
     keypoints: np.ndarray
+    shot: int = 0
 
     def __post_init__(self) -> None:
         k = np.asarray(self.keypoints, dtype=np.float32)
@@ -75,7 +77,7 @@ class Pose:
         return float(xy[:, 0].min()), float(xy[:, 1].min()), float(xy[:, 0].max()), float(xy[:, 1].max())
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Pose) and np.array_equal(self.keypoints, other.keypoints)
+        return isinstance(other, Pose) and self.shot == other.shot and np.array_equal(self.keypoints, other.keypoints)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -163,6 +165,12 @@ def poses_found(result: Any) -> list[Pose]:
                          for person in result.pose_landmarks])
 
 
+def in_shot(poses: list[Pose], frame: Frame | np.ndarray) -> list[Pose]:
+    """The poses found in ``frame``, given its shot (a bare image has none: shot 0)."""
+    shot = frame.shot if isinstance(frame, Frame) else 0
+    return [replace(pose, shot=shot) for pose in poses] if shot else poses
+
+
 class HumanBodyPoseExtractor(Transformer):
     """Finds every person in a frame: a list of :class:`Pose`, possibly empty.
 
@@ -193,7 +201,7 @@ class HumanBodyPoseExtractor(Transformer):
         return self._landmarker
 
     def applied(self, frame: Frame | np.ndarray) -> list[Pose]:
-        return self.poses_in(rgb_image(frame, type(self).__name__))
+        return in_shot(self.poses_in(rgb_image(frame, type(self).__name__)), frame)
 
     def poses_in(self, rgb: np.ndarray) -> list[Pose]:
         """Everyone in an RGB image (a frame already converted by :func:`rgb_image`)."""
@@ -303,4 +311,4 @@ class JointsSelector(Transformer):
             return None
         keypoints = pose.keypoints.copy()
         keypoints[self._left_out()] = np.nan
-        return Pose(keypoints)
+        return replace(pose, keypoints=keypoints)

@@ -18,11 +18,9 @@ frame index (the frames whose ``index // detection_interval`` is the same):
    follows as many people as it was asked for.
 3. A new person among others is found at the next segment's start: within ``detection_interval``
    frames.
-4. A cut (an edited video going to another shot, another person, a jump in time) starts a segment
-   at once: the regions followed belong to the shot before.  A cut is a frame whose 32 x 18 grey
-   thumbnail differs from the previous frame's by more than ``_CUT`` grey levels on average: within
-   a shot it stayed under 6 on every shared clip, and the cuts of edited clips measured 22 to 55.
-   A cut seen where there is none costs one detection.
+4. A cut (an edited video going to another shot, another person, a jump in time; see
+   :class:`~.video.Shots`) starts a segment at once: the regions followed belong to the shot
+   before.  A cut seen where there is none costs one detection.
 
 The trackers are reset at each segment start (one blank frame empties the regions they follow; this
 was checked to give exactly a new landmarker's output), so **a frame's poses depend only on the
@@ -38,7 +36,6 @@ from __future__ import annotations
 
 import threading
 
-import cv2
 import numpy as np
 
 from .base import TemporalSession, TemporalTransformer
@@ -46,14 +43,14 @@ from .pose import (
     HumanBodyPoseExtractor,
     Pose,
     landmarker_options,
+    in_shot,
     mediapipe_image,
     poses_found,
     rgb_image,
 )
-from .video import Frame
+from .video import Frame, Shots
 
 DETECTION_INTERVAL = 30  # one second at 30 fps: a new person is found within it
-_CUT = 20.0  # mean grey-level change (of 255) between two frames' thumbnails that marks a cut
 _BLANK = np.zeros((64, 64, 3), np.uint8)
 _STEP_MS = 33  # the trackers' own clock: their output does not depend on it, and it always increases
 
@@ -181,7 +178,8 @@ class _TrackingSession(TemporalSession):
         self.segment: int | None = None  # index // detection_interval of the segment under way
         self.tracker: _Tracker | None = None  # lent for the rest of the segment
         self.pushed = 0  # frames seen, the index of a bare image
-        self.thumbnail: np.ndarray | None = None  # the previous frame's, to see cuts
+        self.shots = Shots()  # to see cuts
+        self.shot = -1  # the shot of the segment under way
 
     def push(self, frame: Frame | np.ndarray) -> list:
         index = frame.index if isinstance(frame, Frame) else self.pushed
@@ -190,16 +188,14 @@ class _TrackingSession(TemporalSession):
         if interval == 1:
             return [self.extractor.detector().applied(frame)]
         rgb = rgb_image(frame, "TrackingPoseExtractor")
-        thumbnail = cv2.resize(rgb, (32, 18), interpolation=cv2.INTER_AREA).mean(axis=2)
-        cut = self.thumbnail is not None and float(np.abs(thumbnail - self.thumbnail).mean()) > _CUT
-        self.thumbnail = thumbnail
-        if index // interval != self.segment or cut:
+        shot = self.shots.of(rgb)
+        if index // interval != self.segment or shot != self.shot:
             self._release()
-            self.segment = index // interval
+            self.segment, self.shot = index // interval, shot
             people = self.extractor.detector().poses_in(rgb)
             self.tracker = self.extractor._borrow(max(1, len(people)))
-            return [people]
-        return [self.tracker.poses(rgb)]
+            return [in_shot(people, frame)]
+        return [in_shot(self.tracker.poses(rgb), frame)]
 
     def _release(self) -> None:
         if self.tracker is not None:
@@ -209,7 +205,7 @@ class _TrackingSession(TemporalSession):
     def finish(self) -> list:
         """Hand the tracker back; a next frame starts a segment."""
         self._release()
-        self.segment, self.thumbnail = None, None
+        self.segment, self.shots, self.shot = None, Shots(), -1
         return []
 
     def snapshot(self) -> dict:

@@ -44,7 +44,7 @@ def _encoded(value: Any, arrays: list[bytes], offset: list[int]) -> Any:
     if isinstance(value, tuple):
         return {_TAG: "tuple", "items": [_encoded(v, arrays, offset) for v in value]}
     if isinstance(value, Pose):
-        return {_TAG: "pose", "array": _encoded(value.keypoints, arrays, offset)}
+        return {_TAG: "pose", "array": _encoded(value.keypoints, arrays, offset), "shot": value.shot}
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biuf":
             raise TypeError(f"encode_snapshot: arrays of {value.dtype} are not supported")
@@ -70,7 +70,7 @@ def _decoded(value: Any, blob: memoryview, start: list[int]) -> Any:
     if tag == "float":
         return float(value["value"])
     if tag == "pose":
-        return Pose(_decoded(value["array"], blob, start))
+        return Pose(_decoded(value["array"], blob, start), int(value.get("shot", 0)))
     if tag == "array":
         dtype = np.dtype(value["dtype"])
         end = int(value["end"])

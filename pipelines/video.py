@@ -27,7 +27,9 @@ class Frame:
     """One decoded frame: a BGR ``uint8`` image (as OpenCV decodes), its index and its time in seconds.
 
     ``captured_at`` is the wall-clock time (``time.time()``) the frame was read: where its
-    capture-to-count latency starts.
+    capture-to-count latency starts.  ``shot`` numbers the shots of an edited video from where
+    reading began (0, then one more at each cut, see :class:`Shots`): cadence's readers set it, so
+    that what happened across a cut is never taken for motion.
     """
 
     image: np.ndarray
@@ -35,6 +37,40 @@ class Frame:
     timestamp: float
     source: str = ""
     captured_at: float = 0.0
+    shot: int = 0
+
+
+class Shots:
+    """Numbers the shots of a stream of images: 0, then one more at each cut.
+
+    An edited video goes from one shot to another (another view, another person, a jump in time)
+    from one frame to the next.  A cut is a frame whose 32 x 18 grey thumbnail differs from the
+    previous frame's by more than ``CUT`` grey levels on average: within a shot that stayed under 6
+    on every shared clip (people moving, a camera panning), and the cuts of edited clips measured
+    22 to 55.  The thumbnail costs about 0.3 ms for a 720p frame.
+    """
+
+    CUT = 20.0  # mean grey-level change (of 255) between two frames' thumbnails that marks a cut
+
+    def __init__(self) -> None:
+        self.shot = -1  # none seen yet
+        self.thumbnail: np.ndarray | None = None
+
+    def of(self, image: np.ndarray) -> int:
+        """The shot of the next image (BGR or RGB: the grey level is the channels' mean)."""
+        step = max(1, image.shape[0] // 180)  # every step-th pixel first: the same thumbnail to 0.3, 2-3x faster
+        thumbnail = cv2.resize(image[::step, ::step], (32, 18), interpolation=cv2.INTER_AREA).mean(axis=2)
+        if self.thumbnail is None or float(np.abs(thumbnail - self.thumbnail).mean()) > self.CUT:
+            self.shot += 1
+        self.thumbnail = thumbnail
+        return self.shot
+
+
+def numbered_shots(frames: Iterable[Frame]) -> Iterator[Frame]:
+    """The frames with their :attr:`Frame.shot` counted from the first (see :class:`Shots`)."""
+    shots = Shots()
+    for frame in frames:
+        yield replace(frame, shot=shots.of(frame.image))
 
 
 class _ThreadedAsyncIteration:
@@ -82,7 +118,11 @@ class VideoStream(_ThreadedAsyncIteration):
 
     def frames(self, start: int = 0) -> Iterator[Frame]:
         """The frames from index ``start`` on (the ones before are decoded but not converted or
-        copied: a feed resumed after a restart gets back to where it was quickly)."""
+        copied: a feed resumed after a restart gets back to where it was quickly), their shots
+        counted from there."""
+        return numbered_shots(self._frames(start))
+
+    def _frames(self, start: int) -> Iterator[Frame]:
         self.warnings.clear()
         capture = _open(self.path)
         try:
@@ -166,6 +206,7 @@ class CameraStream(_ThreadedAsyncIteration):
             capture = _open(self.source)
         start = time.monotonic()
         index = 0
+        shots = Shots()  # a camera switched or moved to another view at once is a cut too
         try:
             while True:
                 ok, image = capture.read()
@@ -173,7 +214,8 @@ class CameraStream(_ThreadedAsyncIteration):
                     if index == 0:
                         raise CameraError(self.source, "delivered no frame")
                     break
-                yield Frame(image, index, time.monotonic() - start, str(self.source), time.time())
+                yield Frame(image, index, time.monotonic() - start, str(self.source), time.time(),
+                            shots.of(image))
                 index += 1
         finally:
             capture.release()
@@ -214,10 +256,14 @@ class ConcatenatedStream(_ThreadedAsyncIteration):
         return self.frames()
 
     def frames(self, start: int = 0) -> Iterator[Frame]:
-        """The frames from index ``start`` on (see :meth:`VideoStream.frames`)."""
+        """The frames from index ``start`` on (see :meth:`VideoStream.frames`); shots are counted
+        across the videos, so one video's end and the next's start are a cut when they differ."""
+        return numbered_shots(self._frames(start))
+
+    def _frames(self, start: int) -> Iterator[Frame]:
         index, offset = 0, 0.0
         for stream in self.streams:
-            for frame in stream.frames(max(0, start - index)):
+            for frame in stream._frames(max(0, start - index)):
                 yield replace(frame, index=index + frame.index, timestamp=offset + frame.timestamp)
             index += stream.decoded
             offset += max(stream.decoded, 1) / stream.fps  # the last frame's time, plus one frame

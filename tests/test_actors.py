@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+from dataclasses import replace
 
 import cloudpickle
 import numpy as np
@@ -34,26 +35,26 @@ def _pose(seed: int) -> Pose:
 
 def test_frame_batches_round_trip_images_exactly():
     rng = np.random.default_rng(0)
-    frames = [Frame(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), i, i / 30, "cam", 1.0 + i)
+    frames = [Frame(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), i, i / 30, "cam", 1.0 + i, shot=i // 2)
               for i, (h, w) in enumerate([(48, 64), (30, 40), (48, 64)])]
     batch = schemas.frames_to_batch("cam", frames)
     assert batch.schema == schemas.FRAMES and batch.num_rows == 3
     back = schemas.batch_to_frames(batch)
     for a, b in zip(frames, back):
-        assert np.array_equal(a.image, b.image) and (a.index, a.timestamp, a.captured_at) == (b.index, b.timestamp,
-                                                                                               b.captured_at)
+        assert np.array_equal(a.image, b.image)
+        assert (a.index, a.timestamp, a.captured_at, a.shot) == (b.index, b.timestamp, b.captured_at, b.shot)
 
 
 def test_pose_batches_keep_people_nobody_and_nulls():
-    frames = schemas.frames_to_batch("f", [Frame(np.zeros((2, 2, 3), np.uint8), i, i / 30, "f", 5.0 + i)
+    frames = schemas.frames_to_batch("f", [Frame(np.zeros((2, 2, 3), np.uint8), i, i / 30, "f", 5.0 + i, shot=i // 2)
                                            for i in range(3)])
-    people = [[_pose(1), _pose(2)], [], [_pose(3)]]
+    people = [[_pose(1), _pose(2)], [], [replace(_pose(3), shot=1)]]  # a pose carries its frame's shot
     back = schemas.batch_to_people(schemas.people_to_batch(frames, people))
     assert [len(p.people) for p in back] == [2, 0, 1] and back[0].people[1] == people[0][1]
     assert [(p.index, p.timestamp, p.captured_at) for p in back] == [(i, i / 30, 5.0 + i) for i in range(3)]
     # a slice of a batch (as Arrow hands out) decodes the right rows
     sliced = schemas.batch_to_people(schemas.people_to_batch(frames, people).slice(1, 2))
-    assert [p.people for p in sliced] == people[1:] and sliced[1].index == 2
+    assert [p.people for p in sliced] == people[1:] and sliced[1].index == 2 and sliced[1].people[0].shot == 1
     updates = [CountUpdate("f", 89, 2.9, 0.5, 1.0), CountUpdate("f", 179, 5.9, 1.5, 4.0)]
     assert schemas.batch_to_updates(schemas.updates_to_batch("f", updates)) == updates
 

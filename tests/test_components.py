@@ -262,14 +262,14 @@ def test_updating_repeats_with_the_seed_and_survives_a_model_file(estimator, tmp
 def test_snapshots_are_stored_without_pickle_and_what_they_cannot_hold_is_refused():
     from cadence.pipelines import Pose
 
-    pose = Pose(np.arange(132, dtype=np.float32).reshape(33, 4))
+    pose = Pose(np.arange(132, dtype=np.float32).reshape(33, 4), shot=2)
     state = {"a": (1, 2.5, None), "b": [pose, np.arange(6, dtype=np.int16).reshape(2, 3)], "c": float("nan"),
              "d": np.float64(0.25), "e": {"nested": (True, "text")}}
     data = encode_snapshot(state)
     assert data.startswith(b"cadence-snapshot-1\n")  # JSON and raw array bytes: reading it back runs no code
     back = decode_snapshot(data)
     assert back["a"] == (1, 2.5, None) and back["e"] == {"nested": (True, "text")}
-    assert back["b"][0] == pose and back["b"][1].dtype == np.int16 and back["b"][1].tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert back["b"][0] == pose and back["b"][0].shot == 2 and back["b"][1].dtype == np.int16 and back["b"][1].tolist() == [[0, 1, 2], [3, 4, 5]]
     assert np.isnan(back["c"]) and back["d"] == 0.25
     with pytest.raises(TypeError, match="cannot store a object"):
         encode_snapshot({"x": object()})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -67,6 +69,23 @@ def test_a_change_seen_only_across_gaps_in_detection_is_not_a_swing(window, stri
     for hold in holds[1:]:
         poses = poses + [None] * 60 + hold  # longer than the counter's gap (45 frames)
     assert stream_count(poses, window, stride) < 0.5
+
+
+@BOTH_WINDOWS
+def test_a_change_seen_only_across_cuts_is_not_a_swing(window, stride):
+    """An edited video: held still, up then down then up, each hold a shot of its own (no frame
+    without a person between them): the change at each cut is no swing."""
+    holds = [squatting_person(np.full(150, depth), seed=i) for i, depth in enumerate((0, np.pi, 0, np.pi, 0))]
+    poses = [replace(pose, shot=shot) for shot, hold in enumerate(holds) for pose in hold]
+    assert stream_count([p for hold in holds for p in hold], window, stride) > 1.5  # without the cuts: swings
+    assert stream_count(poses, window, stride) < 0.5
+
+
+def test_shots_counted_again_from_0_by_a_source_opened_again_change_nothing():
+    """A file resumed or a camera reconnected counts its shots from 0 again: no cut."""
+    poses = squatting_person(2 * np.pi * np.arange(500) / 50)
+    renumbered = [replace(pose, shot=3 if i < 240 else 0) for i, pose in enumerate(poses)]
+    assert stream_count(renumbered, 90, 15) == stream_count(poses, 90, 15)
 
 
 @BOTH_WINDOWS

@@ -12,7 +12,7 @@ import pytest
 from cadence.pipelines import (CameraError, EmptyVideoError, InvalidVideoError, NoPersonError, VideoNotFoundError,
                        concatenate, read_camera, read_video)
 from cadence.pipelines.repetitions import RepetitionCounting
-from cadence.pipelines.video import LiveStream
+from cadence.pipelines.video import LiveStream, Shots
 
 from .helpers import video, write_video_cut_short, write_video_without_people
 
@@ -40,6 +40,21 @@ def test_concatenated_videos_are_one_continuous_stream():
     assert len(frames) == 29 + 48
     assert [f.index for f in frames] == list(range(77))
     assert np.all(np.diff([f.timestamp for f in frames]) > 0)
+    assert [f.shot for f in frames] == [0] * 29 + [1] * 48  # another person in another place: a cut
+
+
+@pytest.mark.parametrize("name", ["squat_correct_001.avi", "jumpingjack_correct_001.mp4", "pullup_correct_002.mp4"])
+def test_a_clip_filmed_in_one_take_is_one_shot(name):
+    """People moving, even jumping, change a frame's thumbnail far less than a cut does."""
+    assert {f.shot for f in read_video(video(name))} == {0}
+
+
+def test_shots_are_counted_at_each_cut_from_where_reading_starts():
+    a, b = (next(iter(read_video(video(n)))).image for n in ("squat_correct_016.mp4", "pullup_correct_002.mp4"))
+    shots = Shots()
+    assert [shots.of(image) for image in (a, a, b, b, a)] == [0, 0, 1, 1, 2]
+    names = ["squat_correct_016.mp4", "squat_correct_013.mp4"]
+    assert {f.shot for f in concatenate(*(video(n) for n in names)).frames(start=40)} == {0}  # resumed in the second
 
 
 def test_missing_file(tmp_path):
