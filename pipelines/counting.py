@@ -254,7 +254,7 @@ class _CounterSession(TemporalSession):
                 self.raw.clear()
                 self.pending.append((index, None))
             self.last_seen, self.shot = index, pose.shot
-            self.jolts.append(self._jolt(shape))
+            self.jolts.append(self._jolt(shape, index))
             self.raw.append(shape)
             smoothed = np.mean(self.raw, axis=0)
             self.shapes.append(smoothed)
@@ -292,12 +292,17 @@ class _CounterSession(TemporalSession):
     def _book(self) -> LegBook:
         return LegBook(self.p.rhythm_ratio, self.p.roughness_limit)
 
-    def _jolt(self, shape: np.ndarray) -> float:
-        """The raw shape's second difference: next to nothing for a body moving smoothly, as large
-        as the motion itself for a pose that flails from frame to frame (jitter, a lost person)."""
+    def _jolt(self, shape: np.ndarray, index: int) -> float:
+        """How much the raw shape's velocity changed from one step to the next: next to nothing for
+        a body moving smoothly, as large as the motion itself for a pose that flails from frame to
+        frame (jitter, a lost person).  On consecutive frames it is the second difference; across
+        frames without a person each step is taken per frame, so a body moving steadily while
+        detection drops in and out has not jolted, though it moved further from one pose seen to
+        the next."""
         if len(self.raw) < 2:
             return 0.0
-        second = shape - 2 * self.raw[-1] + self.raw[-2]
+        before, last = index - self.times[-1], self.times[-1] - self.times[-2]  # frames in each step
+        second = (shape - self.raw[-1]) / before - (self.raw[-1] - self.raw[-2]) / last
         return float(np.linalg.norm(second if self.metric is None else self.metric @ second))
 
     def _still_at(self, at: np.ndarray, start: int, end: int, size: float) -> list[int]:
