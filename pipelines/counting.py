@@ -30,8 +30,10 @@ tracker reading positions along it sees false turns; the weighted distance barel
 Streaming: only frames not seen in an earlier window are consumed, and the tracker's state lives
 across windows, so a rep that spans several windows is counted once.  The first ``warm_up``
 frames with a person are held until the directions of motion can be estimated from them (their
-count meanwhile is provisional), and when the directions are re-estimated the leg in progress is
-measured again, so 90/90 and 90/15 windows count nearly alike.  Memory is bounded by ``history``.
+count meanwhile is provisional).  The directions are refitted every ``REFIT`` (15) frames of the
+stream, whatever the windows, and the leg in progress is measured again each time: windows whose
+stride is a multiple of 15 count alike (90/90 and 90/15 give the same count at the same frame),
+and the windows only set how often a count is shown.  Memory is bounded by ``history``.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ _BACK = 0.75  # share of the threshold the body must come back toward the anchor
 _RECENT = 8  # legs whose durations and sizes set the glitch and swing bars
 _STILL = 0.1  # share of a leg's size within which the body is still at its turning point
 _RANGE = 10  # the motion's range runs from this percentile of the recent frames to its complement
-_BLAS = ThreadpoolController()  # the directions' SVD (a few hundred frames by 66) runs on one thread
+REFIT = 15  # frames (half a second at 30 fps) between refits of the directions of motion, whatever the windows
+_BLAS = ThreadpoolController()  # the directions' eigendecomposition (74 x 74) runs on one thread
 
 
 class CumulativeCount(float):
@@ -232,6 +235,7 @@ class _CounterSession(TemporalSession):
         self.times: deque = deque(maxlen=params.history)  # their stream indexes
         self.jolts: deque = deque(maxlen=params.history)  # and how hard each frame's raw shape jolted
         self.pending: list = []  # (index, shape) not yet tracked, (index, None) for a gap
+        self.fresh = False  # frames taken since the last advance
         self.last_seen = -1  # stream index of the last frame with a person
         self.shot = 0  # and the shot it was in
         self.metric: np.ndarray | None = None  # weighted principal directions (rows)
@@ -243,36 +247,50 @@ class _CounterSession(TemporalSession):
     def push(self, window: Window) -> list:
         new = [(window.start + i, p) for i, p in enumerate(window) if window.start + i >= self.seen]
         self.seen = max(self.seen, window.stop)
-        added = False
         for index, pose in new:
-            shape = body_shape(pose)
-            if shape is None:
-                continue
-            # a later shot is across a cut; an earlier one, a source opened again (a file resumed, a
-            # camera reconnected) that counts its shots from 0 again
-            if self.last_seen >= 0 and (index - self.last_seen > self.p.gap or pose.shot > self.shot):
-                self.raw.clear()
-                self.pending.append((index, None))
-            self.last_seen, self.shot = index, pose.shot
-            self.jolts.append(self._jolt(shape, index))
-            self.raw.append(shape)
-            smoothed = np.mean(self.raw, axis=0)
-            self.shapes.append(smoothed)
-            self.times.append(index)
-            self.pending.append((index, smoothed))
-            added = True
-        if added and len(self.shapes) >= 3:
-            self._update_metric()
-            if len(self.shapes) >= self.p.warm_up:
-                self._remeasure_leg()
-                self._run(self.tracker, self.pending)
-                self.pending = []
-                self.count = max(self.count, self._estimate(self.tracker))
-            else:  # too few frames to trust the directions yet: a provisional count, state untouched
-                provisional = copy.deepcopy(self.tracker)
-                self._run(provisional, self.pending)
-                self.count = max(self.count, self._estimate(provisional))
+            self._take(index, pose)
+            if (index + 1) % REFIT == 0:
+                self._advance(shown=False)
+        self._advance(shown=True)
         return [CumulativeCount(self.count, self.tracker.book.repetitions())]
+
+    def _take(self, index: int, pose: Pose | None) -> None:
+        """A new frame: its shape smoothed and held until the next :meth:`_advance`."""
+        shape = body_shape(pose)
+        if shape is None:
+            return
+        # a later shot is across a cut; an earlier one, a source opened again (a file resumed, a
+        # camera reconnected) that counts its shots from 0 again
+        if self.last_seen >= 0 and (index - self.last_seen > self.p.gap or pose.shot > self.shot):
+            self.raw.clear()
+            self.pending.append((index, None))
+        self.last_seen, self.shot = index, pose.shot
+        self.jolts.append(self._jolt(shape, index))
+        self.raw.append(shape)
+        smoothed = np.mean(self.raw, axis=0)
+        self.shapes.append(smoothed)
+        self.times.append(index)
+        self.pending.append((index, smoothed))
+        self.fresh = True
+
+    def _advance(self, shown: bool) -> None:
+        """Refit the directions of motion to the frames so far and track the frames held: every
+        :data:`REFIT` frames of the stream, and at the end of each window, whose count is ``shown``.
+        Before the warm-up only at the end of a window: a provisional count is shown then, and one
+        looked at every half second would only have more chances to show a spurious swing."""
+        if not self.fresh or len(self.shapes) < 3 or (not shown and len(self.shapes) < self.p.warm_up):
+            return
+        self.fresh = False
+        self._update_metric()
+        if len(self.shapes) >= self.p.warm_up:
+            self._remeasure_leg()
+            self._run(self.tracker, self.pending)
+            self.pending = []
+            self.count = max(self.count, self._estimate(self.tracker))
+        else:  # too few frames to trust the directions yet: a provisional count, state untouched
+            provisional = copy.deepcopy(self.tracker)
+            self._run(provisional, self.pending)
+            self.count = max(self.count, self._estimate(provisional))
 
     def finish(self) -> list:
         z = self.tracker
