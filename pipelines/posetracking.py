@@ -42,8 +42,8 @@ from .base import TemporalSession, TemporalTransformer
 from .pose import (
     HumanBodyPoseExtractor,
     Pose,
-    landmarker_options,
     in_shot,
+    landmarker_options,
     mediapipe_image,
     poses_found,
     rgb_image,
