@@ -7,7 +7,9 @@ P frames correlates with itself at lag P: the period is the lag of the highest p
 lag reaching 90 % of it, so that two repetitions are not taken for one), and the periodicity is the
 correlation there, between 0 (no repetition: standing still, walking about, jitter) and 1 (the same
 motion over and over).  Predictions are causal: a frame's comes from the frames up to its window's
-end, so a set must last about two repetitions before it is recognised.
+end, so a set must last about two repetitions before it is recognised.  At a cut (a pose of a later
+shot, see ``Pose.shot``) the frames before it are let go: they are of another view, maybe another
+person.
 """
 
 from __future__ import annotations
@@ -60,14 +62,19 @@ class _PeriodSession(TemporalSession):
         self.p = p
         self.seen = 0  # stream index of the next unseen frame
         self.shapes: deque = deque(maxlen=p.history)
+        self.shot = 0  # of the last pose seen
 
     def push(self, window: Window) -> list[PeriodPrediction]:
         new = [(window.start + i, pose) for i, pose in enumerate(window) if window.start + i >= self.seen]
         self.seen = max(self.seen, window.stop)
         for _, pose in new:
             shape = body_shape(pose)
-            if shape is not None:
-                self.shapes.append(shape)
+            if shape is None:
+                continue
+            if pose.shot > self.shot:  # (an earlier shot: the source was opened again and counts from 0)
+                self.shapes.clear()
+            self.shot = pose.shot
+            self.shapes.append(shape)
         period, periodicity = self.estimate()
         return [PeriodPrediction(index, period, periodicity) for index, _ in new]
 
@@ -99,8 +106,8 @@ class _PeriodSession(TemporalSession):
         return float(lag), float(min(1.0, correlation[lag]))
 
     def snapshot(self) -> dict[str, Any]:
-        return {"seen": self.seen, "shapes": [s.tolist() for s in self.shapes]}
+        return {"seen": self.seen, "shapes": [s.tolist() for s in self.shapes], "shot": self.shot}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.seen = int(state["seen"])
+        self.seen, self.shot = int(state["seen"]), int(state.get("shot", 0))
         self.shapes = deque((np.asarray(s, np.float64) for s in state["shapes"]), maxlen=self.p.history)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -37,6 +39,13 @@ def test_the_set_is_recognised_once_it_starts():
     out = predictions(squatting_person(phase), stride=10)
     assert out[150].periodicity < 0.5 and out[-1].periodicity > 0.8
     assert out[-1].period == pytest.approx(40, rel=0.1)
+
+
+def test_after_a_cut_only_the_new_shot_counts():
+    """An edited video: squats every 50 frames, then another shot of squats every 25."""
+    slow = squatting_person(2 * np.pi * np.arange(250) / 50)
+    fast = [replace(pose, shot=1) for pose in squatting_person(2 * np.pi * np.arange(100) / 25, seed=3)]
+    assert predictions(slow + fast)[-1].period == pytest.approx(25, rel=0.1)
 
 
 def test_no_person_gives_no_period():
