@@ -7,9 +7,11 @@ P frames correlates with itself at lag P: the period is the lag of the highest p
 lag reaching 90 % of it, so that two repetitions are not taken for one), and the periodicity is the
 correlation there, between 0 (no repetition: standing still, walking about, jitter) and 1 (the same
 motion over and over).  Predictions are causal: a frame's comes from the frames up to its window's
-end, so a set must last about two repetitions before it is recognised.  At a cut (a pose of a later
-shot, see ``Pose.shot``) the frames before it are let go: they are of another view, maybe another
-person.
+end, so a set must last about two repetitions before it is recognised.  Frames without a person
+are filled in along the straight line between the poses on either side, so periods stay in frames
+of the stream however often detection drops out; after ``_GAP`` such frames in a row, or at a cut
+(a pose of a later shot, see ``Pose.shot``: another view, maybe another person), the frames before
+are let go.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .counting import body_shape
 from .temporal import Window
 
 _DIRECTIONS = 4  # main directions of motion the autocorrelation is taken over
+_GAP = 30  # frames without a person after which the motion before is let go (as the counter's gap)
 
 
 @dataclass(frozen=True)
@@ -62,28 +65,34 @@ class _PeriodSession(TemporalSession):
         self.p = p
         self.seen = 0  # stream index of the next unseen frame
         self.shapes: deque = deque(maxlen=p.history)
+        self.times: deque = deque(maxlen=p.history)  # their stream indexes
         self.shot = 0  # of the last pose seen
 
     def push(self, window: Window) -> list[PeriodPrediction]:
         new = [(window.start + i, pose) for i, pose in enumerate(window) if window.start + i >= self.seen]
         self.seen = max(self.seen, window.stop)
-        for _, pose in new:
+        for index, pose in new:
             shape = body_shape(pose)
             if shape is None:
                 continue
-            if pose.shot > self.shot:  # (an earlier shot: the source was opened again and counts from 0)
+            # (an earlier shot: the source was opened again, and counts its shots from 0 again)
+            if self.times and (index - self.times[-1] > _GAP or pose.shot > self.shot):
                 self.shapes.clear()
+                self.times.clear()
             self.shot = pose.shot
             self.shapes.append(shape)
+            self.times.append(index)
         period, periodicity = self.estimate()
         return [PeriodPrediction(index, period, periodicity) for index, _ in new]
 
     def estimate(self) -> tuple[float, float]:
         """(period, periodicity) of the shapes held now."""
-        n = len(self.shapes)
+        if len(self.shapes) < 2:
+            return 0.0, 0.0
+        data = self._every_frame()
+        n = len(data)
         if n < 2 * self.p.minimum_period:
             return 0.0, 0.0
-        data = np.asarray(self.shapes)
         data = data - data.mean(axis=0)
         _, sizes, vt = np.linalg.svd(data, full_matrices=False)
         if sizes[0] < 1e-9:
@@ -105,9 +114,19 @@ class _PeriodSession(TemporalSession):
         lag = low + int(peaks[np.argmax(inner[peaks] >= 0.9 * best)])
         return float(lag), float(min(1.0, correlation[lag]))
 
+    def _every_frame(self) -> np.ndarray:
+        """The shapes held, one per stream frame (the last ``history``): frames without a person
+        filled in along the straight line between their neighbours."""
+        times, shapes = np.fromiter(self.times, float, len(self.times)), np.asarray(self.shapes)
+        frames = np.arange(max(times[0], times[-1] - self.p.history + 1), times[-1] + 1)
+        return np.stack([np.interp(frames, times, column) for column in shapes.T], axis=1)
+
     def snapshot(self) -> dict[str, Any]:
-        return {"seen": self.seen, "shapes": [s.tolist() for s in self.shapes], "shot": self.shot}
+        return {"seen": self.seen, "shapes": [s.tolist() for s in self.shapes], "times": list(self.times),
+                "shot": self.shot}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.seen, self.shot = int(state["seen"]), int(state.get("shot", 0))
         self.shapes = deque((np.asarray(s, np.float64) for s in state["shapes"]), maxlen=self.p.history)
+        times = state.get("times") or range(self.seen - len(self.shapes), self.seen)  # (older snapshots)
+        self.times = deque((int(t) for t in times), maxlen=self.p.history)

@@ -41,6 +41,16 @@ def test_the_set_is_recognised_once_it_starts():
     assert out[-1].period == pytest.approx(40, rel=0.1)
 
 
+def test_the_period_is_in_frames_of_the_stream_when_detection_drops_out():
+    """Squats every 40 frames, the person found on two frames of three (or 70 % at random)."""
+    poses = squatting_person(2 * np.pi * np.arange(400) / 40)
+    rng = np.random.default_rng(0)
+    for kept in ([p if i % 3 else None for i, p in enumerate(poses)],
+                 [None if rng.random() < 0.3 else p for p in poses]):
+        last = predictions(kept)[-1]
+        assert last.period == pytest.approx(40, rel=0.1) and last.periodicity > 0.8
+
+
 def test_after_a_cut_only_the_new_shot_counts():
     """An edited video: squats every 50 frames, then another shot of squats every 25."""
     slow = squatting_person(2 * np.pi * np.arange(250) / 50)
