@@ -33,7 +33,7 @@ from .pose import JointsSelector, Pose, PoseSelector
 from .posetracking import DETECTION_INTERVAL, TrackingPoseExtractor
 from .tracking import PersonTracker
 from .temporal import SlidingWindow
-from .video import Frame
+from .video import Frame, LiveStream
 
 STRIDE = 15  # a count every half second at 30 fps (see the class)
 
@@ -390,6 +390,8 @@ class RepetitionCounting:
                     on_frame(frame, counting.selector.applied(people), result.count)
             deliver(session.finish())
         finally:
+            if isinstance(frames, LiveStream):  # also when interrupted: no reader left running
+                frames.close()
             posing.finish()
             extractor.close()
             result.processing_seconds = time.perf_counter() - started

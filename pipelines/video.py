@@ -370,9 +370,13 @@ class LiveStream:
         with self._ready:
             return self._done and not self._queue
 
-    def close(self) -> None:
+    def close(self, wait: float = 2.0) -> None:
+        """Stop reading, and wait up to ``wait`` seconds for the reader to let go of the source: a
+        thread still inside OpenCV when the process exits can abort it."""
         if self._reader is not None:
             self._stop.set()
+            if self._reader is not threading.current_thread():
+                self._reader.join(wait)
 
     def __iter__(self) -> Iterator[Frame]:
         self.start()
