@@ -118,6 +118,13 @@ def joint_angles(xy: np.ndarray, present: np.ndarray) -> np.ndarray:
     return np.where(known, np.arccos(np.clip(cosine, -1.0, 1.0)), 0.0)
 
 
+def unseen_between(last_index: int, last_shot: int, index: int, shot: int, gap: int) -> bool:
+    """Whether what the body did between the pose seen last and this one is unknown: more than
+    ``gap`` frames without a person, or a cut (a later shot; an earlier one is a source opened again,
+    a file resumed or a camera reconnected, which counts its shots from 0 again)."""
+    return index - last_index > gap or shot > last_shot
+
+
 def _with_angles(shape: np.ndarray) -> np.ndarray:
     """A body shape from a snapshot of a cadence before limb angles (joint positions only), with its
     angles added: they follow from the relative positions as from the pose, an angle ignoring where
@@ -259,9 +266,7 @@ class _CounterSession(TemporalSession):
         shape = body_shape(pose)
         if shape is None:
             return
-        # a later shot is across a cut; an earlier one, a source opened again (a file resumed, a
-        # camera reconnected) that counts its shots from 0 again
-        if self.last_seen >= 0 and (index - self.last_seen > self.p.gap or pose.shot > self.shot):
+        if self.last_seen >= 0 and unseen_between(self.last_seen, self.shot, index, pose.shot, self.p.gap):
             self.raw.clear()
             self.pending.append((index, None))
         self.last_seen, self.shot = index, pose.shot

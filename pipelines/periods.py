@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .base import TemporalSession, TemporalTransformer
-from .counting import body_shape
+from .counting import body_shape, unseen_between
 from .temporal import Window
 
 _DIRECTIONS = 4  # main directions of motion the autocorrelation is taken over
@@ -75,8 +75,7 @@ class _PeriodSession(TemporalSession):
             shape = body_shape(pose)
             if shape is None:
                 continue
-            # (an earlier shot: the source was opened again, and counts its shots from 0 again)
-            if self.times and (index - self.times[-1] > _GAP or pose.shot > self.shot):
+            if self.times and unseen_between(self.times[-1], self.shot, index, pose.shot, _GAP):
                 self.shapes.clear()
                 self.times.clear()
             self.shot = pose.shot

@@ -18,9 +18,10 @@ frame index (the frames whose ``index // detection_interval`` is the same):
    follows as many people as it was asked for.
 3. A new person among others is found at the next segment's start: within ``detection_interval``
    frames.
-4. A cut (an edited video going to another shot, another person, a jump in time; see
-   :class:`~.video.Shots`) starts a segment at once: the regions followed belong to the shot
-   before.  A cut seen where there is none costs one detection.
+4. A cut (an edited video going to another shot, another person, a jump in time) starts a segment
+   at once: the regions followed belong to the shot before.  A frame's shot is the one its reader
+   numbered (:attr:`~.video.Frame.shot`, see :class:`~.video.Shots`); bare images are numbered
+   here.  A cut seen where there is none costs one detection.
 
 The trackers are reset at each segment start (one blank frame empties the regions they follow; this
 was checked to give exactly a new landmarker's output), so **a frame's poses depend only on the
@@ -178,7 +179,7 @@ class _TrackingSession(TemporalSession):
         self.segment: int | None = None  # index // detection_interval of the segment under way
         self.tracker: _Tracker | None = None  # lent for the rest of the segment
         self.pushed = 0  # frames seen, the index of a bare image
-        self.shots = Shots()  # to see cuts
+        self.shots = Shots()  # to see cuts between bare images (a Frame carries its shot)
         self.shot = -1  # the shot of the segment under way
 
     def push(self, frame: Frame | np.ndarray) -> list:
@@ -188,7 +189,7 @@ class _TrackingSession(TemporalSession):
         if interval == 1:
             return [self.extractor.detector().applied(frame)]
         rgb = rgb_image(frame, "TrackingPoseExtractor")
-        shot = self.shots.of(rgb)
+        shot = frame.shot if isinstance(frame, Frame) else self.shots.of(rgb)
         if index // interval != self.segment or shot != self.shot:
             self._release()
             self.segment, self.shot = index // interval, shot

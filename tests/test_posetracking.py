@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from cadence.pipelines import HumanBodyPoseExtractor, TrackingPoseExtractor, read_video
 from cadence.pipelines.posetracking import DETECTION_INTERVAL
-from cadence.pipelines.video import Frame
+from cadence.pipelines.video import Frame, numbered_shots
 
 from .helpers import cadence, video
 
@@ -80,7 +80,8 @@ def test_a_group_coming_into_view_is_found_within_the_detection_interval():
     blend = [Frame(np.round((1 - a) * s.image + a * g.image).astype(np.uint8), start + i, (start + i) / 30)
              for i, (s, g, a) in enumerate(zip(squat[start:], group, np.arange(1, steps + 1) / steps))]
     rest = [Frame(g.image, start + steps + i, 0.0) for i, g in enumerate(group[steps:])]
-    people = [len(p) for p in TrackingPoseExtractor().applied(squat[:start] + blend + rest)]
+    frames = list(numbered_shots(squat[:start] + blend + rest))  # as a reader numbers them
+    people = [len(p) for p in TrackingPoseExtractor().applied(frames)]
     assert max(people[:start]) == 1
     first_two = next(i for i, n in enumerate(people) if n == 2)
     assert start <= first_two <= start + steps + K
@@ -91,8 +92,10 @@ def test_a_cut_starts_a_segment_at_once():
     """An edited video: a squat clip cut mid-segment into another person's.  The frame after the cut
     is posed by the detector, and from it on the output is a new session's started there."""
     cut = 75
-    first, second = _frames("squat_correct_007.mp4"), _frames("squat_correct_010.mp4", first_index=cut)
+    first = _frames("squat_correct_007.mp4")
     assert len(first) == cut and cut % K
+    frames = list(numbered_shots(first + _frames("squat_correct_010.mp4", first_index=cut)))  # as a reader does
+    first, second = frames[:cut], frames[cut:]
     extractor = TrackingPoseExtractor()
     whole = list(extractor.applied(first + second))
     assert _close(whole[cut], HumanBodyPoseExtractor().applied(second[0]), tolerance=0)
