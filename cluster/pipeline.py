@@ -51,6 +51,7 @@ from cadence.pipelines.video import Source, is_camera
 
 MAX_RECOVERIES = 5  # per feed: hosts that die this many times in a row with no progress between, and
 STALL_SECONDS = 30.0  # go on dying for this long without it, fail the feed (a source that kills them)
+RESTART_SECONDS = 60.0  # a host Ray is still restarting this long after the feed moved on counts as dying again
 CAPTURE_THREADS = 4  # feeds a capture host reads at once
 LIVE_TIMEOUT = 10.0  # seconds without a frame after which a live source counts as dropped
 BACKOFF = (1.0, 30.0)  # reopening a dropped live source: first wait, doubling up to the second
@@ -79,13 +80,26 @@ class PipelineSettings:
 
 
 _ACTOR_LOST = (RayActorError, ActorUnavailableError)
-_LOST = object()
+
+
+@dataclass(frozen=True)
+class _Lost:
+    """What :func:`_fetch` returns for a call the feed lost; ``restarting`` when it never reached a
+    live host because Ray was still restarting it (the death before it, seen again)."""
+
+    restarting: bool = False
+
+
+_LOST, _RESTARTING = _Lost(), _Lost(restarting=True)
 
 
 def _fetch(ref: ray.ObjectRef) -> Any:
-    """The object, or ``_LOST`` when the actor making it died or no longer holds the feed."""
+    """The object, or a :class:`_Lost` when the actor making it died, was restarting, or no longer
+    holds the feed."""
     try:
         return ray.get(ref)
+    except ActorUnavailableError as e:  # Ray 2.60 words a call refused during a restart this way
+        return _RESTARTING if "actor is restarting" in str(e) else _LOST
     except _ACTOR_LOST:
         return _LOST
     except RayTaskError as e:
@@ -233,15 +247,15 @@ class _Feed:
     # -- the hand-overs ------------------------------------------------------------------------
     def _opened(self) -> None:
         opened, self.opening = _fetch(self.opening), None
-        if opened is _LOST:
-            self._recover_capture()
+        if isinstance(opened, _Lost):
+            self._recover_capture(opened)
         self.last_frames_at = time.monotonic()
 
     def _take_frames(self, on_frames: Callable[[str, int], None] | None) -> None:
         (frames, meta_ref), self.reading = self.reading, None
         meta = _fetch(meta_ref)
-        if meta is _LOST:
-            self._recover_capture()
+        if isinstance(meta, _Lost):
+            self._recover_capture(meta)
             return
         self.result.frames_dropped = self.dropped_before + meta["dropped"]
         if meta["frames"]:
@@ -289,8 +303,8 @@ class _Feed:
         while self.counting and self.counting.head().counts in ready:
             entry = self.counting.head()
             counts = _fetch(entry.counts)
-            if counts is _LOST:
-                self._recover_counting()
+            if isinstance(counts, _Lost):
+                self._recover_counting(counts)
                 return
             self.counting.pop()
             self.delivered += 1
@@ -362,16 +376,21 @@ class _Feed:
             self.pool.leave(self.pose_home)
             self.pool.actors[self.pose_home].forget.remote(self.name)
 
-    def _may_recover(self) -> bool:
+    def _may_recover(self, lost: _Lost) -> bool:
         """Recover, unless the feed's actors keep dying with no progress between (a source that kills
         them, say): more than ``MAX_RECOVERIES`` recoveries in a row over ``stall_seconds`` with the
         feed no further.  Deaths spread over a long run, each after some progress, are survived, and
         so are bursts (one death is often seen twice: the call that died, then the restarted host
-        that no longer holds the feed), as is a machine too busy to make progress between kills."""
-        self.result.recoveries += 1
+        that no longer holds the feed), as is a machine too busy to make progress between kills.
+        Calls refused while Ray restarts the host (every 2 s, for as long as a busy machine takes to
+        start it) are that one death seen again: they are recovered from but not counted, until
+        ``RESTART_SECONDS`` have passed without progress."""
         mark, now = (self.next_index, self.delivered), time.monotonic()
         if mark != self.progress_mark:
             self.stalled, self.progress_mark, self.progress_time = 0, mark, now
+        if lost.restarting and self.stalled and now - self.progress_time < RESTART_SECONDS:
+            return True
+        self.result.recoveries += 1
         self.stalled += 1
         if self.stalled > MAX_RECOVERIES and now - self.progress_time >= self.stall_seconds:
             self.fail(CadenceError(f"{self.result.source}: its actors died {self.stalled} times in a row over "
@@ -379,16 +398,16 @@ class _Feed:
             return False
         return True
 
-    def _recover_capture(self) -> None:
+    def _recover_capture(self, lost: _Lost) -> None:
         """The capture host lost the feed: open the source again where the pipeline had got to."""
-        if self._may_recover():
+        if self._may_recover(lost):
             self.reading = None
             self.opening = self._open(self.next_index)
 
-    def _recover_counting(self) -> None:
+    def _recover_counting(self, lost: _Lost) -> None:
         """The counting host lost the feed: restore the session after the last count batch received,
         and submit the batches after it again, in order."""
-        if self._may_recover():
+        if self._may_recover(lost):
             self.counter.open.remote(self.name, self.counting_component, self.state)
             for entry in self.counting.drain():
                 self._submit(entry)
