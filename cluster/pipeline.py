@@ -79,9 +79,6 @@ class PipelineSettings:
         return self.queue_size or (2 if (self.job.live if live is None else live) else 4)
 
 
-_ACTOR_LOST = (RayActorError, ActorUnavailableError)
-
-
 @dataclass(frozen=True)
 class _Lost:
     """What :func:`_fetch` returns for a call the feed lost; ``restarting`` when it never reached a
@@ -100,7 +97,7 @@ def _fetch(ref: ray.ObjectRef) -> Any:
         return ray.get(ref)
     except ActorUnavailableError as e:  # Ray 2.60 words a call refused during a restart this way
         return _RESTARTING if "actor is restarting" in str(e) else _LOST
-    except _ACTOR_LOST:
+    except RayActorError:  # it died, or (ActorDiedError) will not come back
         return _LOST
     except RayTaskError as e:
         if isinstance(getattr(e, "cause", None), StateLost):
