@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cadence.cluster.benchmarks import fsdd_manifest
-from cadence.cluster.features import default_sample_rate, extract_corpus, read_manifest
-from cadence.cluster.train import TrainSettings, open_store, train
+from cadence.cluster.bench.benchmarks import fsdd_manifest
+from cadence.cluster.audio.features import default_sample_rate, extract_corpus, read_manifest
+from cadence.cluster.audio.train import TrainSettings, open_store, train
 from cadence.pipelines.audio import AudioFeaturePrint
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cadence.cluster.benchmarks import fsdd_manifest, tile_corpus
-from cadence.cluster.features import extract_corpus, vectors
-from cadence.cluster.train import TrainSettings, open_store, train
+from cadence.cluster.bench.benchmarks import fsdd_manifest, tile_corpus
+from cadence.cluster.audio.features import extract_corpus, vectors
+from cadence.cluster.audio.train import TrainSettings, open_store, train
 from cadence.pipelines.audio import AudioFeaturePrint
 from cadence.pipelines.classifiers import LogisticRegressionClassifier
 

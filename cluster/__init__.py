@@ -1,3 +1,3 @@
-"""Jobs on Ray and the ``cadence`` command line: the counting pipeline's driver (``pipeline``), the
-``cadence count`` runners (``count``), joining Ray (``connect``), the feature store and extraction
-(``features``), training (``train``), benchmarks (``benchmarks``) and the parser (``cli``)."""
+"""Jobs on Ray and the ``cadence`` command line, one sub-package per capability:
+``counting`` (the repetition-counting job), ``serve`` (the counting service), ``audio`` (features,
+training, tuning), ``runtime`` (joining Ray), ``bench`` (benchmarks) and the parser (``cli``)."""

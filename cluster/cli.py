@@ -28,7 +28,7 @@ from cadence.pipelines.files import check_folder_exists
 from cadence.pipelines.pose import JOINT_GROUPS, STRATEGIES, joint_names
 from cadence.pipelines.repetitions import STRIDE, RepetitionCounting
 
-from .train import TrainSettings
+from cadence.cluster.audio.train import TrainSettings
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -139,7 +139,7 @@ def _add_detect_every(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_count(args: argparse.Namespace) -> int:
-    from .count import count_sources
+    from cadence.cluster.counting.count import count_sources
 
     return 0 if count_sources(args) else EXIT_BAD_INPUT
 
@@ -169,7 +169,7 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from .server import serve
+    from cadence.cluster.serve.app import serve
 
     serve(args.host, args.port, args.store, args.address, args.token, args.pose_actors)
     return 0
@@ -208,7 +208,7 @@ def _run_features(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from .features import FeatureStore, default_sample_rate, extract_corpus, read_manifest
+    from cadence.cluster.audio.features import FeatureStore, default_sample_rate, extract_corpus, read_manifest
 
     rows = read_manifest(args.manifest)
     rate = args.sample_rate
@@ -221,7 +221,7 @@ def _run_features(args: argparse.Namespace) -> int:
     if args.inline:
         where = contextlib.nullcontext()
     else:
-        from .connect import connected
+        from cadence.cluster.runtime.connect import connected
 
         where = connected(args.address)
     with where, tqdm(total=len(rows), unit="file", file=sys.stderr, disable=None, desc="features") as bar:
@@ -299,7 +299,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .train import open_store, plot_curve, save_model, train
+    from cadence.cluster.audio.train import open_store, plot_curve, save_model, train
 
     if args.learning_rate <= 0:
         raise InputError("--learning-rate", "must be > 0")
@@ -360,7 +360,7 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from .train import evaluate, load_model, open_store, plot_confusion
+    from cadence.cluster.audio.train import evaluate, load_model, open_store, plot_confusion
 
     model, extractor, extra = load_model(args.model)
     report = evaluate(model, open_store(args.store), args.split, extra.get("level", "clip"), extractor=extractor)
@@ -391,7 +391,7 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from .train import load_model, predict_files
+    from cadence.cluster.audio.train import load_model, predict_files
 
     model, extractor, _ = load_model(args.model)
 
@@ -413,7 +413,7 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def _add_tune(commands: argparse._SubParsersAction) -> None:
-    from .tune import DEFAULT_GRIDS
+    from cadence.cluster.audio.tune import DEFAULT_GRIDS
 
     tune = commands.add_parser(
         "tune", help="search classifier settings as parallel Ray Tune trials on a feature store (no re-extraction)",
@@ -458,8 +458,8 @@ def _widths(text: str) -> tuple[int, ...]:
 def _run_tune(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from .connect import connected
-    from .tune import trial_table, tune
+    from cadence.cluster.runtime.connect import connected
+    from cadence.cluster.audio.tune import trial_table, tune
 
     given = {k: getattr(args, k) for k in ("l2_penalty", "hidden_unit_counts", "learning_rate", "dropout_probability")}
     if args.classifier == "logreg" and any(given[k] for k in ("hidden_unit_counts", "learning_rate",
@@ -505,7 +505,7 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
 def _run_export(args: argparse.Namespace) -> int:
     from cadence.pipelines.export import export
 
-    from .train import load_model
+    from cadence.cluster.audio.train import load_model
 
     check_folder_exists(args.out, "--out")
     model, extractor, extra = load_model(args.model)
@@ -655,7 +655,7 @@ def _run_bench_repcount(args: argparse.Namespace) -> int:
 
 
 def _run_bench_pipeline(args: argparse.Namespace) -> int:
-    from .benchmarks import playlists, run_actors, run_inline
+    from cadence.cluster.bench.benchmarks import playlists, run_actors, run_inline
 
     job = RepetitionCounting(window=args.window, stride=args.stride, live=args.live,
                              detection_interval=args.detection_interval)
@@ -675,7 +675,7 @@ def _run_bench_pipeline(args: argparse.Namespace) -> int:
 
 
 def _run_bench_chaos(args: argparse.Namespace) -> int:
-    from .benchmarks import playlists, run_chaos
+    from cadence.cluster.bench.benchmarks import playlists, run_chaos
 
     job = RepetitionCounting(window=args.window, stride=args.stride)
     figures = run_chaos(playlists(_data(args, "videos"), args.feeds, args.seconds), job, args.address, args.every,
@@ -692,7 +692,7 @@ def _run_bench_chaos(args: argparse.Namespace) -> int:
 def _run_bench_serve(args: argparse.Namespace) -> int:
     import tempfile
 
-    from .benchmarks import bench_serve
+    from cadence.cluster.bench.benchmarks import bench_serve
 
     def show(sample: dict) -> None:
         feeds = "  ".join(f"{f['name'][:14]} {f['state']} {f['frames']}f {f['frames_dropped']}d "
@@ -712,7 +712,7 @@ def _run_bench_features(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
-    from .benchmarks import bench_features
+    from cadence.cluster.bench.benchmarks import bench_features
 
     data = _data(args, "fsdd/recordings")
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="cadence-bench-"))
@@ -731,7 +731,7 @@ def _run_bench_tune(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
-    from .tune import bench_tune
+    from cadence.cluster.audio.tune import bench_tune
 
     data = _data(args, "fsdd/recordings")
     work = Path(tempfile.mkdtemp(prefix="cadence-bench-"))

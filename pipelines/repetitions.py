@@ -11,7 +11,7 @@ two places' worth of work:
   its session pushes, finishes, snapshots and restores as a whole.
 
 :meth:`RepetitionCounting.run` runs both in this process, for one stream.  The Ray actor pipeline
-(``cadence.cluster.pipeline``) runs the extractor in a pool of pose actors (a file's batches are
+(``cadence.cluster.counting.pipeline``) runs the extractor in a pool of pose actors (a file's batches are
 whole segments, so any actor poses any batch; a live feed's batches go to one actor) and the FeedCounting
 sessions of many feeds in one counting actor.  Both end with the same :class:`CountResult`.
 """

@@ -16,8 +16,8 @@ import ray
 
 from cadence.actors import schemas
 from cadence.actors.queues import BoundedQueue, QueueFullError
-from cadence.cluster.connect import start_local
-from cadence.cluster.pipeline import CountingPipeline, PipelineSettings, count_feeds, whole_segments
+from cadence.cluster.runtime.connect import start_local
+from cadence.cluster.counting.pipeline import CountingPipeline, PipelineSettings, count_feeds, whole_segments
 from cadence.pipelines import HumanBodyActionCounter, Pose
 from cadence.pipelines.repetitions import CountUpdate, RepetitionCounting
 from cadence.pipelines.video import Frame, read_video
@@ -251,7 +251,7 @@ def _die_past_frame_60(window) -> None:
 
 
 def test_hosts_killed_many_times_each_after_progress_are_survived(local_ray):
-    from cadence.cluster.pipeline import MAX_RECOVERIES
+    from cadence.cluster.counting.pipeline import MAX_RECOVERIES
 
     path = video("jumpingjack_correct_001.mp4")
     # stall_seconds 0: the feed would fail at once after MAX_RECOVERIES deaths in a row with no progress;
@@ -277,7 +277,7 @@ def test_hosts_killed_many_times_each_after_progress_are_survived(local_ray):
 
 
 def test_a_feed_whose_host_dies_again_on_every_restart_fails_with_a_message(local_ray):
-    from cadence.cluster.pipeline import MAX_RECOVERIES
+    from cadence.cluster.counting.pipeline import MAX_RECOVERIES
 
     settings = PipelineSettings(RepetitionCounting(window=30, stride=15, counter=DeadlyCounter()), batch_size=4,
                                 stall_seconds=3.0)
@@ -333,7 +333,7 @@ def test_live_file_feed_is_paced_and_reports_latency(local_ray):
 def test_parquet_out_has_every_update(local_ray, tmp_path):
     import pyarrow.parquet as pq
 
-    from cadence.cluster.count import CountTable
+    from cadence.cluster.counting.count import CountTable
 
     table = CountTable(tmp_path / "counts.parquet")
     updates = []
@@ -421,7 +421,7 @@ def test_a_stream_url_is_a_live_feed(local_ray, tmp_path):
     from cadence import SlidingWindow
 
     path = video("squat_correct_007.mp4")  # one squat in 75 frames, served three times over: 7.5 s
-    server = subprocess.Popen([sys.executable, "-m", "cadence.cluster.camera_server", str(path), "3"],
+    server = subprocess.Popen([sys.executable, "-m", "cadence.cluster.bench.camera_server", str(path), "3"],
                               stdout=subprocess.PIPE, text=True)
     record = tmp_path / "windows.jsonl"
     job = RepetitionCounting(window=90, stride=15, live=True, counter=RecordingCounter(str(record)))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import ray
 
-from cadence.cluster.connect import connected
-from cadence.cluster.pipeline import CountingPipeline, PipelineSettings
+from cadence.cluster.runtime.connect import connected
+from cadence.cluster.counting.pipeline import CountingPipeline, PipelineSettings
 from cadence.pipelines.repetitions import RepetitionCounting
 from cadence.pipelines.video import read_video
 

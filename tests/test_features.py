@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import ray
 
-from cadence.cluster.connect import connected
-from cadence.cluster.features import FeatureStore, content_hash, extract_corpus, read_manifest
+from cadence.cluster.runtime.connect import connected
+from cadence.cluster.audio.features import FeatureStore, content_hash, extract_corpus, read_manifest
 from cadence.pipelines.audio import AudioFeaturePrint
 from cadence.pipelines.errors import InputError
 
@@ -163,7 +163,7 @@ def test_a_manifest_without_the_columns_is_refused(tmp_path):
 
 
 def test_a_run_killed_midway_then_rerun_stores_each_file_once(tmp_path):
-    from cadence.cluster.benchmarks import tile_corpus
+    from cadence.cluster.bench.benchmarks import tile_corpus
 
     if not FSDD.exists():
         pytest.skip(f"{FSDD} is absent")

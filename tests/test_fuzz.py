@@ -185,7 +185,7 @@ def test_labels_with_quotes_commas_and_any_script_are_kept_as_written(tmp_path):
     (tmp_path / "manifest.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = run("features", str(tmp_path / "manifest.csv"), "--store", str(tmp_path / "store"), "--inline")
     assert result.returncode == 0, result.stderr
-    from cadence.cluster.train import open_store
+    from cadence.cluster.audio.train import open_store
 
     stored = set(open_store(tmp_path / "store").table(["label"]).column("label").to_pylist())
     assert stored == {label.strip() for label in labels}
@@ -245,8 +245,8 @@ def model(tmp_path_factory) -> Path:
     """A small real model: logistic regression on 100 FSDD files."""
     if not FSDD.exists():
         pytest.skip(f"{FSDD} is absent")
-    from cadence.cluster.features import extract_corpus
-    from cadence.cluster.train import TrainSettings, open_store, save_model, train
+    from cadence.cluster.audio.features import extract_corpus
+    from cadence.cluster.audio.train import TrainSettings, open_store, save_model, train
 
     from .helpers import corpus, names
 

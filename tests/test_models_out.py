@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from cadence.cluster.features import extract_corpus
-from cadence.cluster.train import TrainSettings, load_model, open_store, train
+from cadence.cluster.audio.features import extract_corpus
+from cadence.cluster.audio.train import TrainSettings, load_model, open_store, train
 from cadence.pipelines.audio import clip_vector
 
 from .helpers import FSDD, cadence, corpus, names

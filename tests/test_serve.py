@@ -109,7 +109,7 @@ class Camera:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "cadence.cluster.camera_server", str(self.clip), "--port", str(self.port),
+        self.process = subprocess.Popen([sys.executable, "-m", "cadence.cluster.bench.camera_server", str(self.clip), "--port", str(self.port),
                                          "--forever"], stdout=subprocess.PIPE, text=True)
         assert int(self.process.stdout.readline()) == self.port
 

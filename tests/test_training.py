@@ -12,8 +12,8 @@ import json
 import numpy as np
 import pytest
 
-from cadence.cluster.features import extract_corpus
-from cadence.cluster.train import StoreError, TrainSettings, evaluate, open_store, save_model, train
+from cadence.cluster.audio.features import extract_corpus
+from cadence.cluster.audio.train import StoreError, TrainSettings, evaluate, open_store, save_model, train
 from cadence.pipelines import AnnotatedFeature
 from cadence.pipelines.audio import AudioFeaturePrint, clip_vector, read_audio
 from cadence.pipelines.classifiers import FullyConnectedNetworkClassifier, LogisticRegressionClassifier
@@ -246,7 +246,7 @@ def test_the_train_and_evaluate_commands(store, tmp_path):
 
 
 def test_the_network_shape_is_chosen_on_the_command_line(store, tmp_path):
-    from cadence.cluster.train import load_model
+    from cadence.cluster.audio.train import load_model
 
     model = tmp_path / "deep.safetensors"
     run = subprocess.run([*CADENCE, "train", "--store", str(store.path), "--epochs", "2",

@@ -25,7 +25,7 @@ from cadence.pipelines.classifiers import (Classification, ClassifierModel, Full
 from cadence.pipelines.errors import InputError
 from cadence.pipelines.events import EventHandler
 
-from .features import FeatureStore, vectors
+from cadence.cluster.audio.features import FeatureStore, vectors
 
 
 CHECKPOINT = "checkpoint.safetensors"  # in --checkpoint-dir

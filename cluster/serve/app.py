@@ -1,4 +1,4 @@
-"""``cadence serve``'s HTTP side: a FastAPI app over a :class:`~cadence.cluster.service.CountingService`.
+"""``cadence serve``'s HTTP side: a FastAPI app over a :class:`~cadence.cluster.serve.service.CountingService`.
 
 Routes (JSON unless said; the OpenAPI schema is at ``/openapi.json``, browsable at ``/docs``):
 
@@ -27,8 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cadence.pipelines.pose import STRATEGIES
 
-from . import metrics
-from .service import CountingService, FeedSpec, FeedView
+from cadence.cluster.serve import metrics
+from cadence.cluster.serve.service import CountingService, FeedSpec, FeedView
 
 TOKEN_COOKIE = "cadence_token"
 
@@ -66,7 +66,7 @@ def create_app(service: CountingService, token: str | None = None) -> FastAPI:
 
     guarded = [Depends(authorised)]
     figures = metrics.registry(service)
-    html = resources.files("cadence.cluster").joinpath("static/index.html").read_text()  # read once
+    html = resources.files("cadence.cluster.serve").joinpath("static/index.html").read_text()  # read once
 
     def view(feed_id: str) -> FeedView:
         try:
@@ -170,9 +170,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, store: str = "cadence-serve
 
     from cadence.pipelines.errors import InputError
 
-    from .connect import connected
-    from .countstore import CountStore
-    from .pipeline import PipelineSettings
+    from cadence.cluster.runtime.connect import connected
+    from cadence.cluster.serve.store import CountStore
+    from cadence.cluster.counting.pipeline import PipelineSettings
 
     if host not in LOOPBACK and not token:
         raise InputError(f"--host {host}", "exposes the service beyond this machine without a token",

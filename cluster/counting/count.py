@@ -233,8 +233,8 @@ def _count_one(job: RepetitionCounting, source: str, frames, report: _Report,
 def _count_on_ray(sources: list[str], job: RepetitionCounting, args: argparse.Namespace, report: _Report,
                   table: CountTable | None) -> list[CountResult]:
     """All sources at once through the actor pipeline, on a local Ray or the cluster at --address."""
-    from .connect import connected
-    from .pipeline import CountingPipeline, PipelineSettings, feed_names
+    from cadence.cluster.runtime.connect import connected
+    from cadence.cluster.counting.pipeline import CountingPipeline, PipelineSettings, feed_names
 
     settings = PipelineSettings(job, pose_actors=args.pose_actors)
     feeds = feed_names(sources)

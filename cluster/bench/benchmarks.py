@@ -111,8 +111,8 @@ def run_inline(feeds: dict[str, list[str]], job: RepetitionCounting) -> dict:
 def run_actors(feeds: dict[str, list[str]], job: RepetitionCounting, address: str | None) -> dict:
     import numpy as np
 
-    from .connect import connected
-    from .pipeline import CountingPipeline, PipelineSettings
+    from cadence.cluster.runtime.connect import connected
+    from cadence.cluster.counting.pipeline import CountingPipeline, PipelineSettings
 
     with connected(address) as cluster:
         pipeline = CountingPipeline(feeds, PipelineSettings(job))
@@ -149,8 +149,8 @@ def run_chaos(feeds: dict[str, list[str]], job: RepetitionCounting, address: str
 
     from cadence.pipelines.video import concatenate
 
-    from .connect import connected
-    from .pipeline import CountingPipeline, PipelineSettings
+    from cadence.cluster.runtime.connect import connected
+    from cadence.cluster.counting.pipeline import CountingPipeline, PipelineSettings
 
     chooser = random.Random(seed)
     kills: dict[str, int] = {"capture": 0, "pose": 0, "counting": 0}
@@ -252,8 +252,8 @@ def bench_features(data: Path, hours: float, sample_rate: int, address: str | No
 
     from cadence.pipelines.audio import AudioFeaturePrint, clip_vector
 
-    from .connect import connected
-    from .features import extract_corpus, read_manifest
+    from cadence.cluster.runtime.connect import connected
+    from cadence.cluster.audio.features import extract_corpus, read_manifest
 
     extractor = AudioFeaturePrint(sample_rate=sample_rate)
     manifest = work / "corpus" / "manifest.csv"
@@ -351,7 +351,7 @@ def bench_serve(data: Path, feeds: int, minutes: float, work: Path, address: str
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     try:
         for clip in clips:
-            cameras.append(_start_process([sys.executable, "-m", "cadence.cluster.camera_server", str(clip),
+            cameras.append(_start_process([sys.executable, "-m", "cadence.cluster.bench.camera_server", str(clip),
                                            "--forever"]))
         urls = [f"http://127.0.0.1:{int(c.stdout.readline())}/stream.mjpg" for c in cameras]
         _wait_healthy(http, service)

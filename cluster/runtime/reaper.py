@@ -8,7 +8,7 @@ processes below the job (with their start times, so that a reused process id is 
 one of them).  When the pipe closes (the job ended, however) it waits a moment for a clean shutdown
 to finish, then stops whichever of the noted processes are still running.
 
-Run as ``python -m cadence.cluster.reaper PID`` by :func:`watch`; it needs nothing from cadence.
+Run as ``python -m cadence.cluster.runtime.reaper PID`` by :func:`watch`; it needs nothing from cadence.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ _GRACE = 3.0  # seconds a clean shutdown gets before the survivors are stopped
 def watch() -> subprocess.Popen:
     """Start the watcher for this process; it stops this process's descendants once this process is gone.
     Keep the returned handle: closing its stdin (or dying) is the signal."""
-    return subprocess.Popen([sys.executable, "-m", "cadence.cluster.reaper", str(os.getpid())],
+    return subprocess.Popen([sys.executable, "-m", "cadence.cluster.runtime.reaper", str(os.getpid())],
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # not in the job's process group: a Ctrl-C spares it
 

@@ -1,6 +1,6 @@
 """``cadence tune``: a search over classifier settings as Ray Tune trials on stored features.
 
-Every trial is one ``cadence train`` (the same :func:`~cadence.cluster.train.train`, so the same
+Every trial is one ``cadence train`` (the same :func:`~cadence.cluster.audio.train.train`, so the same
 settings give the same model) on the features already in the store: nothing is extracted again.
 Trials run in parallel, one CPU each, on every core of the local Ray or of a cluster (whose nodes
 must see the store at the same path).  The grid is the product of the values given for each
@@ -25,7 +25,7 @@ from pathlib import Path
 from cadence.pipelines.errors import CadenceError
 from cadence.pipelines.files import write_bytes_atomically
 
-from .train import TrainSettings, open_store, save_model, train
+from cadence.cluster.audio.train import TrainSettings, open_store, save_model, train
 
 SEARCHED = ("l2_penalty", "hidden_unit_counts", "learning_rate", "dropout_probability")
 DEFAULT_GRIDS = {
@@ -178,9 +178,9 @@ def bench_tune(fsdd: Path, classifier: str, address: str | None, work: Path) -> 
     model."""
     from cadence.pipelines.modelfile import load
 
-    from .benchmarks import fsdd_manifest
-    from .connect import connected
-    from .features import extract_corpus
+    from cadence.cluster.bench.benchmarks import fsdd_manifest
+    from cadence.cluster.runtime.connect import connected
+    from cadence.cluster.audio.features import extract_corpus
 
     summary = extract_corpus(fsdd_manifest(fsdd, work / "fsdd.csv"), work / "store", use_ray=False)
     base = TrainSettings(classifier=classifier)

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from .service import CountingService
+from cadence.cluster.serve.service import CountingService
 
 STATES = ("starting", "running", "reconnecting", "ended", "failed")
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import ray
 
-from . import reaper
+from cadence.cluster.runtime import reaper
 
 
 @contextlib.contextmanager

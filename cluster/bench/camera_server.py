@@ -3,8 +3,8 @@ rate, for the tests and benchmarks (and for trying ``cadence serve`` without a c
 its own process (OpenCV's HTTP reader stalls on a server in its own process); it prints its port,
 then serves:
 
-    python -m cadence.cluster.camera_server VIDEO [LOOPS]            # one client, LOOPS times, then ends
-    python -m cadence.cluster.camera_server VIDEO --port P --forever  # on port P, every client, looped
+    python -m cadence.cluster.bench.camera_server VIDEO [LOOPS]            # one client, LOOPS times, then ends
+    python -m cadence.cluster.bench.camera_server VIDEO --port P --forever  # on port P, every client, looped
 
 Killing the second form and starting it again on the same port is a camera that reboots.
 """

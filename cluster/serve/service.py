@@ -1,13 +1,13 @@
 """The counting service behind ``cadence serve``: feeds that come and go, on the actor pipeline.
 
-One :class:`~cadence.cluster.pipeline.CountingPipeline` (the same job and actors as ``cadence
+One :class:`~cadence.cluster.counting.pipeline.CountingPipeline` (the same job and actors as ``cadence
 count``) runs for the service's whole life on a driver thread of its own.  The HTTP handlers never
 touch it: they queue commands (add a feed, stop one) that the driver thread runs between steps, and
 read the feeds' views, which the driver thread replaces after every step.  Live sources are reopened
 with backoff when they drop (``PipelineSettings.reconnect``), and each feed keeps a recent frame
 with the people found drawn on it, for the page.
 
-Everything a feed produces goes to a :class:`~cadence.cluster.countstore.CountStore` as it comes,
+Everything a feed produces goes to a :class:`~cadence.cluster.serve.store.CountStore` as it comes,
 with a snapshot of its counting session every ``SNAPSHOT_SECONDS``; a service started on the same
 store brings back the feeds that were running, where they were.  Count updates, repetitions and
 state changes are also published to subscribers (the server's Server-Sent Events), each through a
@@ -34,8 +34,8 @@ from cadence.pipelines.pose import STRATEGIES
 from cadence.pipelines.repetitions import CountUpdate, RepetitionCounting
 from cadence.pipelines.video import Source, is_camera
 
-from .countstore import CountStore, StoredFeed
-from .pipeline import CountingPipeline, PipelineSettings, describe
+from cadence.cluster.serve.store import CountStore, StoredFeed
+from cadence.cluster.counting.pipeline import CountingPipeline, PipelineSettings, describe
 
 SNAPSHOT_SECONDS = 5.0  # how often each running feed's session is written to the store (~30 ms each)
 RUNNING = ("starting", "running", "reconnecting")

@@ -1,0 +1,1 @@
+"""The repetition-counting job: the Ray pipeline's driver (``pipeline``) and ``cadence count``'s runners (``count``)."""

@@ -1,0 +1,1 @@
+"""Joining Ray (``connect``) and stopping a local Ray that outlives its process (``reaper``)."""

@@ -1,0 +1,1 @@
+"""``cadence serve``: the counting service (``service``), its HTTP app (``app``), SQLite store (``store``), metrics and page."""
