@@ -57,6 +57,17 @@ def _column(batch: pa.RecordBatch, name: str) -> list:
     return batch.column(name).to_pylist()
 
 
+# -- where a batch was made -------------------------------------------------------------------
+def stamped(batch: pa.RecordBatch, node: str) -> pa.RecordBatch:
+    """The batch marked with the id of the Ray node that made it (schema metadata; no copy of the data)."""
+    return batch.replace_schema_metadata({b"node": node.encode()})
+
+
+def made_on(batch: pa.RecordBatch) -> str:
+    """The node id a batch was :func:`stamped` with ('' if none)."""
+    return (batch.schema.metadata or {}).get(b"node", b"").decode()
+
+
 # -- frames -----------------------------------------------------------------------------------
 def frames_to_batch(feed: str, frames: Sequence[Frame]) -> pa.RecordBatch:
     """Images go into one contiguous buffer, so the batch travels with one copy."""

@@ -43,8 +43,29 @@ class StateLost(RuntimeError):
     """This host does not hold the feed (Ray restarted it): the driver must open the feed again."""
 
 
+class _Local:
+    """Counts the batches this actor was handed from an actor on another node: each stage stamps
+    the batches it makes with its node (:func:`schemas.stamped`), and the next checks the stamp.
+    The node pipeline places a feed's stages on one node, so the count stays 0 (a test holds it to that)."""
+
+    def _here(self) -> str:
+        if not hasattr(self, "_node"):
+            self._node, self.foreign = ray.get_runtime_context().get_node_id(), 0
+        return self._node
+
+    def _check(self, batch: pa.RecordBatch) -> None:
+        made = schemas.made_on(batch)
+        if made and made != self._here():
+            self.foreign += 1
+
+    def foreign_batches(self) -> int:
+        """Batches handed to this actor from an actor on another node, since it started."""
+        self._here()
+        return self.foreign
+
+
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, enable_task_events=False)
-class CaptureHost:
+class CaptureHost(_Local):
     """Reads the sources of many feeds into batches of up to ``batch_size`` frames.
 
     A file feed is read as fast as the pipeline asks (no frame is ever dropped); a live feed
@@ -90,7 +111,7 @@ class CaptureHost:
         meta = {"frames": len(batch), "end": end, "dropped": dropped,
                 "last_index": batch[-1].index if batch else None,
                 "warnings": list(getattr(stream, "warnings", [])) if end else []}
-        return schemas.frames_to_batch(feed, batch), meta
+        return schemas.stamped(schemas.frames_to_batch(feed, batch), self._here()), meta
 
     def close(self, feed: str) -> None:
         stream, _, _ = self.feeds.pop(feed, (None, None, 0))
@@ -99,7 +120,7 @@ class CaptureHost:
 
 
 @ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1, enable_task_events=False)
-class PoseExtraction:
+class PoseExtraction(_Local):
     """MediaPipe's landmarkers (:class:`TrackingPoseExtractor`), used by this actor's single thread.
 
     A file's batch holds whole segments (the driver sizes it so), so a session of its own poses it
@@ -130,6 +151,7 @@ class PoseExtraction:
         return ray.get_runtime_context().get_node_id()
 
     def _posed(self, frames: pa.RecordBatch, feed: str | None, detection_interval: int) -> tuple[list, list]:
+        self._check(frames)
         decoded = schemas.batch_to_frames(frames)
         extractor = self._extractor(detection_interval)
         session = extractor.session() if feed is None else self.live.setdefault(feed, extractor.session())
@@ -141,7 +163,8 @@ class PoseExtraction:
     def extract(self, frames: pa.RecordBatch, feed: str | None = None,
                 detection_interval: int = DETECTION_INTERVAL) -> pa.RecordBatch:
         """Everyone's poses on each frame: a file's batch with ``feed`` None, a live feed's by name."""
-        return schemas.people_to_batch(frames, self._posed(frames, feed, detection_interval)[1])
+        return schemas.stamped(schemas.people_to_batch(frames, self._posed(frames, feed, detection_interval)[1]),
+                               self._here())
 
     @ray.method(num_returns=2)
     def extract_with_preview(self, frames: pa.RecordBatch, feed: str | None = None,
@@ -150,7 +173,7 @@ class PoseExtraction:
         (for a live page; the frames are here already, so the preview costs no transfer)."""
         decoded, people = self._posed(frames, feed, detection_interval)
         preview = preview_jpeg(decoded[-1].image, people[-1]) if decoded else b""
-        return schemas.people_to_batch(frames, people), preview
+        return schemas.stamped(schemas.people_to_batch(frames, people), self._here()), preview
 
     def forget(self, feed: str) -> None:
         """The live feed ended: hand its trackers back."""
@@ -160,7 +183,7 @@ class PoseExtraction:
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, enable_task_events=False)
-class CountingHost:
+class CountingHost(_Local):
     """The counting sessions of many feeds.  Each call returns its count updates and the feed's
     session snapshot after it, which the driver keeps for as long as it may need to restore it.
     Calls run one at a time, in the order the driver made them."""
@@ -184,6 +207,7 @@ class CountingHost:
     @ray.method(num_returns=2)
     def push(self, feed: str, people: pa.RecordBatch) -> tuple[pa.RecordBatch, dict]:
         session = self._session(feed)
+        self._check(people)
         updates = [update for frame in schemas.batch_to_people(people) for update in session.push(frame)]
         return schemas.updates_to_batch(feed, updates), session.snapshot()
 

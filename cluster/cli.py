@@ -93,7 +93,9 @@ def _add_count(commands: argparse._SubParsersAction) -> None:
     count.add_argument("sources", nargs="*", metavar="VIDEO",
                        help="video files; with --live also camera indexes (0) or stream URLs")
     count.add_argument("--feeds", metavar="FILE",
-                       help="a text file with one source per line (relative paths from the file's folder)")
+                       help="a text file with one source per line (relative paths from the file's folder), each "
+                            "optionally followed by label:KEY=VALUE words: the feed then runs on a Ray node started "
+                            "with those labels (ray start --labels KEY=VALUE), e.g. a camera one site reaches")
     _add_windows(count, f"{STRIDE}, or the window if shorter")
     count.add_argument("--strategy", choices=STRATEGIES, default=default(RepetitionCounting, "strategy"),
                        help="which person to follow when several are in view (default %(default)s)")
@@ -122,11 +124,15 @@ def _add_count(commands: argparse._SubParsersAction) -> None:
                             "and every counted repetition to FILE-repetitions.parquet beside it (rows are kept "
                             "in FILE.parquet.parts/ as they come, readable even after a kill, and joined at the end)")
     count.add_argument("--runner", choices=("ray", "inline"), default=None,
-                       help="ray (default): every feed at once through Ray actors with bounded queues; "
+                       help="ray (default): every feed at once through Ray actors with bounded queues, each feed "
+                            "read, posed and counted on one node of the cluster (the one with the most pose "
+                            "capacity left), so its frames never cross the network; a node lost hands its feeds to "
+                            "the others, files resuming exactly; "
                             "inline: one source after another in this process (the default with --annotate)")
     _add_address(count)
     count.add_argument("--pose-actors", type=positive, default=None, metavar="N",
-                       help="pose extraction actors shared by the feeds (default: one per CPU of the cluster)")
+                       help="pose extraction actors on each node, shared by its feeds (default: one per CPU of "
+                            "the node)")
     count.set_defaults(run=_run_count)
 
 
@@ -164,7 +170,8 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
                        help="require this token on every request (default: $CADENCE_TOKEN)")
     _add_address(serve)
     serve.add_argument("--pose-actors", type=positive, default=None, metavar="N",
-                       help="pose extraction actors shared by the feeds (default: one per CPU of the cluster)")
+                       help="pose extraction actors on each node, shared by its feeds (default: one per CPU of "
+                            "the node)")
     serve.set_defaults(run=_run_serve)
 
 
@@ -548,6 +555,9 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     pipeline.add_argument("--live", action="store_true", help="pace the feeds at their frame rate, as cameras")
     _add_windows(pipeline, f"{STRIDE}, or the window if shorter")
     pipeline.add_argument("--skip-inline", action="store_true", help="run the actor pipeline only")
+    pipeline.add_argument("--compare-driver", action="store_true",
+                          help="also run the node pipeline driven from this process (the design before feeds "
+                               "lived on nodes: no node actor between), on the same feeds, and print both")
     _add_detect_every(pipeline)
     _add_bench_options(pipeline, "videos/")
     pipeline.set_defaults(run=_run_bench_pipeline)
@@ -565,6 +575,31 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     _add_windows(chaos, "the window")
     _add_bench_options(chaos, "videos/")
     chaos.set_defaults(run=_run_bench_chaos)
+
+    cluster = benches.add_parser(
+        "cluster", help="the counting job on a real multi-node Ray on this machine: placement, locality, node loss",
+        description="Count --feeds playlists of real clips inline (the expected counts), then on a Ray of --nodes "
+                    "nodes started on this machine (ray.cluster_utils.Cluster: each node its own raylet, object "
+                    "store and workers, all on loopback; the driver on the head node), optionally removing the "
+                    "worker node with the most feeds --kill-node-after seconds in. Prints, and writes to --json: "
+                    "each node's feeds and frames/s, cross_node_bytes_per_frame, counts_equal_inline and "
+                    "recovery_seconds (from the kill until every moved feed reads frames on its new node). "
+                    "cross_node_bytes_per_frame is measured: every report a node hands the driver from another "
+                    "node, and every feed order the driver hands another node, pickled as Ray pickles it, its bytes "
+                    "summed over the frames counted. foreign_batches counts the frame and pose batches that reached "
+                    "an actor on another node than the one that made them (each stage stamps its batches with its "
+                    "node and the next one checks): 0 means no frame left its node.")
+    cluster.add_argument("--nodes", type=positive, default=3, help="default %(default)s")
+    cluster.add_argument("--feeds", type=positive, default=6, help="default %(default)s")
+    cluster.add_argument("--cpus-per-node", type=positive, default=1, help="default %(default)s")
+    cluster.add_argument("--seconds", type=float, default=20, help="seconds of video per feed (default %(default)s)")
+    cluster.add_argument("--kill-node-after", type=float, default=None, metavar="S",
+                         help="remove the worker node with the most feeds S seconds into the run")
+    _add_windows(cluster, f"{STRIDE}, or the window if shorter")
+    cluster.add_argument("--data", metavar="DIR", default=os.environ.get("CADENCE_DATA"),
+                         help="the data folder holding videos/ (default: $CADENCE_DATA)")
+    cluster.add_argument("--json", metavar="OUT", help="also write the figures to OUT")
+    cluster.set_defaults(run=_run_bench_cluster)
 
     serve = benches.add_parser(
         "serve", help="a soak of cadence serve: live loopback cameras for minutes; memory, stalls, drops, latency",
@@ -666,12 +701,34 @@ def _run_bench_pipeline(args: argparse.Namespace) -> int:
         figures["inline"] = run_inline(feeds, job)
         print(f"inline: {figures['inline']}", flush=True)
     figures["actors"] = run_actors(feeds, job, args.address)
-    print(f"actors: {figures['actors']}")
+    print(f"actors: {figures['actors']}", flush=True)
+    if args.compare_driver:
+        figures["driver"] = run_actors(feeds, job, args.address, in_driver=True)
+        figures["actors_over_driver"] = round(figures["actors"]["frames_per_second"]
+                                              / figures["driver"]["frames_per_second"], 3)
+        print(f"driver: {figures['driver']}\nactors / driver: {figures['actors_over_driver']}x", flush=True)
     if "inline" in figures:
         figures["ratio"] = round(figures["actors"]["frames_per_second"] / figures["inline"]["frames_per_second"], 2)
         print(f"actors / inline: {figures['ratio']}x")
     _write_json(args.json, figures)
     return 0
+
+
+def _run_bench_cluster(args: argparse.Namespace) -> int:
+    from cadence.cluster.bench.cluster import bench_cluster
+
+    if args.nodes < 2 and args.kill_node_after is not None:
+        raise InputError("--kill-node-after", "needs a worker node to remove", "give --nodes 2 or more")
+    job = RepetitionCounting(window=args.window, stride=args.stride)
+    figures = bench_cluster(_data(args, "videos"), args.nodes, args.feeds, args.seconds, args.kill_node_after,
+                            args.cpus_per_node, job)
+    for node in figures["nodes"]:
+        print(f"{node['node']}: {node['feeds']} feeds, {node['frames_per_second']} frames/s")
+    for key in ("cross_node_bytes_per_frame", "foreign_batches", "counts_equal_inline", "updates_repeated",
+                "recovery_seconds", "loss_detected_seconds", "caught_up_seconds", "frames_per_second"):
+        print(f"{key}: {figures[key]}")
+    _write_json(args.json, figures)
+    return 0 if figures["counts_equal_inline"] else 1
 
 
 def _run_bench_chaos(args: argparse.Namespace) -> int:

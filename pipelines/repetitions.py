@@ -89,6 +89,7 @@ class CountUpdate:
     captured_at: float = 0.0
     repetitions: tuple[RepetitionEvent, ...] = ()
     people: dict[str, float] | None = None  # with per-person counting: each tracked person's count
+    node: str | None = None  # on a Ray cluster: the id of the node that counted it (the last, if it moved)
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,7 @@ class CountResult:
     warnings: list[str] = field(default_factory=list)  # counted, but something is worth knowing
     repetitions: list[RepetitionEvent] = field(default_factory=list, repr=False)
     people: dict[str, float] | None = None  # with per-person counting: each tracked person's count
+    node: str | None = None  # on a Ray cluster: the id of the node that counted it (the last, if it moved)
 
     def record(self, update: CountUpdate) -> None:
         self.count = update.count
@@ -300,6 +302,7 @@ class CountResult:
             return failed | ({"count_so_far": round(self.count, 3), "frames": self.frames} if self.frames else {})
         warnings = {"warnings": self.warnings} if self.warnings else {}
         people = {"people": self.people} if self.people is not None else {}
+        node = {"node": self.node, "recoveries": self.recoveries} if self.node is not None else {}
         fps = self.frames / self.processing_seconds if self.processing_seconds > 0 else None
         latency = np.percentile(self.latencies, [50, 95]).round(3).tolist() if self.latencies else [None, None]
         return {"source": self.source, "count": round(self.count, 3), "frames": self.frames,
@@ -307,7 +310,7 @@ class CountResult:
                 "processing_seconds": round(self.processing_seconds, 3),
                 "frames_per_second": None if fps is None else round(fps, 2), "frames_dropped": self.frames_dropped,
                 "latency_p50_seconds": latency[0], "latency_p95_seconds": latency[1],
-                "repetitions": [r.to_dict() for r in self.repetitions]} | people | warnings
+                "repetitions": [r.to_dict() for r in self.repetitions]} | people | node | warnings
 
 
 @dataclass

@@ -40,6 +40,14 @@ def selected_poses(name: str, strategy: str = "maximum_bounding_box_area") -> tu
         extractor.close()
 
 
+@functools.cache
+def inline_count(path) -> float:
+    """The count of the default job on a video in this process, to compare the actor pipeline's with."""
+    from cadence import RepetitionCounting, read_video
+
+    return RepetitionCounting().run(read_video(path)).count
+
+
 def write_video_cut_short(path: Path) -> Path:
     """A real squat clip re-encoded as MJPG and cut at 60 % of its bytes: it opens, then decoding
     stops part way while its header still promises every frame."""

@@ -3,7 +3,6 @@ backpressure, faults."""
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from dataclasses import replace
@@ -17,13 +16,14 @@ import ray
 from cadence.actors import schemas
 from cadence.actors.queues import BoundedQueue, QueueFullError
 from cadence.cluster.runtime.connect import start_local
+from cadence.cluster.counting.node import NodePipeline
 from cadence.cluster.counting.pipeline import CountingPipeline, PipelineSettings, count_feeds, whole_segments
 from cadence.pipelines import HumanBodyActionCounter, Pose
 from cadence.pipelines.repetitions import CountUpdate, RepetitionCounting
 from cadence.pipelines.video import Frame, read_video
 
 from . import test_actors as this_module
-from .helpers import video, write_video_cut_short, write_video_without_people
+from .helpers import inline_count, video, write_video_cut_short, write_video_without_people
 
 cloudpickle.register_pickle_by_value(this_module)  # Ray workers get the test's own components by value
 
@@ -76,10 +76,6 @@ def local_ray():
     ray.shutdown()
 
 
-@functools.cache
-def inline_count(path) -> float:
-    """The count of the default job in this process, to compare the actors' with."""
-    return RepetitionCounting().run(read_video(path)).count
 
 
 def test_three_feeds_at_once_count_as_the_inline_path(local_ray):
@@ -118,7 +114,7 @@ def test_live_feeds_each_keep_to_one_pose_actor_spread_over_the_pool(local_ray):
         whole_segments(8, RepetitionCounting(detection_interval=0))
 
     clips = {"pushup": video("pushup_incorrect_001.mp4"), "squat": video("squat_correct_010.mp4")}
-    pipeline = CountingPipeline({k: str(v) for k, v in clips.items()},
+    pipeline = NodePipeline({k: str(v) for k, v in clips.items()},
                                 PipelineSettings(RepetitionCounting(live=True), pose_actors=2))
     try:
         pipeline.start()
@@ -172,7 +168,7 @@ def test_a_slow_consumer_holds_the_capture_back(local_ray):
     assert batch == 30 and max(lead) <= 2 * settings.queue_size * batch + settings.job.window
 
 
-def run_killing(pipeline: CountingPipeline, victim, after_frames: int = 60) -> list:
+def run_killing(pipeline: NodePipeline, victim, after_frames: int = 60) -> list:
     """Run the pipeline; once ``after_frames`` frames are read, kill ``victim(pipeline)`` (Ray restarts it)."""
     killed = []
 
@@ -191,7 +187,7 @@ def run_killing(pipeline: CountingPipeline, victim, after_frames: int = 60) -> l
 
 def test_a_killed_pose_actor_is_restarted_and_the_count_is_unchanged(local_ray):
     path = video("pushup_incorrect_001.mp4")
-    pipeline = CountingPipeline({"pushup": str(path)}, PipelineSettings(pose_actors=2, batch_size=4))
+    pipeline = NodePipeline({"pushup": str(path)}, PipelineSettings(pose_actors=2, batch_size=4))
     (result,) = run_killing(pipeline, lambda p: p.pose_actors[0])
     assert result.error is None and result.frames == 290
     assert result.count == pytest.approx(inline_count(path), abs=1e-9)
@@ -200,7 +196,7 @@ def test_a_killed_pose_actor_is_restarted_and_the_count_is_unchanged(local_ray):
 def test_a_killed_counting_host_resumes_every_feed_from_its_state(local_ray):
     clips = {"jj": video("jumpingjack_correct_001.mp4"), "squat": video("squat_correct_007.mp4")}
     settings = PipelineSettings(RepetitionCounting(window=30, stride=15), batch_size=4)
-    pipeline = CountingPipeline({name: str(path) for name, path in clips.items()}, settings)
+    pipeline = NodePipeline({name: str(path) for name, path in clips.items()}, settings)
     updates, killed = [], []
 
     def on_update(update):
@@ -227,7 +223,7 @@ def test_a_killed_counting_host_resumes_every_feed_from_its_state(local_ray):
 
 def test_a_killed_capture_host_reopens_its_feeds_where_they_were(local_ray):
     path = video("jumpingjack_correct_001.mp4")
-    pipeline = CountingPipeline({"a": str(path), "b": str(path)}, PipelineSettings(batch_size=4))
+    pipeline = NodePipeline({"a": str(path), "b": str(path)}, PipelineSettings(batch_size=4))
     results = run_killing(pipeline, lambda p: p.capture_hosts[0])
     assert sum(r.recoveries for r in results) >= 1
     for result in results:
@@ -251,14 +247,14 @@ def _die_past_frame_60(window) -> None:
 
 
 def test_hosts_killed_many_times_each_after_progress_are_survived(local_ray):
-    from cadence.cluster.counting.pipeline import MAX_RECOVERIES
+    from cadence.cluster.counting.feed import MAX_RECOVERIES
 
     path = video("jumpingjack_correct_001.mp4")
     # stall_seconds 0: the feed would fail at once after MAX_RECOVERIES deaths in a row with no progress;
     # batches of 4 frames (tracking segments of 4), so that counts come in many batches
     job = RepetitionCounting(window=30, stride=15, detection_interval=4)
     settings = PipelineSettings(job, batch_size=4, stall_seconds=0.0)
-    pipeline = CountingPipeline({"jj": str(path)}, settings)
+    pipeline = NodePipeline({"jj": str(path)}, settings)
     updates, kills = [], MAX_RECOVERIES + 5
 
     def kill_after_each_update(update):  # each death comes after progress: a count delivered
@@ -277,7 +273,7 @@ def test_hosts_killed_many_times_each_after_progress_are_survived(local_ray):
 
 
 def test_a_feed_whose_host_dies_again_on_every_restart_fails_with_a_message(local_ray):
-    from cadence.cluster.counting.pipeline import MAX_RECOVERIES
+    from cadence.cluster.counting.feed import MAX_RECOVERIES
 
     settings = PipelineSettings(RepetitionCounting(window=30, stride=15, counter=DeadlyCounter()), batch_size=4,
                                 stall_seconds=3.0)
@@ -290,7 +286,7 @@ def test_a_feed_whose_host_dies_again_on_every_restart_fails_with_a_message(loca
 def test_many_feeds_share_few_host_processes(local_ray):
     clips = ["squat_correct_016.mp4", "squat_correct_013.mp4", "squat_correct_001.avi"]
     feeds = {f"feed{k}": str(video(name)) for k, name in enumerate(clips + clips)}
-    pipeline = CountingPipeline(feeds, PipelineSettings(feeds_per_host=4))
+    pipeline = NodePipeline(feeds, PipelineSettings(feeds_per_host=4))
     try:
         results = pipeline.run()
     finally:

@@ -1,16 +1,23 @@
-"""Joining Ray: a local Ray when no address is given, and a real 2-node cluster losing a node."""
+"""Ray of several real nodes on this machine (each its own raylet, object store and workers, all on
+loopback): feeds placed by pose capacity, frames that never leave their node, labelled feeds.
+Nodes lost mid-feed: ``test_node_loss.py``."""
 
 from __future__ import annotations
 
 import pytest
 import ray
 
+from cadence.cluster.bench.cluster import local_cluster
+from cadence.cluster.counting.pipeline import CountingPipeline
+from cadence.cluster.counting.placement import NoNodeError, live_nodes
 from cadence.cluster.runtime.connect import connected
-from cadence.cluster.counting.pipeline import CountingPipeline, PipelineSettings
-from cadence.pipelines.repetitions import RepetitionCounting
-from cadence.pipelines.video import read_video
 
-from .helpers import video
+from .helpers import inline_count, video
+
+SHORT_CLIPS = ("squat_correct_016.mp4", "squat_correct_013.mp4", "squat_correct_001.avi", "squat_correct_010.mp4",
+               "squat_correct_007.mp4", "pullup_correct_002.mp4")
+
+
 
 
 def test_ray_starts_locally_when_no_address_is_given(monkeypatch):
@@ -21,32 +28,51 @@ def test_ray_starts_locally_when_no_address_is_given(monkeypatch):
     assert not ray.is_initialized()  # started here, so stopped here
 
 
-def test_two_node_cluster_survives_losing_a_worker_node():
-    from ray.cluster_utils import Cluster
-
-    path = video("pushup_incorrect_001.mp4")
-    expected = RepetitionCounting().run(read_video(path)).count
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 4})
-    worker = cluster.add_node(num_cpus=2)
+@pytest.fixture(scope="module")
+def three_nodes():
+    """A head and two workers of one CPU each; the workers labelled site=b and site=c."""
+    cluster = local_cluster({"num_cpus": 1}, {"num_cpus": 1, "labels": {"site": "b"}},
+                            {"num_cpus": 1, "labels": {"site": "c"}})
     try:
-        with connected(cluster.address) as where:
-            assert where["nodes"] == 2 and where["cpus"] == 6
-            pipeline = CountingPipeline({"pushup": str(path)}, PipelineSettings(pose_actors=4, batch_size=4))
-            pipeline.start()
-            nodes = {ray.get(a.node.remote()) for a in pipeline.pose_actors}
-            assert len(nodes) == 2  # the pose pool spreads over both nodes
-            removed = []
-
-            def remove_worker(_, n):
-                if not removed and pipeline.results[0].frames >= 60:
-                    removed.append(True)
-                    cluster.remove_node(worker)
-
-            try:
-                (result,) = pipeline.run(on_frames=remove_worker)
-            finally:
-                pipeline.close()
-        assert removed and result.error is None and result.frames == 290
-        assert result.count == pytest.approx(expected, abs=1e-9)
+        with connected(cluster.address):
+            yield cluster
     finally:
         cluster.shutdown()
+
+
+def test_feeds_spread_evenly_over_equal_nodes_and_their_frames_never_leave_them(three_nodes):
+    clips = {f"feed{k}": video(name) for k, name in enumerate(SHORT_CLIPS)}
+    pipeline = CountingPipeline({name: str(path) for name, path in clips.items()})
+    try:
+        pipeline.start()
+        placed = {n["node"]: n["feeds"] for n in pipeline.nodes()}
+        results = pipeline.run()
+        foreign = pipeline.foreign_batches()
+    finally:
+        pipeline.close()
+    nodes = {three_nodes.head_node.node_id} | {n.node_id for n in three_nodes.worker_nodes}
+    assert set(placed) == nodes and sorted(placed.values()) == [2, 2, 2]
+    assert foreign == 0  # no frame batch, and no pose batch, reached an actor of another node
+    for result in results:
+        assert result.error is None and result.node in nodes
+        assert result.count == pytest.approx(inline_count(clips[result.feed]), abs=1e-9)
+
+
+def test_a_labelled_feed_lands_on_a_node_carrying_its_labels(three_nodes):
+    (site_c,) = [n.id for n in live_nodes() if n.labels.get("site") == "c"]
+    clip = video("squat_correct_010.mp4")
+    pipeline = CountingPipeline()
+    try:
+        pipeline.start()
+        for k in range(3):
+            pipeline.add(f"gym-c-{k}", str(clip), labels={"site": "c"})
+        pipeline.add("nowhere", str(clip), labels={"site": "z"})
+        results = {r.feed: r for r in pipeline.run()}
+    finally:
+        pipeline.close()
+    for k in range(3):
+        result = results[f"gym-c-{k}"]
+        assert result.error is None and result.node == site_c
+        assert result.count == pytest.approx(inline_count(clip), abs=1e-9)
+    error = results["nowhere"].error
+    assert isinstance(error, NoNodeError) and "site=z" in str(error) and "ray start" in str(error)

@@ -108,14 +108,19 @@ def run_inline(feeds: dict[str, list[str]], job: RepetitionCounting) -> dict:
             "peak_memory_mib": round(memory.peak_mib)}
 
 
-def run_actors(feeds: dict[str, list[str]], job: RepetitionCounting, address: str | None) -> dict:
+def run_actors(feeds: dict[str, list[str]], job: RepetitionCounting, address: str | None,
+               in_driver: bool = False) -> dict:
+    """The actor pipeline on ``feeds``: as ``cadence count`` runs it (each feed on a node, behind a
+    node actor), or ``in_driver``, the node pipeline driven from this process (before feeds lived
+    on nodes)."""
     import numpy as np
 
-    from cadence.cluster.runtime.connect import connected
+    from cadence.cluster.counting.node import NodePipeline
     from cadence.cluster.counting.pipeline import CountingPipeline, PipelineSettings
+    from cadence.cluster.runtime.connect import connected
 
     with connected(address) as cluster:
-        pipeline = CountingPipeline(feeds, PipelineSettings(job))
+        pipeline = (NodePipeline if in_driver else CountingPipeline)(feeds, PipelineSettings(job))
         try:
             pipeline.start()
             started = time.perf_counter()
@@ -128,7 +133,7 @@ def run_actors(feeds: dict[str, list[str]], job: RepetitionCounting, address: st
     latencies = [x for r in results for x in r.latencies]
     figures = {"frames": frames, "seconds": round(seconds, 2), "frames_per_second": round(frames / seconds, 2),
                "peak_memory_mib": round(memory.peak_mib), "cpus": cluster["cpus"],
-               "pose_actors": len(pipeline.pose_actors),
+               "pose_actors": len(pipeline.pose_actors) if in_driver else None,
                "frames_dropped": sum(r.frames_dropped for r in results),
                "errors": [str(r.error) for r in results if r.error is not None]}
     if latencies:
@@ -166,9 +171,7 @@ def run_chaos(feeds: dict[str, list[str]], job: RepetitionCounting, address: str
                     return
                 last = time.perf_counter()
                 stage = chooser.choice(list(kills))
-                actors = {"capture": pipeline.capture_hosts, "pose": pipeline.pose_actors,
-                          "counting": pipeline.counting_hosts}[stage]
-                ray.kill(chooser.choice(actors), no_restart=False)
+                ray.kill(chooser.choice(pipeline.stage_actors()[stage]), no_restart=False)
                 kills[stage] += 1
                 done = sum(r.frames for r in pipeline.results)
                 print(f"chaos: kill {sum(kills.values())} ({stage}) at {last - started:.1f} s, {done} frames counted",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import operator
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -100,19 +101,36 @@ class CountTable:
         self._repetitions.close()
 
 
-def read_feeds(path: str) -> list[str]:
-    """``--feeds FILE``: one source per line; blank lines and lines starting with ``#`` are skipped,
-    and relative file paths are taken from the file's own folder."""
+def read_feeds(path: str) -> list[tuple[str, dict[str, str]]]:
+    """``--feeds FILE``: one source per line, each optionally followed by ``label:KEY=VALUE`` words
+    (the Ray node labels its node must carry); blank lines and lines starting with ``#`` are
+    skipped, and relative file paths are taken from the file's own folder."""
     file = Path(path)
     try:
         lines = file.read_text().splitlines()
     except OSError as e:
         raise InputError(path, f"cannot read the feeds file ({e.strerror})", "give a text file, one source per line")
-    sources = [line if is_camera(line) or Path(line).is_absolute() else str(file.parent / line)
-               for line in map(str.strip, lines) if line and not line.startswith("#")]
-    if not sources:
+    feeds = []
+    for number, line in enumerate(map(str.strip, lines), start=1):
+        if not line or line.startswith("#"):
+            continue
+        source, labels = _labelled(line, f"{path}, line {number}")
+        feeds.append((source if is_camera(source) or Path(source).is_absolute() else str(file.parent / source), labels))
+    if not feeds:
         raise InputError(path, "lists no sources", "write one video, camera index or URL per line")
-    return sources
+    return feeds
+
+
+def _labelled(line: str, where: str) -> tuple[str, dict[str, str]]:
+    """A feeds line's source and the node labels after it (``SOURCE label:site=gym label:floor=2``)."""
+    source, labels = re.fullmatch(r"(.*?)((?:\s+label:\S*)*)", line).groups()
+    found = {}
+    for word in labels.split():
+        key, equals, value = word[len("label:"):].partition("=")
+        if not (key and equals and value):
+            raise InputError(where, f"{word!r} is not a node label", "write label:KEY=VALUE, e.g. label:site=gym")
+        found[key] = value
+    return source, found
 
 
 def annotation_path(out: str, source: str, several: bool) -> Path:
@@ -157,7 +175,9 @@ class _Report:
 
 def count_sources(args: argparse.Namespace) -> bool:
     """Count every source of ``args``; True when each one was counted."""
-    sources = list(args.sources) + (read_feeds(args.feeds) if args.feeds else [])
+    listed = read_feeds(args.feeds) if args.feeds else []
+    sources = list(args.sources) + [source for source, _ in listed]
+    labels = {source: labels for source, labels in listed if labels}
     if not sources:
         raise InputError("cadence count", "got no source", "give at least one VIDEO, or --feeds FILE")
     job = RepetitionCounting(window=args.window, stride=args.stride, strategy=args.strategy, live=args.live,
@@ -166,6 +186,8 @@ def count_sources(args: argparse.Namespace) -> bool:
     if min(job.window, job.window_stride) < 1:
         raise InputError("cadence count", "--window and --stride must be whole numbers >= 1")
     runner = args.runner or ("inline" if args.annotate else "ray")
+    if runner == "inline" and labels:
+        raise InputError(args.feeds, "gives node labels, which place feeds on Ray nodes", "leave out --runner inline")
     if runner == "ray" and args.annotate:
         raise InputError("cadence count", "--annotate draws frames in this process", "use it with --runner inline")
     if args.annotate and args.live:
@@ -177,7 +199,7 @@ def count_sources(args: argparse.Namespace) -> bool:
     try:
         with tqdm(total=None, unit="frame", leave=False, file=sys.stderr, disable=None) as bar:
             run = _count_inline if runner == "inline" else _count_on_ray
-            results = run(sources, job, args, _Report(args, bar), table)
+            results = run(sources, job, args, _Report(args, bar), table, labels)
     finally:
         if table is not None:
             table.close()
@@ -185,7 +207,7 @@ def count_sources(args: argparse.Namespace) -> bool:
 
 
 def _count_inline(sources: list[str], job: RepetitionCounting, args: argparse.Namespace, report: _Report,
-                  table: CountTable | None) -> list[CountResult]:
+                  table: CountTable | None, labels: dict | None = None) -> list[CountResult]:
     """One source after another in this process."""
     results: list[CountResult] = []
     latest: dict[str, float] = {}
@@ -231,16 +253,18 @@ def _count_one(job: RepetitionCounting, source: str, frames, report: _Report,
 
 
 def _count_on_ray(sources: list[str], job: RepetitionCounting, args: argparse.Namespace, report: _Report,
-                  table: CountTable | None) -> list[CountResult]:
-    """All sources at once through the actor pipeline, on a local Ray or the cluster at --address."""
+                  table: CountTable | None, labels: dict[str, dict[str, str]]) -> list[CountResult]:
+    """All sources at once through the actor pipeline, on a local Ray or the cluster at --address,
+    each feed on one node (one carrying its labels, if it has any)."""
     from cadence.cluster.runtime.connect import connected
     from cadence.cluster.counting.pipeline import CountingPipeline, PipelineSettings, feed_names
 
     settings = PipelineSettings(job, pose_actors=args.pose_actors)
     feeds = feed_names(sources)
     with connected(args.address) as cluster:
-        report.bar.set_description(f"{len(feeds)} feed(s) on {cluster['address']} Ray ({cluster['cpus']} CPUs)")
-        pipeline = CountingPipeline(feeds, settings)
+        report.bar.set_description(f"{len(feeds)} feed(s) on {cluster['address']} Ray ({cluster['nodes']} "
+                                   f"node(s), {cluster['cpus']} CPUs)")
+        pipeline = CountingPipeline(feeds, settings, {name: labels[src] for name, src in feeds.items() if src in labels})
         try:
             pipeline.start()
             def on_update(update: CountUpdate) -> None:

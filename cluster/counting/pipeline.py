@@ -1,523 +1,226 @@
-"""The repetition-counting job on Ray: many feeds at once, in a few processes.
+"""The repetition-counting job on Ray: many feeds at once, each living on one node.
 
 ::
 
-    CaptureHost (many feeds each) -> PoseExtraction (a pool, one per CPU) -> CountingHost (many feeds each)
+    driver (this process)            node A                                node B
+    CountingPipeline  --orders-->  NodeCounting: capture -> pose -> count   NodeCounting: ...
+                      <--counts, status, snapshots every 10 s of stream--
 
-A feed costs state, not processes: each capture host reads, and each counting host counts, up to
-``feeds_per_host`` feeds, while the pose pool, where nearly all the CPU goes, serves every feed.
-The driver only moves object references: a frame batch goes from its capture host through the
-object store to a pose actor, and the poses on to the feed's counting host; only the small count
-batches come back to the driver.
+Each feed is placed on one node (:mod:`.placement`: the node with the most pose capacity left,
+among those carrying the labels it asks for), where a :class:`~.node.NodeCounting` actor reads,
+poses and counts it with every stage on that node (:mod:`.node`): its frames never leave the node.
+What crosses to the driver is what people read: count updates, each feed's status, a snapshot of
+its counting session every ``snapshot_seconds`` of its stream, its result, and a preview JPEG only
+when someone asks for one.
 
-Bounds: per feed, at most ``queue_size`` frame batches are being read or posed and as many pose
-batches are being counted; over all feeds, at most ``frame_batches`` frame batches exist at once
-(enough to keep every pose actor busy), handed out to the feeds in turn.  So a slow stage holds its
-producers back, and memory grows with neither the stream's length nor the number of feeds.
+A node that joins takes new feeds.  A node that is lost hands its feeds to the others: a file
+resumes from the frame after its last snapshot with the session of then, and the updates it counts
+again up to where the driver had got are dropped, so it ends with exactly the count of an
+uninterrupted run and nothing is counted twice; a camera reopens on its new node with the count of
+its last snapshot (the repetitions of the seconds between are lost, and a warning says so).
 
-Pose tracking (:class:`~cadence.pipelines.posetracking.TrackingPoseExtractor`): a file's batches
-hold whole segments of ``detection_interval`` frames, so any pose actor poses any batch, one feed's
-batches in parallel, and exactly as the inline runner does.  A live feed's batches are a few frames,
-so they all go to one pose actor (the feed's home, the actor with the fewest), which carries the
-feed's tracking on from batch to batch.
-
-Faults: a file's pose calls depend on nothing but their frames, and Ray redoes the calls of a pose
-actor that died (a live feed's tracking starts a new segment there, at its next frame).  When a
-host dies, Ray restarts it empty; each of its feeds then finds itself unknown there (``StateLost``) and is opened
-again: the source where the pipeline had got to, the counting session from the snapshot after the
-last count batch the driver received, with the batches after it submitted again.
+On one machine this is one node: the same actors as ever, beside one NodeCounting.
 """
 
 from __future__ import annotations
 
-import math
+import pickle
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
 
-import pyarrow as pa
 import ray
-from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from ray.exceptions import ActorUnavailableError, RayActorError
 
-from cadence.actors import schemas
-from cadence.actors.queues import ActorPool, BoundedQueue
-from cadence.actors.stages import CaptureHost, CountingHost, PoseExtraction, StateLost
-from cadence.pipelines.errors import CadenceError
-from cadence.pipelines.posetracking import checked_interval
-from cadence.pipelines.repetitions import CountResult, CountUpdate, FeedCounting, RepetitionCounting
+from cadence.pipelines.repetitions import CountResult, CountUpdate, FeedCounting
 from cadence.pipelines.video import Source, is_camera
 
-MAX_RECOVERIES = 5  # per feed: hosts that die this many times in a row with no progress between, and
-STALL_SECONDS = 30.0  # go on dying for this long without it, fail the feed (a source that kills them)
-RESTART_SECONDS = 60.0  # a host Ray is still restarting this long after the feed moved on counts as dying again
-CAPTURE_THREADS = 4  # feeds a capture host reads at once
-LIVE_TIMEOUT = 10.0  # seconds without a frame after which a live source counts as dropped
-BACKOFF = (1.0, 30.0)  # reopening a dropped live source: first wait, doubling up to the second
+from .feed import FeedOrder, FeedStatus, describe, whole_segments
+from .node import NodeCounting, NodePipeline, NodeReport, pinned
+from .placement import NodeInfo, NoNodeError, choose_node, live_nodes, need_of
+from .settings import PipelineSettings
+
+__all__ = ["CountingPipeline", "PipelineSettings", "FeedStatus", "NodePipeline", "count_feeds", "feed_names",
+           "describe", "whole_segments"]
+
+MEMBERSHIP_SECONDS = 2.0  # how often the driver looks for nodes that joined or left
+POLL_SECONDS = 0.25  # a node answers a poll at once when it has news, else after this long
+QUARANTINE_SECONDS = 30.0  # a node whose counting actor died takes no feed for this long, if others can
 
 
 @dataclass
-class PipelineSettings:
-    """How the actor pipeline runs ``job`` (window, stride, strategy, live and counter live there)."""
+class _Record:
+    """The driver's side of one feed: where it runs, what it has delivered, where it would resume."""
 
-    job: RepetitionCounting = field(default_factory=RepetitionCounting)
-    batch_size: int = 8  # a file's frames per Ray call, rounded up to whole pose-tracking segments (30)
-    live_batch_size: int = 2  # live feeds: a frame waits for its batch to fill and be posed (latency)
-    queue_size: int | None = None  # per feed and stage, in batches: 4, or 2 for live feeds
-    pose_actors: int | None = None  # default: one per CPU of the cluster, at most what the feeds can use
-    feeds_per_host: int = 32  # feeds read by one capture host and counted by one counting host
-    frame_batches: int | None = None  # frame batches in flight over all feeds: 2 per pose actor, +2
-    stall_seconds: float = STALL_SECONDS  # see MAX_RECOVERIES
-    reconnect: bool = False  # live feeds: reopen a source that stops delivering (the service's cameras)
-    live_timeout: float = LIVE_TIMEOUT  # a live source silent this long has stopped delivering
-    preview_seconds: float | None = None  # keep a JPEG of a recent frame per feed this often (a live page)
-
-    def queue(self, live: bool | None = None) -> int:
-        """Per feed and stage, in batches.  Live feeds keep short queues: when the pool falls
-        behind, frames are better dropped at capture than left to wait (latency)."""
-        return self.queue_size or (2 if (self.job.live if live is None else live) else 4)
-
-
-@dataclass(frozen=True)
-class _Lost:
-    """What :func:`_fetch` returns for a call the feed lost; ``restarting`` when it never reached a
-    live host because Ray was still restarting it (the death before it, seen again)."""
-
-    restarting: bool = False
-
-
-_LOST, _RESTARTING = _Lost(), _Lost(restarting=True)
-
-
-def _fetch(ref: ray.ObjectRef) -> Any:
-    """The object, or a :class:`_Lost` when the actor making it died, was restarting, or no longer
-    holds the feed."""
-    try:
-        return ray.get(ref)
-    except ActorUnavailableError as e:  # Ray 2.60 words a call refused during a restart this way
-        return _RESTARTING if "actor is restarting" in str(e) else _LOST
-    except RayActorError:  # it died, or (ActorDiedError) will not come back
-        return _LOST
-    except RayTaskError as e:
-        if isinstance(getattr(e, "cause", None), StateLost):
-            return _LOST
-        raise
-
-
-def _on_this_node() -> dict:
-    """Hosts stay beside the driver: files are read where they are, and losing a worker node then
-    costs only stateless pose actors, which Ray restarts elsewhere."""
-    try:
-        node = ray.get_runtime_context().get_node_id()
-        return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
-    except Exception:  # noqa: BLE001  (Ray Client has no local node; any placement works)
-        return {}
-
-
-def describe(source: Source) -> str:
-    """A source as results name it: a playlist by its first file."""
-    if isinstance(source, (list, tuple)):
-        return f"{source[0]} (x{len(source)})"
-    return str(source)
-
-
-def whole_segments(batch_size: int, job: RepetitionCounting) -> int:
-    """``batch_size`` rounded up to a whole number of the job's pose-tracking segments."""
-    every = checked_interval(job.detection_interval, "RepetitionCounting")
-    return -(-batch_size // every) * every
-
-
-@dataclass
-class _Entry:
-    """One batch of one feed on its way through the stages."""
-
-    poses: ray.ObjectRef | None = None  # (Ray keeps the frames until the pose call is done, for its retries)
-    pose_actor: int = -1
-    counts: ray.ObjectRef | None = None
-    state: ray.ObjectRef | None = None  # the feed's session after this batch
-    last_index: int = -1  # the batch's last frame
-    preview: ray.ObjectRef | None = None  # a JPEG of its last frame with the people found drawn
-    final: bool = False
-
-
-class _Feed:
-    """The driver's side of one feed: where its batches are, and its result.
-
-    ``start`` and ``state`` resume a feed: its source from frame ``start`` (a file), its counting
-    session from a snapshot.  With ``settings.reconnect``, a camera or stream URL that ends, fails or stays
-    silent for ``settings.live_timeout`` seconds once it has delivered is reopened with backoff
-    (``state`` is then ``reconnecting``) while its counting session, and so its count, carries on.
-    """
-
-    def __init__(self, name: str, source: Source, job: RepetitionCounting, settings: PipelineSettings,
-                 host: int, capture, counter, pool: ActorPool, start: int = 0, state: dict | None = None):
-        self.name, self.source, self.job, self.live = name, source, job, job.live
-        self.host, self.capture, self.counter, self.pool = host, capture, counter, pool
-        self.counting_component = job.feed_counting(name)
-        self.result = CountResult(name, describe(source))
-        self.queue = settings.queue(job.live)
-        # cameras and stream URLs are reopened when they drop; a file, even read live, ends
-        self.reconnect, self.live_timeout = settings.reconnect and is_camera(source), settings.live_timeout
-        # a file's batches hold whole pose-tracking segments, so any pose actor poses any of them exactly;
-        # a live feed's few frames go to its home actor, which carries its tracking on
-        self.batch_size = settings.live_batch_size if job.live else whole_segments(settings.batch_size, job)
-        self.pose_home = pool.home() if job.live else None
-        self.opening: ray.ObjectRef | None = self._open(start)
-        self.state: ray.ObjectRef | None = None  # the session after the last count batch received
-        if state is not None:
-            self.state = ray.put(state)
-            self.result.count = FeedCounting.tally(state).count
-        counter.open.remote(name, self.counting_component, self.state)
-        self.reading: tuple[ray.ObjectRef, ray.ObjectRef] | None = None
-        self.posing: BoundedQueue[_Entry] = BoundedQueue(self.queue, f"{name}: pose extraction")
-        self.counting: BoundedQueue[_Entry] = BoundedQueue(self.queue, f"{name}: counting")
-        self.next_index = start
-        self.resume_index = start  # where the source resumes with the session in ``state``
-        self.delivered = 0  # count batches received
-        self.stalled = 0  # recoveries since the feed last moved on
-        self.progress_mark = (0, 0)
-        self.progress_time = time.monotonic()
-        self.stall_seconds = settings.stall_seconds
-        self.ended = self.finishing = self.done = False
-        self.has_delivered_frames = False  # a live source that never delivered fails instead of reconnecting
-        self.last_frames_at = time.monotonic()
-        self.reopen_at: float | None = None  # when a dropped live source is due to be reopened
-        self.backoff = BACKOFF[0]
-        self.down_since: float | None = None
-        self.dropped_before = 0  # frames dropped by earlier connections of a reconnected live source
-        self.reconnections = 0
-        self.downtime_seconds = 0.0
-        self.preview_seconds = settings.preview_seconds
-        self.preview: ray.ObjectRef | None = None  # the newest preview made
-        self.preview_asked = 0.0
-        self.started = time.perf_counter()
+    order: FeedOrder
+    result: CountResult
+    status: FeedStatus
+    resume: tuple[int, dict | None]  # (frame, session) of the last snapshot received
+    added: float = field(default_factory=time.perf_counter)
+    last_frame: int = -1  # frame index of the last update delivered
+    replay_until: int = -1  # a moved file's updates up to this frame were delivered already
+    frames_seen: int = 0  # frames reported to ``on_frames`` so far
+    moves: int = 0
+    waiting_since: float | None = None  # when it began to wait for a node it may run on
+    warnings: list[str] = field(default_factory=list)  # the driver's own (moves)
+    done: bool = False
 
     @property
-    def status(self) -> str:
-        """``starting``, ``running``, ``reconnecting``, ``ended`` or ``failed``."""
-        if self.done:
-            return "failed" if self.result.error is not None else "ended"
-        if self.down_since is not None:
-            return "reconnecting"
-        return "running" if self.has_delivered_frames else "starting"
+    def node(self) -> str | None:
+        return self.status.node
 
-    def _open(self, start: int) -> ray.ObjectRef:
-        return self.capture.open.remote(self.name, self.source, self.live, start, self.batch_size)
 
-    # -- what the driver asks of a feed --------------------------------------------------------
-    def frames_in_flight(self) -> int:
-        return (self.reading is not None) + len(self.posing)
+@dataclass
+class _Node:
+    """A node the driver runs feeds on: its NodeCounting, the poll in flight, its frames counted."""
 
-    def wants_frames(self) -> bool:
-        idle = self.opening is None and self.reading is None and self.reopen_at is None
-        return idle and not (self.done or self.ended) and self.frames_in_flight() < self.queue
-
-    def read(self) -> None:
-        self.reading = self.capture.next_batch.remote(self.name)
-
-    def waiting(self) -> list[ray.ObjectRef]:
-        """References whose completion lets this feed move on."""
-        refs = [self.opening] if self.opening is not None else []
-        refs += [self.reading[1]] if self.reading is not None else []
-        refs += [e.poses for e in self.posing] if not self.counting.full() else []
-        return refs + [e.counts for e in self.counting]
-
-    def advance(self, ready: set, deliver: Callable[[_Feed, pa.RecordBatch], None],
-                on_frames: Callable[[str, int], None] | None) -> None:
-        try:
-            if self.opening in ready:
-                self._opened()
-            if self.reading is not None and self.reading[1] in ready:
-                self._take_frames(on_frames)
-            self._take_poses(ready)
-            self._take_counts(ready, deliver)
-            self._watch_live_source()
-        except RayTaskError as e:  # a component raised (a bad source, say): the other feeds go on
-            cause = getattr(e, "cause", None)
-            error = cause if isinstance(cause, CadenceError) else CadenceError(f"{self.result.source}: {cause or e}")
-            if self.reconnect and self.has_delivered_frames:
-                self._dropped(str(error))
-            else:
-                self.fail(error)
-
-    # -- the hand-overs ------------------------------------------------------------------------
-    def _opened(self) -> None:
-        opened, self.opening = _fetch(self.opening), None
-        if isinstance(opened, _Lost):
-            self._recover_capture(opened)
-        self.last_frames_at = time.monotonic()
-
-    def _take_frames(self, on_frames: Callable[[str, int], None] | None) -> None:
-        (frames, meta_ref), self.reading = self.reading, None
-        meta = _fetch(meta_ref)
-        if isinstance(meta, _Lost):
-            self._recover_capture(meta)
-            return
-        self.result.frames_dropped = self.dropped_before + meta["dropped"]
-        if meta["frames"]:
-            self.result.frames += meta["frames"]
-            self.next_index = meta["last_index"] + 1
-            self.has_delivered_frames, self.last_frames_at = True, time.monotonic()
-            if self.down_since is not None:
-                self._back_up()
-            entry = _Entry(last_index=meta["last_index"])
-            args = (frames, self.name if self.live else None, self.job.detection_interval)
-            if self.preview_seconds is not None and time.monotonic() - self.preview_asked >= self.preview_seconds:
-                self.preview_asked = time.monotonic()
-                (entry.poses, entry.preview), entry.pose_actor = self.pool.submit("extract_with_preview", *args,
-                                                                                  to=self.pose_home)
-            else:
-                entry.poses, entry.pose_actor = self.pool.submit("extract", *args, to=self.pose_home)
-            self.posing.put(entry)
-            if on_frames is not None:
-                on_frames(self.name, meta["frames"])
-        self.result.warnings += meta["warnings"]
-        if meta["end"] and self.reconnect:
-            self._dropped("the source stopped delivering")
-        else:
-            self.ended = meta["end"]
-
-    def _take_poses(self, ready: set) -> None:
-        while self.posing and not self.counting.full() and self.posing.head().poses in ready:
-            entry = self.posing.pop()
-            self.pool.done(entry.pose_actor)
-            self.preview = entry.preview or self.preview
-            self._submit(entry)
-        if self.ended and self.reading is None and not (self.posing or self.finishing or self.counting.full()):
-            self.finishing = True
-            self._submit(_Entry(final=True))
-
-    def _submit(self, entry: _Entry) -> None:
-        """Hand the entry's poses (or, for the final one, the end of the stream) to the counting host."""
-        if entry.final:
-            entry.counts, entry.state = self.counter.finish.remote(self.name)
-        else:
-            entry.counts, entry.state = self.counter.push.remote(self.name, entry.poses)
-        self.counting.put(entry)
-
-    def _take_counts(self, ready: set, deliver: Callable[[_Feed, pa.RecordBatch], None]) -> None:
-        while self.counting and self.counting.head().counts in ready:
-            entry = self.counting.head()
-            counts = _fetch(entry.counts)
-            if isinstance(counts, _Lost):
-                self._recover_counting(counts)
-                return
-            self.counting.pop()
-            self.delivered += 1
-            self.state = entry.state
-            if not entry.final:
-                self.resume_index = entry.last_index + 1
-            deliver(self, counts)
-            if entry.final:
-                self._finish()
-                return
-
-    # -- live sources that drop ----------------------------------------------------------------
-    def _watch_live_source(self) -> None:
-        silent = time.monotonic() - self.last_frames_at
-        if self.reconnect and self.down_since is None and self.opening is None and silent > self.live_timeout:
-            self._dropped(f"no frame for {silent:.0f} s")
-
-    def _dropped(self, why: str) -> None:
-        """The live source stopped: close it, keep the counting session, and reopen it later."""
-        if self.down_since is None:  # (not again for each failed attempt)
-            self.down_since = time.monotonic()
-            self.dropped_before = self.result.frames_dropped
-            self.result.warnings.append(f"reconnecting: {why}")
-        self.reading = self.opening = None
-        self.capture.close.remote(self.name)
-        self.reopen_at = time.monotonic() + self.backoff
-        self.backoff = min(2 * self.backoff, BACKOFF[1])
-
-    def reopen_if_due(self) -> None:
-        if self.reopen_at is not None and time.monotonic() >= self.reopen_at and not self.done:
-            self.reopen_at = None
-            self.opening = self._open(0)
-
-    def _back_up(self) -> None:
-        self.downtime_seconds += time.monotonic() - self.down_since
-        self.down_since, self.backoff = None, BACKOFF[0]
-        self.reconnections += 1
-
-    # -- ends and faults -----------------------------------------------------------------------
-    def _finish(self) -> None:
-        self.result.conclude(FeedCounting.tally(ray.get(self.state)))
-        self._end()
-
-    def fail(self, error: CadenceError) -> None:
-        self.result.error = error
-        self._end()
-
-    def stop(self) -> None:
-        """Stop the feed where it is (its count so far is its result)."""
-        if not self.done:
-            if self.state is not None:
-                tally = FeedCounting.tally(ray.get(self.state))
-                self.result.frames_with_person = tally.frames_with_person
-            self._end()
-
-    def _end(self) -> None:
-        self.done = True
-        if self.down_since is not None:
-            self.downtime_seconds += time.monotonic() - self.down_since
-            self.down_since = None
-        self.reopen_at = None
-        self.result.processing_seconds = time.perf_counter() - self.started
-        self.result.max_queue_depth = {"pose": self.posing.max_depth, "count": self.counting.max_depth}
-        for entry in self.posing.drain():  # a failed feed leaves the pool's tally as it found it
-            self.pool.done(entry.pose_actor)
-        self.capture.close.remote(self.name)
-        self.counter.close.remote(self.name)
-        if self.pose_home is not None:
-            self.pool.leave(self.pose_home)
-            self.pool.actors[self.pose_home].forget.remote(self.name)
-
-    def _may_recover(self, lost: _Lost) -> bool:
-        """Recover, unless the feed's actors keep dying with no progress between (a source that kills
-        them, say): more than ``MAX_RECOVERIES`` recoveries in a row over ``stall_seconds`` with the
-        feed no further.  Deaths spread over a long run, each after some progress, are survived, and
-        so are bursts (one death is often seen twice: the call that died, then the restarted host
-        that no longer holds the feed), as is a machine too busy to make progress between kills.
-        Calls refused while Ray restarts the host (every 2 s, for as long as a busy machine takes to
-        start it) are that one death seen again: they are recovered from but not counted, until
-        ``RESTART_SECONDS`` have passed without progress."""
-        mark, now = (self.next_index, self.delivered), time.monotonic()
-        if mark != self.progress_mark:
-            self.stalled, self.progress_mark, self.progress_time = 0, mark, now
-        if lost.restarting and self.stalled and now - self.progress_time < RESTART_SECONDS:
-            return True
-        self.result.recoveries += 1
-        self.stalled += 1
-        if self.stalled > MAX_RECOVERIES and now - self.progress_time >= self.stall_seconds:
-            self.fail(CadenceError(f"{self.result.source}: its actors died {self.stalled} times in a row over "
-                                   f"{now - self.progress_time:.0f} s with no progress; giving up"))
-            return False
-        return True
-
-    def _recover_capture(self, lost: _Lost) -> None:
-        """The capture host lost the feed: open the source again where the pipeline had got to."""
-        if self._may_recover(lost):
-            self.reading = None
-            self.opening = self._open(self.next_index)
-
-    def _recover_counting(self, lost: _Lost) -> None:
-        """The counting host lost the feed: restore the session after the last count batch received,
-        and submit the batches after it again, in order."""
-        if self._may_recover(lost):
-            self.counter.open.remote(self.name, self.counting_component, self.state)
-            for entry in self.counting.drain():
-                self._submit(entry)
+    info: NodeInfo
+    actor: object
+    started: ray.ObjectRef
+    poll: ray.ObjectRef | None = None
 
 
 class CountingPipeline:
-    """Counts repetitions on many feeds at once on the connected Ray cluster.
+    """Counts repetitions on many feeds at once on the connected Ray cluster, each feed on one node.
 
     ``feeds`` maps a feed name to its source (a file, a camera index, a stream URL, or a list of
     files played back to back).  :meth:`run` counts them to their ends, calling ``on_update`` with
     every count as it comes.  A long-running owner (``cadence serve``) instead adds and removes
-    feeds as it goes (:meth:`add`, :meth:`remove`) and calls :meth:`step` in a loop.
+    feeds as it goes (:meth:`add`, :meth:`remove`) and calls :meth:`step` in a loop, reading each
+    feed's :meth:`status` and :meth:`result`.
     """
 
-    def __init__(self, feeds: dict[str, Source] | None = None, settings: PipelineSettings | None = None):
+    def __init__(self, feeds: dict[str, Source] | None = None, settings: PipelineSettings | None = None,
+                 labels: dict[str, dict[str, str]] | None = None):
         self.feeds = dict(feeds or {})
         self.settings = settings or PipelineSettings()
-        self._feeds: dict[str, _Feed] = {}
-        self._pool: ActorPool | None = None
-        self.capture_hosts: list = []
-        self.counting_hosts: list = []
-        self._host_capacity = self.settings.feeds_per_host
-        self._turn = 0
-        self._on_update: Callable[[CountUpdate], None] | None = None
+        self.labels = dict(labels or {})  # feed name -> the Ray node labels its node must carry
+        self._records: dict[str, _Record] = {}
+        self._nodes: dict[str, _Node] = {}
+        self._known: list[NodeInfo] = []
+        self._looked = 0.0
+        self._waiting: list[str] = []  # feeds with no node to run on yet (a node lost; labels nobody has)
+        self._quarantine: dict[str, float] = {}  # node -> until when: its actor died, Ray may not know yet
+        self._starting: dict[str, list[FeedOrder]] | None = None  # during start: each node's orders
+        self.here = ""  # the driver's node
+        self.cross_node_bytes = 0  # sizes of what went between the driver and nodes other than its own
+        self.node_losses: list[dict] = []  # {"node", "at", "feeds", "why"} for each node lost
+        self.node_frames: dict[str, int] = {}  # frames read on each node, lost ones too
+        self.moves: list[dict] = []  # {"feed", "node", "running_at"}: a moved feed running again
 
-    def pool_size(self) -> int:
-        if self.settings.pose_actors:
-            return self.settings.pose_actors
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        if not self.feeds:  # feeds will come and go (a service): every CPU
-            return max(1, cpus)
-        return max(1, min(cpus, len(self.feeds) * self.settings.queue()))
-
-    def frame_batches(self) -> int:
-        return self.settings.frame_batches or 2 * len(self._pool.actors) + 2
-
+    # -- life ---------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the pose pool and open every feed given; wait until each pose actor has built its graph."""
-        s = self.settings
-        actors = [PoseExtraction.options(scheduling_strategy="SPREAD").remote() for _ in range(self.pool_size())]
-        self._pool = ActorPool(actors)
-        hosts = math.ceil(len(self.feeds) / s.feeds_per_host) or 1
-        self._host_capacity = math.ceil(len(self.feeds) / hosts) or s.feeds_per_host  # spread evenly
+        """Place every feed given, start a NodeCounting on each node that got one, and wait until
+        each has its pose pool ready."""
+        self.here = ray.get_runtime_context().get_node_id()
+        self._look_at_nodes(force=True)
+        self._starting = {}
         for name, source in self.feeds.items():
-            self.add(name, source)
-        if not self.feeds:  # feeds will come (a service): a pair of hosts ready for the first
-            self._host_with_room()
-        hosts = [h.close.remote("") for h in self.capture_hosts + self.counting_hosts]  # (a no-op: started?)
-        ray.get([a.ready.remote() for a in actors] + hosts)
-        opening = [f.opening for f in self._feeds.values()]
-        ray.wait(opening, num_returns=len(opening))
-        for feed in self._feeds.values():
-            feed.advance(set(opening), self._deliver, None)
-            feed.started = time.perf_counter()
-        self._host_capacity = s.feeds_per_host
+            self.add(name, source, labels=self.labels.get(name))
+        for node_id, orders in self._starting.items():  # each node's pool sized for the feeds it got
+            info = next(n for n in self._known if n.id == node_id)
+            actor = NodeCounting.options(**pinned(node_id)).remote(self.settings)
+            self._nodes[node_id] = _Node(info, actor, actor.start.remote(orders))
+        self._starting = None
+        ray.get([node.started for node in self._nodes.values()])
 
-    def add(self, name: str, source: Source, job: RepetitionCounting | None = None, start: int = 0,
-            state: dict | None = None) -> None:
-        """Open a feed (after :meth:`start`): its source from frame ``start``, its counting session
-        from ``state`` (a snapshot from :meth:`snapshot`) when given."""
-        if name in self._feeds and not self._feeds[name].done:
+    def close(self) -> None:
+        stopping = [node.actor.stop.remote() for node in self._nodes.values()]
+        ray.wait(stopping, num_returns=len(stopping), timeout=15)
+        for node in self._nodes.values():
+            ray.kill(node.actor)
+        self._nodes.clear()
+
+    # -- feeds --------------------------------------------------------------------------------
+    def add(self, name: str, source: Source, job=None, start: int = 0, state: dict | None = None,
+            labels: dict[str, str] | None = None) -> None:
+        """Start a feed on the node with the most pose capacity left (among those carrying
+        ``labels``): its source from frame ``start``, its counting session from ``state`` (a
+        snapshot from :meth:`snapshot`) when given."""
+        if name in self._records and not self._records[name].done:
             raise ValueError(f"CountingPipeline: a feed named {name!r} is running; stop it or choose another name")
         self.feeds[name] = source
-        host = self._host_with_room()
-        self._feeds[name] = _Feed(name, source, job or self.settings.job, self.settings, host,
-                                  self.capture_hosts[host], self.counting_hosts[host], self._pool, start, state)
-
-    def _host_with_room(self) -> int:
-        """The pair of hosts (capture, counting) holding the fewest feeds, a new pair when all are full."""
-        held = [0] * len(self.capture_hosts)
-        for feed in self._feeds.values():
-            held[feed.host] += not feed.done
-        if held and min(held) < self._host_capacity:
-            return held.index(min(held))
-        here = _on_this_node()
-        # a few threads decode at once; one per feed would multiply malloc's arenas, and memory with them
-        threads = min(self._host_capacity, CAPTURE_THREADS) + 1
-        self.capture_hosts.append(CaptureHost.options(**here, max_concurrency=threads).remote(self.settings.batch_size))
-        self.counting_hosts.append(CountingHost.options(**here).remote())
-        return len(self.capture_hosts) - 1
+        order = FeedOrder(name, source, job, start, state, labels)
+        result = CountResult(name, describe(source))
+        if state is not None:
+            tally = FeedCounting.tally(state)
+            result.count, result.frames = tally.count, tally.frames
+        self._records[name] = _Record(order, result, FeedStatus(name, frames=result.frames), (start, state),
+                                      frames_seen=result.frames)
+        self._place(name)
 
     def remove(self, name: str) -> CountResult:
         """Stop a feed where it is; its result (the count so far) stays in :attr:`results`."""
-        feed = self._feeds[name]
-        feed.stop()
-        return feed.result
+        record = self._records[name]
+        if not record.done:
+            node = self._nodes.get(record.node)
+            if node is not None:
+                node.actor.remove.remote(name)
+            self._end(record, replace(record.status, state="ended"))
+        return record.result
 
-    def feed(self, name: str) -> _Feed:
-        return self._feeds[name]
+    def status(self, name: str) -> FeedStatus:
+        """What the feed is doing, as last heard (KeyError for a feed never added)."""
+        return self._records[name].status
+
+    def result(self, name: str) -> CountResult:
+        return self._records[name].result
 
     def snapshot(self, name: str) -> tuple[int, dict | None]:
-        """Where a feed can resume: the frame after the last one counted, and its session then."""
-        feed = self._feeds[name]
-        return feed.resume_index, (ray.get(feed.state) if feed.state is not None else None)
+        """Where a feed can resume: the frame after the last one counted at its latest snapshot,
+        and its session then."""
+        return self._records[name].resume
 
-    @property
-    def pose_actors(self) -> list:
-        return self._pool.actors if self._pool else []
+    def fresh_snapshots(self) -> None:
+        """Ask every node for its running feeds' sessions now (before stopping, say)."""
+        asked = {node_id: node.actor.snapshots.remote() for node_id, node in self._nodes.items()}
+        for node_id, ref in asked.items():
+            try:
+                for name, resume in ray.get(ref, timeout=60).items():
+                    self._records[name].resume = resume
+            except (RayActorError, ActorUnavailableError, ray.exceptions.GetTimeoutError):
+                continue
+
+    def preview(self, name: str) -> ray.ObjectRef | None:
+        """A reference to a JPEG of a recent frame of the feed (None if it has no node)."""
+        node = self._nodes.get(self._records[name].node) if name in self._records else None
+        return node.actor.preview.remote(name) if node is not None else None
 
     @property
     def results(self) -> list[CountResult]:
-        return [feed.result for feed in self._feeds.values()]
+        return [record.result for record in self._records.values()]
 
-    def _deliver(self, feed: _Feed, counts: pa.RecordBatch) -> None:
-        for update in schemas.batch_to_updates(counts):
-            feed.result.record(update)
-            if self._on_update is not None:
-                self._on_update(update)
+    def node_of(self, name: str) -> str | None:
+        return self._records[name].node
 
+    def nodes(self) -> list[dict]:
+        """Each node running feeds: its id, address, CPUs, feeds running there and frames counted there."""
+        running: dict[str, int] = {}
+        for record in self._records.values():
+            if not record.done and record.node:
+                running[record.node] = running.get(record.node, 0) + 1
+        return [{"node": node_id, "address": node.info.address, "cpus": node.info.cpus,
+                 "feeds": running.get(node_id, 0), "frames": self.node_frames.get(node_id, 0)}
+                for node_id, node in self._nodes.items()]
+
+    def stage_actors(self) -> dict[str, list]:
+        """Every node's actors by stage (capture, pose, counting), for fault-injection benchmarks and tests."""
+        actors: dict[str, list] = {"capture": [], "pose": [], "counting": []}
+        for stages in ray.get([node.actor.stage_actors.remote() for node in self._nodes.values()]):
+            for stage, handles in stages.items():
+                actors[stage] += handles
+        return actors
+
+    def foreign_batches(self) -> int:
+        """Frame and pose batches that reached an actor on another node than the one that made them."""
+        actors = self.stage_actors()
+        return sum(ray.get([a.foreign_batches.remote() for a in actors["pose"] + actors["counting"]]))
+
+    # -- the loop -----------------------------------------------------------------------------
     def run(self, on_update: Callable[[CountUpdate], None] | None = None,
             on_frames: Callable[[str, int], None] | None = None) -> list[CountResult]:
         """Count every feed to its end; returns (and keeps in :attr:`results`) one result per feed."""
-        if self._pool is None:
+        if not self.here:
             self.start()
         while self.step(on_update, on_frames):
             pass
@@ -525,41 +228,171 @@ class CountingPipeline:
 
     def step(self, on_update: Callable[[CountUpdate], None] | None = None,
              on_frames: Callable[[str, int], None] | None = None, timeout: float = 1.0) -> bool:
-        """Move every feed on as far as it can go now, waiting at most ``timeout`` seconds for work
-        to finish; False when no feed is left running."""
-        self._on_update = on_update
-        active = [f for f in self._feeds.values() if not f.done]
-        if not active:
+        """Take what the nodes have to say, waiting at most ``timeout`` seconds for some; move the
+        feeds of a lost node.  False when no feed is left running."""
+        if not any(not r.done for r in self._records.values()):
             return False
-        for feed in active:
-            feed.reopen_if_due()
-        self._hand_out_frames(active)
-        waiting = [ref for feed in active for ref in feed.waiting()]
-        ready: set = set()
-        if waiting:
-            ray.wait(waiting, num_returns=1, timeout=timeout)
-            ready = set(ray.wait(waiting, num_returns=len(waiting), timeout=0)[0])
-        else:  # every feed is waiting to reconnect
+        self._look_at_nodes()
+        for node in self._nodes.values():
+            if node.poll is None:
+                node.poll = node.actor.poll.remote(POLL_SECONDS)
+        polls = {node.poll: node_id for node_id, node in self._nodes.items()}
+        if polls:
+            ready, _ = ray.wait(list(polls), num_returns=1, timeout=timeout)
+            ready = ray.wait(list(polls), num_returns=len(polls), timeout=0)[0] if ready else []
+        else:
             time.sleep(min(timeout, 0.1))
-        for feed in active:
-            feed.advance(ready, self._deliver, on_frames)
-        return any(not f.done for f in self._feeds.values())
+            ready = []
+        for ref in ready:
+            node_id = polls[ref]
+            self._nodes[node_id].poll = None
+            try:
+                report = ray.get(ref)
+            except (RayActorError, ActorUnavailableError) as e:
+                self._lost(node_id, f"its counting actor died ({type(e).__name__})")
+                continue
+            self._take(report, on_update, on_frames)
+        return any(not r.done for r in self._records.values())
 
-    def _hand_out_frames(self, active: list[_Feed]) -> None:
-        """Ask for frames in turn, while fewer than ``frame_batches`` are in flight."""
-        room = self.frame_batches() - sum(f.frames_in_flight() for f in active)
-        self._turn += 1
-        for k in range(len(active)):
-            if room <= 0:
-                return
-            feed = active[(self._turn + k) % len(active)]
-            if feed.wants_frames():
-                feed.read()
-                room -= 1
+    def _take(self, report: NodeReport, on_update, on_frames) -> None:
+        if report.node != self.here:
+            self.cross_node_bytes += len(pickle.dumps(report, protocol=5))
+        for update in report.updates:
+            record = self._records.get(update.feed)
+            if record is not None and record.node == report.node and not record.done and self._fresh(record, update):
+                record.last_frame = update.frame_index
+                record.result.record(update)
+                if on_update is not None:
+                    on_update(update)
+        for name, resume in report.snapshots.items():
+            if name in self._records and self._records[name].node == report.node:
+                self._records[name].resume = resume
+        for name, status in report.statuses.items():
+            record = self._records.get(name)
+            if record is None or record.done or record.node != report.node:
+                continue
+            new = max(0, status.frames - record.frames_seen)
+            record.frames_seen += new
+            self.node_frames[report.node] = self.node_frames.get(report.node, 0) + new
+            if record.moves and status.state == "running" and record.status.state != "running":
+                self.moves.append({"feed": name, "node": report.node, "running_at": time.time()})
+            record.status = replace(status, moves=record.moves)
+            record.result.frames, record.result.frames_dropped = status.frames, status.frames_dropped
+            record.result.node = status.node
+            if new and on_frames is not None:
+                on_frames(name, new)
+        for name, result in report.results.items():
+            record = self._records.get(name)
+            if record is not None and not record.done and record.node == report.node:
+                self._conclude(record, result)
+        if report.error is not None:
+            self._lost(report.node, f"its counting loop failed: {report.error!r}")
 
-    def close(self) -> None:
-        for actor in self.capture_hosts + self.counting_hosts + self.pose_actors:
-            ray.kill(actor)
+    def _fresh(self, record: _Record, update: CountUpdate) -> bool:
+        """False for an update a moved feed counted again: a file's up to where the driver had got
+        (the same update, delivered already), a camera's whose count is below the one shown."""
+        if update.frame_index <= record.replay_until:
+            return False
+        if is_camera(record.order.source) and record.moves and update.count < record.result.count:
+            return False
+        record.replay_until = -1
+        return True
+
+    def _conclude(self, record: _Record, result: CountResult) -> None:
+        """The node's final result, with what the driver kept: latencies, repetitions, moves."""
+        kept = record.result
+        result.latencies, result.repetitions = kept.latencies, kept.repetitions
+        result.recoveries += kept.recoveries
+        result.warnings = record.warnings + result.warnings
+        result.processing_seconds = time.perf_counter() - record.added
+        if result.people is None:
+            result.people = kept.people
+        result.node = record.node
+        record.result = result
+        self._end(record, replace(record.status, state="failed" if result.error is not None else "ended"))
+
+    def _end(self, record: _Record, status: FeedStatus) -> None:
+        record.done, record.status = True, status
+        if record.result.processing_seconds == 0:
+            record.result.processing_seconds = time.perf_counter() - record.added
+        if record.order.name in self._waiting:
+            self._waiting.remove(record.order.name)
+
+    # -- nodes --------------------------------------------------------------------------------
+    def _look_at_nodes(self, force: bool = False) -> None:
+        """Every ``MEMBERSHIP_SECONDS``: learn the nodes that joined (they take new feeds, and
+        feeds waiting for a node), and lose the ones Ray no longer counts alive."""
+        if not force and time.monotonic() - self._looked < MEMBERSHIP_SECONDS:
+            return
+        self._looked = time.monotonic()
+        self._known = live_nodes()
+        alive = {n.id for n in self._known}
+        for node_id in [n for n in self._nodes if n not in alive]:
+            self._lost(node_id, "Ray counts it dead")
+        for name in list(self._waiting):
+            self._waiting.remove(name)
+            self._place(name)
+
+    def _place(self, name: str) -> None:
+        record = self._records[name]
+        needs: dict[str, list[float]] = {}
+        for other in self._records.values():
+            if not other.done and other.node and other is not record:
+                needs.setdefault(other.node, []).append(need_of(other.status.fps))
+        now = time.monotonic()
+        healthy = [n for n in self._known if self._quarantine.get(n.id, 0) < now]
+        try:
+            info = choose_node(healthy or self._known, needs, self.settings.pose_frames_per_cpu,
+                               record.order.labels, name)
+        except NoNodeError as e:
+            # a service's feed waits for a node to join; so does a moving file, for a while
+            waited = time.monotonic() - record.waiting_since if record.waiting_since else 0.0
+            if self.settings.reconnect or (record.moves and waited < self.settings.stall_seconds):
+                record.status = replace(record.status, state="reconnecting", node=None)
+                record.waiting_since = record.waiting_since or time.monotonic()
+                self._waiting.append(name)
+            else:
+                record.result.error = e
+                self._end(record, replace(record.status, state="failed", node=None))
+            return
+        record.waiting_since = None
+        start, state = record.resume
+        order = replace(record.order, start=start, state=state)
+        record.status = replace(record.status, node=info.id, state="starting" if not record.moves else "reconnecting")
+        if info.id != self.here:
+            self.cross_node_bytes += len(pickle.dumps(order, protocol=5))
+        node = self._nodes.get(info.id)
+        if self._starting is not None:
+            self._starting.setdefault(info.id, []).append(order)
+        elif node is None:  # a pool of one pose actor per CPU of the node: feeds will come and go
+            actor = NodeCounting.options(**pinned(info.id)).remote(self.settings)
+            self._nodes[info.id] = _Node(info, actor, actor.start.remote())
+            actor.add.remote(order)
+        else:
+            node.actor.add.remote(order)
+
+    def _lost(self, node_id: str, why: str) -> None:
+        """A node (or its counting actor) is gone: start its running feeds elsewhere."""
+        node = self._nodes.pop(node_id, None)
+        if node is None:
+            return
+        try:
+            ray.kill(node.actor)
+        except Exception:  # noqa: BLE001  (gone already)
+            pass
+        moved = [r for r in self._records.values() if r.node == node_id and not r.done]
+        self.node_losses.append({"node": node_id, "at": time.time(), "feeds": [r.order.name for r in moved],
+                                 "why": why})
+        self._quarantine[node_id] = time.monotonic() + QUARANTINE_SECONDS
+        for record in moved:
+            record.moves += 1
+            record.result.recoveries += 1
+            if not is_camera(record.order.source):
+                record.replay_until = record.last_frame
+            record.warnings.append(f"moved from node {node.info.address or node_id[:8]} ({why}) at frame "
+                                   f"{record.resume[0]}")
+            record.status = replace(record.status, node=None)
+            self._place(record.order.name)
 
 
 def count_feeds(feeds: dict[str, Source], settings: PipelineSettings | None = None,

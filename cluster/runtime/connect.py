@@ -37,7 +37,7 @@ def connected(address: str | None = None, num_cpus: int | None = None) -> Iterat
         kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
         on_sigterm = _sigterm_handler()
         if address:
-            ray.init(address=address, **kwargs)
+            join(address, **kwargs)
         else:
             start_local(num_cpus, **kwargs)
         if callable(on_sigterm):  # ray.init replaces it with sys.exit: the caller's own handler stays
@@ -61,13 +61,33 @@ def start_local(num_cpus: int | None = None, **kwargs) -> None:
     ``address="local"``: a new Ray, never one that a file left by an earlier (perhaps killed) Ray
     points to.
     """
+    kwargs.setdefault("include_dashboard", False)
+    with on_loopback():
+        ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
+
+
+def join(address: str, **kwargs) -> None:
+    """Join the cluster at ``address``; one on this machine's loopback (``127.0.0.1:PORT``: a
+    cluster of several nodes started here, as the tests and ``cadence bench cluster`` do) is joined
+    from 127.0.0.1 too, as its nodes expect."""
+    host = address.split("://")[-1].rsplit(":", 1)[0]
+    if host in ("127.0.0.1", "localhost"):
+        with on_loopback():
+            ray.init(address=address, _node_ip_address="127.0.0.1", **kwargs)
+    else:
+        ray.init(address=address, **kwargs)
+
+
+@contextlib.contextmanager
+def on_loopback() -> Iterator[None]:
+    """While inside, a Ray node (or driver) started in this process keeps 127.0.0.1 as its address
+    instead of the machine's network address (see the module's docstring)."""
     from ray._private import ray_constants
 
-    kwargs.setdefault("include_dashboard", False)
     on_a_network = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False  # 127.0.0.1 stays 127.0.0.1 instead of the machine's address
+    ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
+        yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = on_a_network
 

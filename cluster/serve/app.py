@@ -48,6 +48,8 @@ class FeedRequest(BaseModel):
     window: int = Field(90, ge=2, le=10_000, description="frames per window")
     stride: int | None = Field(None, ge=1, description="frames between counts (default: 15, or the window if shorter)")
     per_person: bool = Field(True, description="also track and count everyone in view on their own (people)")
+    labels: dict[str, str] | None = Field(None, description="run the feed on a Ray node carrying these node labels "
+                                                             "(ray start --labels), e.g. a camera one site reaches")
 
 
 def create_app(service: CountingService, token: str | None = None) -> FastAPI:
@@ -86,6 +88,11 @@ def create_app(service: CountingService, token: str | None = None) -> FastAPI:
     def list_feeds() -> list[dict]:
         """Every feed: state, count, frames, frames dropped, latency, error."""
         return [v.to_dict() for v in service.feeds()]
+
+    @app.get("/nodes", dependencies=guarded)
+    def list_nodes() -> list[dict]:
+        """The Ray nodes running feeds: node id, address, CPUs, feeds running there, frames read there."""
+        return service.nodes()
 
     @app.get("/feeds/{feed_id}", dependencies=guarded)
     def get_feed(feed_id: str) -> dict:
@@ -184,8 +191,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, store: str = "cadence-serve
         service.start()
         try:
             shown = "[" + host + "]" if ":" in host else host
-            print(f"cadence serve: counting on Ray ({where['address']}, {where['cpus']} CPUs, "
-                  f"{len(service.pipeline.pose_actors)} pose actors); store {counts.path}; "
+            print(f"cadence serve: counting on Ray ({where['address']}, {where['nodes']} node(s), {where['cpus']} "
+                  f"CPUs; each feed read, posed and counted on one node); store {counts.path}; "
                   f"{len(service.feeds())} feeds restored", flush=True)
             print(f"cadence serve: http://{shown}:{port}/ (API: /docs; token {'required' if token else 'off'})",
                   flush=True)

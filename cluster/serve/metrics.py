@@ -43,6 +43,12 @@ class ServiceCollector:
                                 labels=labels)
         depth = GaugeMetricFamily("cadence_feed_queue_depth", "Batches waiting for a stage", labels=labels + ["stage"])
         state = GaugeMetricFamily("cadence_feeds", "Feeds in each state", labels=["state"])
+        node = GaugeMetricFamily("cadence_feed_node", "The Ray node a running feed runs on (1)",
+                                 labels=labels + ["node"])
+        moves = CounterMetricFamily("cadence_feed_moves", "Times a feed was started again on another node",
+                                    labels=labels)
+        node_feeds = GaugeMetricFamily("cadence_node_feeds", "Feeds running on each Ray node", labels=["node", "address"])
+        node_frames = CounterMetricFamily("cadence_node_frames", "Frames read on each Ray node", labels=["node", "address"])
         now = time.monotonic()
         depths = self.service.queue_depths()
         with self._lock:
@@ -61,9 +67,16 @@ class ServiceCollector:
                 self._last[feed.id] = (now, feed.frames)
                 for stage, value in depths.get(feed.id, {}).items():
                     depth.add_metric(values + [stage], value)
+                if feed.node and feed.state in STATES[:3]:
+                    node.add_metric(values + [feed.node], 1)
+                moves.add_metric(values, feed.moves)
+        for info in self.service.nodes():
+            node_feeds.add_metric([info["node"], info["address"]], info["feeds"])
+            node_frames.add_metric([info["node"], info["address"]], info["frames"])
         for name in STATES:
             state.add_metric([name], sum(f.state == name for f in feeds))
-        yield from (count, frames, dropped, reconnections, downtime, latency, fps, depth, state)
+        yield from (count, frames, dropped, reconnections, downtime, latency, fps, depth, state, node, moves,
+                    node_feeds, node_frames)
 
 
 def registry(service: CountingService) -> CollectorRegistry:

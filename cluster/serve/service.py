@@ -56,6 +56,7 @@ class FeedSpec:
     window: int = 90
     stride: int | None = None
     per_person: bool = True
+    labels: dict[str, str] | None = None  # run it on a node carrying these Ray node labels
 
     def checked(self) -> FeedSpec:
         """The spec with its defaults filled in; ValueError names a bad field."""
@@ -69,7 +70,8 @@ class FeedSpec:
             raise ValueError(f"stride: must be 1..window ({self.window}), got {self.stride}")
         live = is_camera(self.source) if self.live is None else self.live
         name = self.name or (describe(self.source) if is_camera(self.source) else Path(describe(self.source)).name)
-        return FeedSpec(self.source, name, live, self.strategy, self.window, self.stride, self.per_person)
+        return FeedSpec(self.source, name, live, self.strategy, self.window, self.stride, self.per_person,
+                        dict(self.labels) if self.labels else None)
 
     def job(self) -> RepetitionCounting:
         return RepetitionCounting(window=self.window, stride=self.stride, strategy=self.strategy, live=bool(self.live),
@@ -93,6 +95,8 @@ class FeedView:
     latency_p95: float | None = None
     reconnections: int = 0
     downtime_seconds: float = 0.0
+    node: str | None = None  # the Ray node id it runs on
+    moves: int = 0  # times it was started again on another node after losing its own
     error: str | None = None
     created: float = 0.0
     settings: dict = field(default_factory=dict)
@@ -127,6 +131,8 @@ class CountingService:
         self._stopping = threading.Event()
         self._snapshotted: dict[str, float] = {}
         self._delivered: dict[str, int] = {}  # count batches each feed had when its latencies were summarised
+        self._depths: dict[str, dict[str, int]] = {}  # running feeds' batches in flight per stage
+        self._nodes: list[dict] = []  # the pipeline's nodes, as of the last step
         self.started_at = time.time()
         self.error: BaseException | None = None
 
@@ -149,6 +155,7 @@ class CountingService:
             self._thread.join()
             self._thread = None
         if self.pipeline is not None:
+            self.pipeline.fresh_snapshots()
             for feed_id, view in self._views.items():
                 if view.state in RUNNING:
                     self._save(feed_id)
@@ -194,11 +201,11 @@ class CountingService:
     def _add(self, spec: FeedSpec) -> FeedView:
         feed_id = uuid.uuid4().hex[:8]
         settings = {"live": spec.live, "strategy": spec.strategy, "window": spec.window, "stride": spec.stride,
-                    "per_person": spec.per_person}
+                    "per_person": spec.per_person} | ({"labels": spec.labels} if spec.labels else {})
         stored = StoredFeed(feed_id, spec.name, spec.source, settings, time.time(), "starting")
         self.store.add_feed(stored)
         self._views[feed_id] = self._view_of_stored(stored)
-        self.pipeline.add(feed_id, spec.source, spec.job())
+        self.pipeline.add(feed_id, spec.source, spec.job(), labels=spec.labels)
         self._refresh()
         return self._views[feed_id]
 
@@ -206,8 +213,7 @@ class CountingService:
         spec = FeedSpec(stored.source, stored.name, **stored.settings)
         self.store.rewind(stored.id)
         start = 0 if is_camera(spec.source) else stored.resume_index
-        self.pipeline.add(stored.id, spec.source, spec.job(), start=start, state=stored.snapshot)
-        self.pipeline.feed(stored.id).result.frames = stored.frames
+        self.pipeline.add(stored.id, spec.source, spec.job(), start=start, state=stored.snapshot, labels=spec.labels)
 
     def remove(self, feed_id: str) -> FeedView:
         """Stop a feed; it stays listed, with its final count."""
@@ -235,26 +241,21 @@ class CountingService:
 
     def preview(self, feed_id: str) -> bytes | None:
         """A JPEG of a recent frame of the feed with the people found drawn, if one was made."""
-        ref = self._call(lambda: self._preview_ref(feed_id))
-        return ray.get(ref) if ref is not None else None
-
-    def _preview_ref(self, feed_id: str) -> ray.ObjectRef | None:
+        if feed_id not in self._depths:  # a feed that ended before this service started
+            return None
+        ref = self._call(lambda: self.pipeline.preview(feed_id))
         try:
-            return self.pipeline.feed(feed_id).preview
-        except KeyError:  # a feed that ended before this service started
+            return ray.get(ref, timeout=10) if ref is not None else None
+        except (ray.exceptions.RayError, TimeoutError):  # its node went, or is too busy to answer now
             return None
 
     def queue_depths(self) -> dict[str, dict[str, int]]:
-        """Batches in flight per feed and stage (read racily: for metrics only)."""
-        depths = {}
-        for feed_id, view in list(self._views.items()):
-            if view.state in RUNNING and self.pipeline is not None:
-                try:
-                    feed = self.pipeline.feed(feed_id)
-                except KeyError:
-                    continue
-                depths[feed_id] = {"pose": len(feed.posing), "count": len(feed.counting)}
-        return depths
+        """Batches in flight per running feed and stage, as last heard from its node."""
+        return dict(self._depths)
+
+    def nodes(self) -> list[dict]:
+        """Each node running feeds: id, address, CPUs, feeds and frames read there."""
+        return list(self._nodes)
 
     # -- events -------------------------------------------------------------------------------
     def subscribe(self, feed_id: str) -> _Subscriber:
@@ -291,20 +292,24 @@ class CountingService:
     def _refresh(self) -> None:
         """New views of the running feeds; state changes to the store and subscribers; snapshots."""
         now = time.monotonic()
+        self._nodes = self.pipeline.nodes()
         for feed_id, old in list(self._views.items()):
             if old.state not in RUNNING:
                 continue
-            feed = self.pipeline.feed(feed_id)
-            result, p50, p95 = feed.result, old.latency_p50, old.latency_p95
-            if self._delivered.get(feed_id) != feed.delivered and result.latencies:
-                self._delivered[feed_id] = feed.delivered
+            status, result = self.pipeline.status(feed_id), self.pipeline.result(feed_id)
+            p50, p95 = old.latency_p50, old.latency_p95
+            if self._delivered.get(feed_id) != len(result.latencies) and result.latencies:
+                self._delivered[feed_id] = len(result.latencies)
                 p50, p95 = np.percentile(result.latencies[-RECENT:], [50, 95]).round(3).tolist()
-            view = FeedView(old.id, old.name, old.source, old.live, feed.status, round(result.count, 3),
-                            result.people or old.people,
-                            result.frames, result.frames_dropped, p50, p95, feed.reconnections,
-                            round(feed.downtime_seconds, 3), str(result.error) if result.error else None,
-                            old.created, old.settings)
+            view = FeedView(old.id, old.name, old.source, old.live, status.state, round(result.count, 3),
+                            result.people or old.people, result.frames, result.frames_dropped, p50, p95,
+                            status.reconnections, round(status.downtime_seconds, 3), status.node, status.moves,
+                            str(result.error) if result.error else None, old.created, old.settings)
             self._views[feed_id] = view
+            if status.running:
+                self._depths[feed_id] = dict(status.queue_depths)
+            else:
+                self._depths.pop(feed_id, None)
             if view.state != old.state:
                 self._save(feed_id)
                 self._publish(feed_id, {"event": "state", "data": {"state": view.state, "error": view.error}})
