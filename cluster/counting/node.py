@@ -58,6 +58,7 @@ from .feed import Feed, FeedOrder, FeedStatus
 from .settings import PipelineSettings
 
 CAPTURE_THREADS = 4  # feeds a capture host reads at once
+STATUS_SECONDS = 0.25  # how often a node reports its feeds' statuses, snapshots due and ends
 
 
 def node_cpus(node: str) -> int:
@@ -315,13 +316,19 @@ class NodeCounting:
     # -- on the stepping thread ----------------------------------------------------------------
     def _drive(self) -> None:
         last: dict[str, FeedStatus] = {}
+        looked = 0.0
         try:
             while not self._stopping.is_set():
                 self._run_commands()
                 updates: list[CountUpdate] = []
                 if not self.pipeline.step(updates.append, timeout=0.05):
                     self._stopping.wait(0.02)
-                self._publish(updates, last)
+                # updates go at once (latency); the feeds' statuses, snapshots and ends a few times a second
+                if time.monotonic() - looked >= STATUS_SECONDS:
+                    looked = time.monotonic()
+                    self._publish(updates, last)
+                elif updates:
+                    self._publish(updates)
         except BaseException as e:  # noqa: BLE001  (handed to the driver, which moves the feeds)
             with self._ready:
                 self._report.error = e
@@ -335,10 +342,11 @@ class NodeCounting:
                 return
             command()
 
-    def _publish(self, updates: list[CountUpdate], last: dict[str, FeedStatus]) -> None:
-        """Add what changed to the report: new updates, changed statuses, snapshots due, results."""
+    def _publish(self, updates: list[CountUpdate], last: dict[str, FeedStatus] | None = None) -> None:
+        """Add what changed to the report: new updates, and with ``last`` (the statuses sent so
+        far), changed statuses, snapshots due and results."""
         statuses, snapshots, results = {}, {}, {}
-        for name, feed in list(self.pipeline._feeds.items()):
+        for name, feed in list(self.pipeline._feeds.items()) if last is not None else ():
             if name in results or (name in last and not last[name].running):
                 continue
             status = feed.view(self.node)

@@ -2,9 +2,10 @@
 
 A node's pose capacity is its CPUs times what one CPU poses a second
 (``PipelineSettings.pose_frames_per_cpu``); each feed placed there takes what it needs (its frame
-rate once known, else ``FEED_FRAMES_PER_SECOND``).  So equal nodes take feeds in turn, a node with
-twice the CPUs takes twice the feeds, a node that joins takes the new feeds until it is as loaded
-as the others, and a node without CPUs (a head started with ``--num-cpus 0``) takes none.
+rate once known, else ``FEED_FRAMES_PER_SECOND``), and a new feed goes where the most is left as a
+share of the node's capacity.  So equal nodes take feeds in turn, a node with twice the CPUs takes
+twice the feeds, a node that joins takes the new feeds until it is as loaded as the others, and a
+node without CPUs (a head started with ``--num-cpus 0``) takes none.
 
 A feed may ask for nodes by Ray node label (``ray start --labels site=gym``): a camera reachable
 from one site only.  Labels are Ray's own; cadence keeps no list of hosts.
@@ -53,9 +54,11 @@ def free_capacity(node: NodeInfo, needs: Iterable[float], frames_per_cpu: float)
 
 def choose_node(nodes: Iterable[NodeInfo], needs: Mapping[str, list[float]], frames_per_cpu: float,
                 labels: Mapping[str, str] | None = None, feed: str = "feed") -> NodeInfo:
-    """The node with the most free pose capacity among those with CPUs that carry ``labels``
-    (``needs``: node id -> what each of its feeds needs); ties go to the node with fewer feeds, then
-    to the node id, so a placement is the same every run."""
+    """The node with the most free pose capacity, as a share of its own, among those with CPUs
+    that carry ``labels`` (``needs``: node id -> what each of its feeds needs): so nodes fill
+    alike, and once every node is short of CPU (live feeds then drop frames), a node of twice the
+    CPUs still holds twice the feeds.  Ties go to the node with fewer feeds, then to the node id,
+    so a placement is the same every run."""
     candidates = [n for n in nodes if n.cpus > 0 and n.carries(labels)]
     if not candidates:
         wanted = ",".join(f"{k}={v}" for k, v in (labels or {}).items())
@@ -63,7 +66,7 @@ def choose_node(nodes: Iterable[NodeInfo], needs: Mapping[str, list[float]], fra
         problem = f"no live node with CPUs carries the labels {wanted}" if wanted else "no live node has CPUs"
         raise NoNodeError(feed, f"{problem} (nodes: {seen})",
                           f"start one with `ray start --address ADDRESS --labels {wanted or 'KEY=VALUE'}`")
-    return max(candidates, key=lambda n: (free_capacity(n, needs.get(n.id, ()), frames_per_cpu),
+    return max(candidates, key=lambda n: (free_capacity(n, needs.get(n.id, ()), frames_per_cpu) / (n.cpus * frames_per_cpu),
                                           -len(needs.get(n.id, ())), n.id))
 
 
