@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import functools
 import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -142,3 +145,39 @@ CADENCE = [sys.executable, "-m", "cadence"]  # the command line, as the installe
 
 def cadence(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([*CADENCE, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check: Callable[[], object], seconds: float, what: str, every: float = 0.25) -> object:
+    """``check()``'s first truthy value within ``seconds`` (a generous bound: it only fails a stuck run)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
+
+
+class Camera:
+    """An MJPEG camera on a fixed loopback port, looping a clip for every client; restartable."""
+
+    def __init__(self, clip: Path):
+        self.clip, self.port = clip, free_port()
+        self.url = f"http://127.0.0.1:{self.port}/stream.mjpg"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "cadence.cluster.bench.camera_server", str(self.clip), "--port", str(self.port),
+                                         "--forever"], stdout=subprocess.PIPE, text=True)
+        assert int(self.process.stdout.readline()) == self.port
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()

@@ -4,11 +4,13 @@ Nodes lost mid-feed: ``test_node_loss.py``."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import ray
 
-from cadence.cluster.bench.cluster import local_cluster
-from cadence.cluster.counting.pipeline import CountingPipeline
+from cadence.cluster.bench.cluster import add_local_node, local_cluster
+from cadence.cluster.counting.pipeline import MEMBERSHIP_SECONDS, CountingPipeline
 from cadence.cluster.counting.placement import NoNodeError, live_nodes
 from cadence.cluster.runtime.connect import connected
 
@@ -76,3 +78,20 @@ def test_a_labelled_feed_lands_on_a_node_carrying_its_labels(three_nodes):
         assert result.count == pytest.approx(inline_count(clip), abs=1e-9)
     error = results["nowhere"].error
     assert isinstance(error, NoNodeError) and "site=z" in str(error) and "ray start" in str(error)
+
+
+def test_a_node_that_joins_takes_the_next_feed(three_nodes):
+    clip = str(video("pushup_incorrect_001.mp4"))
+    pipeline = CountingPipeline({f"busy{k}": clip for k in range(3)})  # one a node, for a while
+    try:
+        pipeline.start()
+        joined = add_local_node(three_nodes, num_cpus=1)
+        time.sleep(MEMBERSHIP_SECONDS + 0.5)  # the driver looks for new nodes this often
+        pipeline.step()
+        pipeline.add("new", clip)
+        assert pipeline.node_of("new") == joined.node_id  # the only node with all its capacity free
+        results = {r.feed: r for r in pipeline.run()}
+    finally:
+        pipeline.close()
+    assert results["new"].error is None and results["new"].node == joined.node_id
+    assert results["new"].count == pytest.approx(inline_count(video("pushup_incorrect_001.mp4")), abs=1e-9)

@@ -1,6 +1,6 @@
-"""A node of a real multi-node Ray on this machine lost mid-feed: its feeds move to the other node
-and files end with exactly the count of an uninterrupted run, through the pipeline, ``cadence count
---address`` and the counting service."""
+"""A node of a real multi-node Ray on this machine lost mid-feed: its feeds move to another node,
+files ending with exactly the count of an uninterrupted run and cameras reopened there, through the
+pipeline, ``cadence count --address`` and the counting service."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import cv2
 import pyarrow.parquet as pq
 import pytest
 
-from cadence.cluster.bench.cluster import local_cluster
+from cadence.cluster.bench.cluster import add_local_node, local_cluster
 from cadence.cluster.counting.pipeline import CountingPipeline, PipelineSettings
 from cadence.cluster.runtime.connect import connected
 from cadence.pipelines.video import read_video
 
-from .helpers import CADENCE, ROOT, inline_count, video
+from .helpers import CADENCE, ROOT, Camera, inline_count, video, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -106,29 +106,41 @@ def test_cadence_count_on_a_cluster_survives_losing_a_node(two_workers, long_cli
         assert rows["count"].is_monotonic_increasing
 
 
-def test_the_service_moves_a_feed_off_a_lost_node_and_ends_with_the_exact_count(two_workers, long_clip, tmp_path):
+def test_the_service_moves_its_feeds_off_a_lost_node_a_file_exactly_and_a_camera_live(long_clip, tmp_path):
     from cadence.cluster.serve.service import CountingService, FeedSpec
     from cadence.cluster.serve.store import CountStore
 
     path, expected = long_clip
+    camera = Camera(video("jumpingjack_correct_001.mp4"))
+    cluster = local_cluster({"num_cpus": 0}, {"num_cpus": 1})  # one node with CPUs, for now
     store = CountStore(tmp_path / "store")
-    with connected(two_workers.address):
-        service = CountingService(store, PipelineSettings(reconnect=True, snapshot_seconds=3.0))
-        service.start()
-        try:
-            feed = service.add(FeedSpec(source=str(path), per_person=False)).id
-            deadline = time.monotonic() + 240
-            while time.monotonic() < deadline and service.feed(feed).frames < 200:
-                time.sleep(0.2)
-            lost = service.feed(feed).node
-            _remove(two_workers, lost)
-            while time.monotonic() < deadline and service.feed(feed).state != "ended":
-                time.sleep(0.2)
-            view = service.feed(feed)
-            nodes = service.nodes()
-        finally:
-            service.stop()
-            store.close()
-    assert view.state == "ended" and view.error is None
-    assert view.count == pytest.approx(expected, abs=1e-3) and view.moves == 1 and view.node != lost
-    assert [n["node"] for n in nodes] == [view.node]
+    camera.start()
+    try:
+        with connected(cluster.address):
+            service = CountingService(store, PipelineSettings(reconnect=True, snapshot_seconds=2.0))
+            service.start()
+            try:
+                file = service.add(FeedSpec(source=str(path), per_person=False)).id
+                live = service.add(FeedSpec(source=camera.url, per_person=False)).id
+                first = service.feed(file).node
+                assert first is not None and service.feed(live).node == first
+                add_local_node(cluster, num_cpus=1)  # a node joins ...
+                wait_for(lambda: service.feed(file).frames >= 100 and service.feed(live).frames > 30, 180,
+                         "both feeds under way")
+                shown = service.feed(live).count
+                _remove(cluster, first)  # ... and the first one is lost
+                moved = wait_for(lambda: (f := service.feed(live)).moves == 1 and f.state == "running" and f, 120,
+                                 "the camera running again on the new node")
+                ended = wait_for(lambda: (f := service.feed(file)).state != "running" and f.state != "reconnecting"
+                                 and f.state != "starting" and f, 240, "the file to end")
+                nodes = service.nodes()
+            finally:
+                service.stop()
+    finally:
+        camera.kill()
+        store.close()
+        cluster.shutdown()
+    assert ended.state == "ended" and ended.error is None and ended.moves == 1 and ended.node != first
+    assert ended.count == pytest.approx(expected, abs=1e-3)
+    assert moved.node not in (None, first) and moved.count >= shown  # a count shown never goes down
+    assert {n["node"] for n in nodes} == {moved.node}

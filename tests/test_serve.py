@@ -5,39 +5,21 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import ROOT, video
+from tests.helpers import ROOT, Camera, free_port, video, wait_for
 
 CADENCE = [sys.executable, "-m", "cadence.cluster.cli"]
 
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(check: Callable[[], object], seconds: float, what: str, every: float = 0.25) -> object:
-    """``check()``'s first truthy value within ``seconds`` (a generous bound: it only fails a stuck run)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
 
 
 class Service:
@@ -98,25 +80,6 @@ def served(tmp_path_factory) -> Iterator[Service]:
     video("pushup_incorrect_001.mp4")  # skips when the shared clips are absent
     with service(tmp_path_factory.mktemp("serve") / "store") as running:
         yield running
-
-
-class Camera:
-    """An MJPEG camera on a fixed loopback port, looping a clip for every client; restartable."""
-
-    def __init__(self, clip: Path):
-        self.clip, self.port = clip, free_port()
-        self.url = f"http://127.0.0.1:{self.port}/stream.mjpg"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "cadence.cluster.bench.camera_server", str(self.clip), "--port", str(self.port),
-                                         "--forever"], stdout=subprocess.PIPE, text=True)
-        assert int(self.process.stdout.readline()) == self.port
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
 
 
 def counted(*paths: Path) -> dict[str, float]:

@@ -32,10 +32,18 @@ def local_cluster(head: dict, *workers: dict):
 
     with on_loopback():
         cluster = Cluster(initialize_head=True, head_node_args=head | {"node_ip_address": "127.0.0.1"})
-        for worker in workers:
-            cluster.add_node(**worker, node_ip_address="127.0.0.1")
+    for worker in workers:
+        add_local_node(cluster, **worker)
     cluster.wait_for_nodes()
     return cluster
+
+
+def add_local_node(cluster, **args):
+    """Another node of a :func:`local_cluster` (``num_cpus``, ``labels``), on loopback; returns it."""
+    from cadence.cluster.runtime.connect import on_loopback
+
+    with on_loopback():
+        return cluster.add_node(**args, node_ip_address="127.0.0.1")
 
 
 def _start_cluster(nodes: int, cpus: int):

@@ -287,13 +287,6 @@ class NodeCounting:
             report, self._report = self._report, NodeReport(self.node)
         return report
 
-    def snapshots(self) -> dict[str, tuple[int, dict]]:
-        """Every running feed's resume point and session now (``cadence serve`` stopping)."""
-        done: queue.Queue = queue.Queue()
-        self._commands.put(lambda: done.put({name: self.pipeline.snapshot(name) for name, feed in
-                                             self.pipeline._feeds.items() if not feed.done}))
-        return done.get(timeout=60)
-
     def preview(self, name: str) -> bytes | None:
         """A JPEG of a recent frame of the feed with the people found drawn, if one was made."""
         try:

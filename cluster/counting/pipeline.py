@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 
+from cadence.pipelines.errors import CadenceError
 from cadence.pipelines.repetitions import CountResult, CountUpdate, FeedCounting
 from cadence.pipelines.video import Source, is_camera
 
@@ -45,6 +46,7 @@ __all__ = ["CountingPipeline", "PipelineSettings", "FeedStatus", "NodePipeline",
 
 MEMBERSHIP_SECONDS = 2.0  # how often the driver looks for nodes that joined or left
 POLL_SECONDS = 0.25  # a node answers a poll at once when it has news, else after this long
+MAX_MOVES = 5  # a feed whose node is lost this often with no count between fails (a source that kills them)
 QUARANTINE_SECONDS = 30.0  # a node whose counting actor died takes no feed for this long, if others can
 
 
@@ -61,6 +63,7 @@ class _Record:
     replay_until: int = -1  # a moved file's updates up to this frame were delivered already
     frames_seen: int = 0  # frames reported to ``on_frames`` so far
     moves: int = 0
+    moves_in_a_row: int = 0  # moves with no update delivered between
     waiting_since: float | None = None  # when it began to wait for a node it may run on
     warnings: list[str] = field(default_factory=list)  # the driver's own (moves)
     done: bool = False
@@ -122,7 +125,8 @@ class CountingPipeline:
             actor = NodeCounting.options(**pinned(node_id)).remote(self.settings)
             self._nodes[node_id] = _Node(info, actor, actor.start.remote(orders))
         self._starting = None
-        ray.get([node.started for node in self._nodes.values()])
+        started = [node.started for node in self._nodes.values()]
+        ray.wait(started, num_returns=len(started))  # (a node that failed to start: see _check_started)
 
     def close(self) -> None:
         stopping = [node.actor.stop.remote() for node in self._nodes.values()]
@@ -170,16 +174,6 @@ class CountingPipeline:
         """Where a feed can resume: the frame after the last one counted at its latest snapshot,
         and its session then."""
         return self._records[name].resume
-
-    def fresh_snapshots(self) -> None:
-        """Ask every node for its running feeds' sessions now (before stopping, say)."""
-        asked = {node_id: node.actor.snapshots.remote() for node_id, node in self._nodes.items()}
-        for node_id, ref in asked.items():
-            try:
-                for name, resume in ray.get(ref, timeout=60).items():
-                    self._records[name].resume = resume
-            except (RayActorError, ActorUnavailableError, ray.exceptions.GetTimeoutError):
-                continue
 
     def preview(self, name: str) -> ray.ObjectRef | None:
         """A reference to a JPEG of a recent frame of the feed (None if it has no node)."""
@@ -233,6 +227,7 @@ class CountingPipeline:
         if not any(not r.done for r in self._records.values()):
             return False
         self._look_at_nodes()
+        self._check_started()
         for node in self._nodes.values():
             if node.poll is None:
                 node.poll = node.actor.poll.remote(POLL_SECONDS)
@@ -260,7 +255,7 @@ class CountingPipeline:
         for update in report.updates:
             record = self._records.get(update.feed)
             if record is not None and record.node == report.node and not record.done and self._fresh(record, update):
-                record.last_frame = update.frame_index
+                record.last_frame, record.moves_in_a_row = update.frame_index, 0
                 record.result.record(update)
                 if on_update is not None:
                     on_update(update)
@@ -333,6 +328,16 @@ class CountingPipeline:
             self._waiting.remove(name)
             self._place(name)
 
+    def _check_started(self) -> None:
+        """Lose a node whose counting actor failed to start (its pose pool, say)."""
+        for node_id, node in list(self._nodes.items()):
+            if node.started is not None and ray.wait([node.started], timeout=0)[0]:
+                try:
+                    ray.get(node.started)
+                    node.started = None
+                except ray.exceptions.RayError as e:
+                    self._lost(node_id, f"its counting actor failed to start: {e}")
+
     def _place(self, name: str) -> None:
         record = self._records[name]
         needs: dict[str, list[float]] = {}
@@ -386,7 +391,13 @@ class CountingPipeline:
         self._quarantine[node_id] = time.monotonic() + QUARANTINE_SECONDS
         for record in moved:
             record.moves += 1
+            record.moves_in_a_row += 1
             record.result.recoveries += 1
+            if record.moves_in_a_row > MAX_MOVES:
+                record.result.error = CadenceError(f"{record.result.source}: its node was lost {record.moves_in_a_row} "
+                                                   f"times with no count between, the last time because {why}; giving up")
+                self._end(record, replace(record.status, state="failed", node=None))
+                continue
             if not is_camera(record.order.source):
                 record.replay_until = record.last_frame
             record.warnings.append(f"moved from node {node.info.address or node_id[:8]} ({why}) at frame "

@@ -8,8 +8,8 @@ with backoff when they drop (``PipelineSettings.reconnect``), and each feed keep
 with the people found drawn on it, for the page.
 
 Everything a feed produces goes to a :class:`~cadence.cluster.serve.store.CountStore` as it comes,
-with a snapshot of its counting session every ``SNAPSHOT_SECONDS``; a service started on the same
-store brings back the feeds that were running, where they were.  Count updates, repetitions and
+with each snapshot of its counting session its node sends (every ``snapshot_seconds`` of the
+stream); a service started on the same store brings back the feeds that were running, from there.  Count updates, repetitions and
 state changes are also published to subscribers (the server's Server-Sent Events), each through a
 bounded queue of its own, so a slow client loses its own oldest events and holds up nothing else.
 """
@@ -37,7 +37,7 @@ from cadence.pipelines.video import Source, is_camera
 from cadence.cluster.serve.store import CountStore, StoredFeed
 from cadence.cluster.counting.pipeline import CountingPipeline, PipelineSettings, describe
 
-SNAPSHOT_SECONDS = 5.0  # how often each running feed's session is written to the store (~30 ms each)
+SAVE_SECONDS = 5.0  # how often each running feed's figures are written to the store (snapshots: as they come)
 RUNNING = ("starting", "running", "reconnecting")
 RECENT = 500  # the latest updates whose latencies a feed's p50 and p95 are of
 SUBSCRIBER_QUEUE = 256  # events a slow subscriber may fall behind by before its oldest are dropped
@@ -129,7 +129,8 @@ class CountingService:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._snapshotted: dict[str, float] = {}
+        self._saved: dict[str, float] = {}  # when each feed's figures were last written
+        self._snapshots: dict[str, tuple] = {}  # the snapshot last written of each feed
         self._delivered: dict[str, int] = {}  # count batches each feed had when its latencies were summarised
         self._depths: dict[str, dict[str, int]] = {}  # running feeds' batches in flight per stage
         self._nodes: list[dict] = []  # the pipeline's nodes, as of the last step
@@ -149,13 +150,13 @@ class CountingService:
         self._thread.start()
 
     def stop(self) -> None:
-        """Snapshot every running feed (a restart resumes them) and stop the pipeline."""
+        """Write every running feed's figures (a restart resumes them from their last snapshot) and
+        stop the pipeline."""
         if self._thread is not None:
             self._stopping.set()
             self._thread.join()
             self._thread = None
         if self.pipeline is not None:
-            self.pipeline.fresh_snapshots()
             for feed_id, view in self._views.items():
                 if view.state in RUNNING:
                     self._save(feed_id)
@@ -313,21 +314,28 @@ class CountingService:
             if view.state != old.state:
                 self._save(feed_id)
                 self._publish(feed_id, {"event": "state", "data": {"state": view.state, "error": view.error}})
-            elif now - self._snapshotted.get(feed_id, 0.0) >= SNAPSHOT_SECONDS:
-                self._save(feed_id)
+            elif self.pipeline.snapshot(feed_id) is not self._snapshots.get(feed_id):
+                self._save(feed_id)  # now: the store holds exactly the updates counted before it
+            elif now - self._saved.get(feed_id, 0.0) >= SAVE_SECONDS:
+                self._save(feed_id, figures_only=True)
 
-    def _save(self, feed_id: str) -> None:
-        """Write a feed's figures, and while it runs, its session snapshot, to the store."""
+    def _save(self, feed_id: str, figures_only: bool = False) -> None:
+        """Write a feed's figures, and (unless ``figures_only``) while it runs, the latest session
+        snapshot its node sent, to the store.  A snapshot is saved as it arrives, when every update
+        counted before it has been stored and none after it: a restart rewinds to it exactly."""
         view = self._views[feed_id]
         values: dict[str, Any] = {"state": view.state, "count": view.count, "people": view.people,
                                   "frames": view.frames, "frames_dropped": view.frames_dropped,
                                   "downtime": view.downtime_seconds, "error": view.error}
         if view.state in RUNNING:
-            values["resume_index"], values["snapshot"] = self.pipeline.snapshot(feed_id)
+            snapshot = self.pipeline.snapshot(feed_id)
+            if not figures_only and snapshot is not self._snapshots.get(feed_id):  # (each written once)
+                values["resume_index"], values["snapshot"] = snapshot
+                self._snapshots[feed_id] = snapshot
         else:
             values["snapshot"] = None
         self.store.update_feed(feed_id, **values)
-        self._snapshotted[feed_id] = time.monotonic()
+        self._saved[feed_id] = time.monotonic()
 
     @staticmethod
     def _view_of_stored(stored: StoredFeed) -> FeedView:
