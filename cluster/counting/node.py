@@ -265,6 +265,7 @@ class NodeCounting:
         self._report = NodeReport(self.node)
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._paused = False
 
     def start(self, orders: Sequence[FeedOrder] = ()) -> str:
         """Start the node's pose pool and hosts with these feeds, and the stepping thread; returns the node id."""
@@ -286,6 +287,18 @@ class NodeCounting:
                 self._ready.wait(timeout)
             report, self._report = self._report, NodeReport(self.node)
         return report
+
+    def pause(self) -> dict[str, tuple[int, dict]]:
+        """Stop stepping (the driver is stopping), and return every running feed's resume point and
+        session now: every update they count was published before, and none will come after."""
+        done: queue.Queue = queue.Queue()
+
+        def pause() -> None:
+            self._paused = True
+            done.put({name: self.pipeline.snapshot(name) for name, feed in self.pipeline._feeds.items()
+                      if not feed.done and feed.state is not None})
+        self._commands.put(pause)
+        return done.get(timeout=60)
 
     def preview(self, name: str) -> bytes | None:
         """A JPEG of a recent frame of the feed with the people found drawn, if one was made."""
@@ -313,6 +326,9 @@ class NodeCounting:
         try:
             while not self._stopping.is_set():
                 self._run_commands()
+                if self._paused:
+                    self._stopping.wait(0.05)
+                    continue
                 updates: list[CountUpdate] = []
                 if not self.pipeline.step(updates.append, timeout=0.05):
                     self._stopping.wait(0.02)

@@ -175,6 +175,25 @@ class CountingPipeline:
         and its session then."""
         return self._records[name].resume
 
+    def pause(self, on_update: Callable[[CountUpdate], None] | None = None) -> None:
+        """Stop every node's feeds where they are (``cadence serve`` stopping): take what the nodes
+        reported until then (``on_update`` gets the updates), and their sessions now, so that each
+        feed's :meth:`snapshot` holds exactly the updates delivered."""
+        pausing = {node_id: node.actor.pause.remote() for node_id, node in self._nodes.items()}
+        for node_id, ref in pausing.items():
+            node = self._nodes[node_id]
+            try:
+                snapshots = ray.get(ref, timeout=60)
+                for poll in (node.poll, node.actor.poll.remote(0.0)):  # the poll in flight, then the rest
+                    if poll is not None:
+                        self._take(ray.get(poll, timeout=60), on_update, None)
+                node.poll = None
+            except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):
+                continue  # a node lost now: its feeds resume from their last snapshot
+            for name, resume in snapshots.items():
+                if name in self._records and self._records[name].node == node_id:
+                    self._records[name].resume = resume
+
     def preview(self, name: str) -> ray.ObjectRef | None:
         """A reference to a JPEG of a recent frame of the feed (None if it has no node)."""
         node = self._nodes.get(self._records[name].node) if name in self._records else None

@@ -62,8 +62,6 @@ def start_local(num_cpus: int | None = None, **kwargs) -> None:
     points to.
     """
     kwargs.setdefault("include_dashboard", False)
-    # token authentication, as Ray 2.60 turns it on for a new local Ray, without its notice on every start
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
     with on_loopback():
         ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
 

@@ -150,13 +150,14 @@ class CountingService:
         self._thread.start()
 
     def stop(self) -> None:
-        """Write every running feed's figures (a restart resumes them from their last snapshot) and
-        stop the pipeline."""
+        """Pause every feed and write its figures and session snapshot (a restart resumes it from
+        there), then stop the pipeline."""
         if self._thread is not None:
             self._stopping.set()
             self._thread.join()
             self._thread = None
         if self.pipeline is not None:
+            self.pipeline.pause(self._on_update)  # every feed's session now, and the updates before it
             for feed_id, view in self._views.items():
                 if view.state in RUNNING:
                     self._save(feed_id)
