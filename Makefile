@@ -51,6 +51,8 @@ bench: install
 	$(BIN)/cadence bench pipeline --data $(DATA) --feeds 2 --seconds 30
 	for n in 1 2 8 24 40; do $(BIN)/cadence bench pipeline --data $(DATA) --feeds $$n --seconds 30 --skip-inline || exit; done
 	$(BIN)/cadence bench pipeline --data $(DATA) --feeds 1 --seconds 30 --live
+	$(BIN)/cadence bench pipeline --data $(DATA) --feeds 2 --seconds 30 --skip-inline --compare-driver
+	$(BIN)/cadence bench cluster --data $(DATA) --nodes 3 --feeds 6 --kill-node-after 15
 	$(BIN)/cadence bench serve --data $(DATA) --feeds 1 --minutes 1
 	$(BIN)/cadence bench serve --data $(DATA)
 	$(BIN)/cadence bench features --data $(DATA) --hours 10

@@ -725,7 +725,8 @@ def _run_bench_cluster(args: argparse.Namespace) -> int:
     for node in figures["nodes"]:
         print(f"{node['node']}: {node['feeds']} feeds, {node['frames_per_second']} frames/s")
     for key in ("cross_node_bytes_per_frame", "foreign_batches", "counts_equal_inline", "updates_repeated",
-                "recovery_seconds", "loss_detected_seconds", "caught_up_seconds", "frames_per_second"):
+                "recovery_seconds", "loss_detected_seconds", "caught_up_seconds", "frames_per_second",
+                "driver_cpu_ms_per_report"):
         print(f"{key}: {figures[key]}")
     _write_json(args.json, figures)
     return 0 if figures["counts_equal_inline"] else 1

@@ -103,7 +103,7 @@ def bench_cluster(data: Path, nodes: int, feeds: int, seconds: float, kill_after
             elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
             frames_by_node = dict(pipeline.node_frames)
             foreign = pipeline.foreign_batches()
-            cross = pipeline.cross_node_bytes
+            cross, reports = pipeline.cross_node_bytes, pipeline.reports
             pipeline.close()
     finally:
         cluster.shutdown()
@@ -130,7 +130,7 @@ def bench_cluster(data: Path, nodes: int, feeds: int, seconds: float, kill_after
         "frames": frames, "seconds": round(elapsed, 2), "frames_per_second": round(frames / elapsed, 2),
         "cross_node_bytes": cross, "foreign_batches": foreign,
         "driver_cpu_seconds": round(cpu, 2),  # this process's CPU over the run (placing, polling, merging)
-        "driver_cpu_ms_per_1000_frames": round(1000 * cpu / max(frames, 1) * 1000, 1),
+        "driver_reports": reports, "driver_cpu_ms_per_report": round(1000 * cpu / max(reports, 1), 3),
         "updates_repeated": sum(repeated.values()),
         "killed": names.get(kill.get("node"), None) if kill else None,
         "moved_feeds": sorted(kill.get("moved", ())) if kill else [],

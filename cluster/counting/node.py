@@ -59,6 +59,7 @@ from .settings import PipelineSettings
 
 CAPTURE_THREADS = 4  # feeds a capture host reads at once
 STATUS_SECONDS = 0.25  # how often a node reports its feeds' statuses, snapshots due and ends
+POLL_GATHER = 0.1  # a node answers the driver's polls at most this often (count updates wait at most this)
 
 
 def node_cpus(node: str) -> int:
@@ -214,13 +215,14 @@ class NodePipeline:
         return any(not f.done for f in self._feeds.values())
 
     def _hand_out_frames(self, active: list[Feed]) -> None:
-        """Ask for frames in turn, while fewer than ``frame_batches`` are in flight."""
+        """Ask for frames in turn, while fewer than ``frame_batches`` are in flight; a feed that has
+        not delivered a frame yet (new, or moved here off a lost node) first."""
         room = self.frame_batches() - sum(f.frames_in_flight() for f in active)
         self._turn += 1
-        for k in range(len(active)):
+        turns = [active[(self._turn + k) % len(active)] for k in range(len(active))]
+        for feed in sorted(turns, key=lambda f: f.has_delivered_frames):  # (a stable sort: turns kept)
             if room <= 0:
                 return
-            feed = active[(self._turn + k) % len(active)]
             if feed.wants_frames():
                 feed.read()
                 room -= 1
@@ -266,6 +268,7 @@ class NodeCounting:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._paused = False
+        self._polled = 0.0  # when the last poll answered
 
     def start(self, orders: Sequence[FeedOrder] = ()) -> str:
         """Start the node's pose pool and hosts with these feeds, and the stepping thread; returns the node id."""
@@ -281,11 +284,15 @@ class NodeCounting:
         self._commands.put(lambda: self.pipeline.remove(name))
 
     def poll(self, timeout: float = 0.5) -> NodeReport:
-        """What happened since the last poll; waits up to ``timeout`` seconds for something to say."""
+        """What happened since the last poll; waits up to ``timeout`` seconds for something to say,
+        and answers at most every ``POLL_GATHER`` seconds, so a busy node's news come in a few
+        reports a second (the driver's work grows with reports, not with feeds)."""
+        time.sleep(max(0.0, self._polled + POLL_GATHER - time.monotonic()))
         with self._ready:
             if self._report.empty():
                 self._ready.wait(timeout)
             report, self._report = self._report, NodeReport(self.node)
+        self._polled = time.monotonic()
         return report
 
     def pause(self) -> dict[str, tuple[int, dict]]:

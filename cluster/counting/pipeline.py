@@ -110,6 +110,7 @@ class CountingPipeline:
         self.node_losses: list[dict] = []  # {"node", "at", "feeds", "why"} for each node lost
         self.node_frames: dict[str, int] = {}  # frames read on each node, lost ones too
         self.moves: list[dict] = []  # {"feed", "node", "running_at"}: a moved feed running again
+        self.reports = 0  # node reports taken
 
     # -- life ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -178,10 +179,12 @@ class CountingPipeline:
     def pause(self, on_update: Callable[[CountUpdate], None] | None = None) -> None:
         """Stop every node's feeds where they are (``cadence serve`` stopping): take what the nodes
         reported until then (``on_update`` gets the updates), and their sessions now, so that each
-        feed's :meth:`snapshot` holds exactly the updates delivered."""
+        feed's :meth:`snapshot` holds exactly the updates delivered.  Then only :meth:`close`."""
         pausing = {node_id: node.actor.pause.remote() for node_id, node in self._nodes.items()}
         for node_id, ref in pausing.items():
-            node = self._nodes[node_id]
+            node = self._nodes.get(node_id)
+            if node is None:  # lost while pausing the others
+                continue
             try:
                 snapshots = ray.get(ref, timeout=60)
                 for poll in (node.poll, node.actor.poll.remote(0.0)):  # the poll in flight, then the rest
@@ -269,6 +272,7 @@ class CountingPipeline:
         return any(not r.done for r in self._records.values())
 
     def _take(self, report: NodeReport, on_update, on_frames) -> None:
+        self.reports += 1
         if report.node != self.here:
             self.cross_node_bytes += len(pickle.dumps(report, protocol=5))
         for update in report.updates:
