@@ -75,7 +75,20 @@ def pinned(node: str) -> dict:
     return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
 
 
-class NodePipeline:
+class Stepped:
+    """:meth:`run` for a pipeline that has ``started``, ``start()``, ``step()`` and ``results``."""
+
+    def run(self, on_update: Callable[[CountUpdate], None] | None = None,
+            on_frames: Callable[[str, int], None] | None = None) -> list[CountResult]:
+        """Count every feed to its end; returns (and keeps in :attr:`results`) one result per feed."""
+        if not self.started:
+            self.start()
+        while self.step(on_update, on_frames):
+            pass
+        return self.results
+
+
+class NodePipeline(Stepped):
     """Counts repetitions on many feeds at once with every stage on one node (this process's node
     by default).
 
@@ -183,14 +196,9 @@ class NodePipeline:
             if self._on_update is not None:
                 self._on_update(update)
 
-    def run(self, on_update: Callable[[CountUpdate], None] | None = None,
-            on_frames: Callable[[str, int], None] | None = None) -> list[CountResult]:
-        """Count every feed to its end; returns (and keeps in :attr:`results`) one result per feed."""
-        if self._pool is None:
-            self.start()
-        while self.step(on_update, on_frames):
-            pass
-        return self.results
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
 
     def step(self, on_update: Callable[[CountUpdate], None] | None = None,
              on_frames: Callable[[str, int], None] | None = None, timeout: float = 1.0) -> bool:

@@ -37,7 +37,7 @@ from cadence.pipelines.repetitions import CountResult, CountUpdate, FeedCounting
 from cadence.pipelines.video import Source, is_camera
 
 from .feed import FeedOrder, FeedStatus, describe, whole_segments
-from .node import NodeCounting, NodePipeline, NodeReport, pinned
+from .node import NodeCounting, NodePipeline, NodeReport, Stepped, pinned
 from .placement import NodeInfo, NoNodeError, choose_node, live_nodes, need_of
 from .settings import PipelineSettings
 
@@ -83,7 +83,7 @@ class _Node:
     poll: ray.ObjectRef | None = None
 
 
-class CountingPipeline:
+class CountingPipeline(Stepped):
     """Counts repetitions on many feeds at once on the connected Ray cluster, each feed on one node.
 
     ``feeds`` maps a feed name to its source (a file, a camera index, a stream URL, or a list of
@@ -233,14 +233,9 @@ class CountingPipeline:
         return sum(ray.get([a.foreign_batches.remote() for a in actors["pose"] + actors["counting"]]))
 
     # -- the loop -----------------------------------------------------------------------------
-    def run(self, on_update: Callable[[CountUpdate], None] | None = None,
-            on_frames: Callable[[str, int], None] | None = None) -> list[CountResult]:
-        """Count every feed to its end; returns (and keeps in :attr:`results`) one result per feed."""
-        if not self.here:
-            self.start()
-        while self.step(on_update, on_frames):
-            pass
-        return self.results
+    @property
+    def started(self) -> bool:
+        return bool(self.here)
 
     def step(self, on_update: Callable[[CountUpdate], None] | None = None,
              on_frames: Callable[[str, int], None] | None = None, timeout: float = 1.0) -> bool:
