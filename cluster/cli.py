@@ -550,8 +550,7 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
                     "pipeline (all feeds at once), "
                     "and print frames per second of each, their ratio and peak memory; with --live, the "
                     "capture-to-count latency p50/p95 of the paced feeds.")
-    pipeline.add_argument("--feeds", type=positive, default=1, help="feeds at once (default %(default)s)")
-    pipeline.add_argument("--seconds", type=float, default=60, help="seconds of video per feed (default %(default)s)")
+    _add_playlists(pipeline, feeds=1, seconds=60)
     pipeline.add_argument("--live", action="store_true", help="pace the feeds at their frame rate, as cameras")
     _add_windows(pipeline, f"{STRIDE}, or the window if shorter")
     pipeline.add_argument("--skip-inline", action="store_true", help="run the actor pipeline only")
@@ -568,8 +567,7 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
                     "(capture, pose extraction, counting) is killed every --every seconds (Ray restarts it and the "
                     "pipeline recovers its feeds), then count each feed inline, and print the kills by stage and "
                     "whether every feed's final count equals the inline one exactly. Exit status 1 if one does not.")
-    chaos.add_argument("--feeds", type=positive, default=8, help="feeds at once (default %(default)s)")
-    chaos.add_argument("--seconds", type=float, default=15, help="seconds of video per feed (default %(default)s)")
+    _add_playlists(chaos, feeds=8, seconds=15)
     chaos.add_argument("--every", type=float, default=2.0, help="seconds between kills (default %(default)s)")
     chaos.add_argument("--seed", type=int, default=0, help="which actors are killed (default %(default)s)")
     _add_windows(chaos, "the window")
@@ -590,9 +588,8 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
                     "an actor on another node than the one that made them (each stage stamps its batches with its "
                     "node and the next one checks): 0 means no frame left its node.")
     cluster.add_argument("--nodes", type=positive, default=3, help="default %(default)s")
-    cluster.add_argument("--feeds", type=positive, default=6, help="default %(default)s")
     cluster.add_argument("--cpus-per-node", type=positive, default=1, help="default %(default)s")
-    cluster.add_argument("--seconds", type=float, default=20, help="seconds of video per feed (default %(default)s)")
+    _add_playlists(cluster, feeds=6, seconds=20)
     cluster.add_argument("--kill-node-after", type=float, default=None, metavar="S",
                          help="remove the worker node with the most feeds S seconds into the run")
     _add_windows(cluster, f"{STRIDE}, or the window if shorter")
@@ -636,6 +633,13 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
                           help="where to write the corpus and store (default: a temporary folder, removed)")
     _add_bench_options(features, "fsdd/recordings/")
     features.set_defaults(run=_run_bench_features)
+
+
+def _add_playlists(parser: argparse.ArgumentParser, feeds: int, seconds: float) -> None:
+    """The benchmarks' feeds: each plays the shared clips back to back for so many seconds."""
+    parser.add_argument("--feeds", type=positive, default=feeds, help="feeds at once (default %(default)s)")
+    parser.add_argument("--seconds", type=float, default=seconds,
+                        help="seconds of video per feed (default %(default)s)")
 
 
 def _add_address(parser: argparse.ArgumentParser) -> None:
