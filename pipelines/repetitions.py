@@ -288,6 +288,10 @@ class CountResult:
             if len(recent) > 2 * RESULTS_KEPT:
                 del recent[:-RESULTS_KEPT]
 
+    def resume(self, tally: FeedTally) -> None:
+        """A feed resumed from a snapshot: its count and frames so far are the snapshot's."""
+        self.count, self.frames = tally.count, tally.frames
+
     def conclude(self, tally: FeedTally) -> None:
         """The stream ended: take the session's tally, and fail a stream in which nobody was found."""
         self.frames, self.frames_with_person, self.count = tally.frames, tally.frames_with_person, tally.count

@@ -77,7 +77,7 @@ def bench_cluster(data: Path, nodes: int, feeds: int, seconds: float, kill_after
     updates: dict[str, list[int]] = {name: [] for name in lists}
     try:
         with connected(cluster.address):
-            pipeline = CountingPipeline(lists, PipelineSettings(job))
+            pipeline = CountingPipeline(lists, PipelineSettings(job), measure_bytes=True)
             pipeline.start()
             placed = {n["node"]: n["feeds"] for n in pipeline.nodes()}
             started, cpu = time.perf_counter(), time.process_time()
@@ -92,7 +92,7 @@ def bench_cluster(data: Path, nodes: int, feeds: int, seconds: float, kill_after
                 if kill_after is None or kill or time.perf_counter() - started < kill_after:
                     return
                 victim = max(by_id, key=lambda node_id: sum(pipeline.node_of(f) == node_id for f in lists
-                                                            if not pipeline.status(f).state in ("ended", "failed")))
+                                                            if pipeline.status(f).running))
                 kill.update(node=victim, at=time.perf_counter(), wall=time.time(), back={},
                             moved={f for f in lists if pipeline.node_of(f) == victim and pipeline.status(f).running})
                 print(f"bench cluster: removing {names[victim]} ({len(kill['moved'])} feeds) at "

@@ -31,6 +31,7 @@ STALL_SECONDS = 30.0  # go on dying for this long without it, fail the feed (a s
 RESTART_SECONDS = 60.0  # a host Ray is still restarting this long after the feed moved on counts as dying again
 LIVE_TIMEOUT = 10.0  # seconds without a frame after which a live source counts as dropped
 BACKOFF = (1.0, 30.0)  # reopening a dropped live source: first wait, doubling up to the second
+RUNNING = ("starting", "running", "reconnecting")  # a feed's states before it ends or fails
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class FeedStatus:
 
     @property
     def running(self) -> bool:
-        return self.state in ("starting", "running", "reconnecting")
+        return self.state in RUNNING
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class _Entry:
 
 
 class Feed:
-    """The driver's side of one feed: where its batches are, and its result.
+    """One feed on its node: where its batches are, and its result.
 
     ``start`` and ``state`` resume a feed: its source from frame ``start`` (a file), its counting
     session from a snapshot.  With ``settings.reconnect``, a camera or stream URL that ends, fails or stays
@@ -148,8 +149,7 @@ class Feed:
         self.state: ray.ObjectRef | None = None  # the session after the last count batch received
         if state is not None:
             self.state = ray.put(state)
-            tally = FeedCounting.tally(state)
-            self.result.count, self.result.frames = tally.count, tally.frames
+            self.result.resume(FeedCounting.tally(state))
         counter.open.remote(name, self.counting_component, self.state)
         self.reading: tuple[ray.ObjectRef, ray.ObjectRef] | None = None
         self.posing: BoundedQueue[_Entry] = BoundedQueue(self.queue, f"{name}: pose extraction")

@@ -94,7 +94,7 @@ class CountingPipeline(Stepped):
     """
 
     def __init__(self, feeds: dict[str, Source] | None = None, settings: PipelineSettings | None = None,
-                 labels: dict[str, dict[str, str]] | None = None):
+                 labels: dict[str, dict[str, str]] | None = None, measure_bytes: bool = False):
         self.feeds = dict(feeds or {})
         self.settings = settings or PipelineSettings()
         self.labels = dict(labels or {})  # feed name -> the Ray node labels its node must carry
@@ -106,7 +106,8 @@ class CountingPipeline(Stepped):
         self._quarantine: dict[str, float] = {}  # node -> until when: its actor died, Ray may not know yet
         self._starting: dict[str, list[FeedOrder]] | None = None  # during start: each node's orders
         self.here = ""  # the driver's node
-        self.cross_node_bytes = 0  # sizes of what went between the driver and nodes other than its own
+        # with measure_bytes (benchmarks): the pickled sizes of what went between the driver and other nodes
+        self.measure_bytes, self.cross_node_bytes = measure_bytes, 0
         self.node_losses: list[dict] = []  # {"node", "at", "feeds", "why"} for each node lost
         self.node_frames: dict[str, int] = {}  # frames read on each node, lost ones too
         self.moves: list[dict] = []  # {"feed", "node", "running_at"}: a moved feed running again
@@ -148,8 +149,7 @@ class CountingPipeline(Stepped):
         order = FeedOrder(name, source, job, start, state, labels)
         result = CountResult(name, describe(source))
         if state is not None:
-            tally = FeedCounting.tally(state)
-            result.count, result.frames = tally.count, tally.frames
+            result.resume(FeedCounting.tally(state))
         self._records[name] = _Record(order, result, FeedStatus(name, frames=result.frames), (start, state),
                                       frames_seen=result.frames)
         self._place(name)
@@ -268,7 +268,7 @@ class CountingPipeline(Stepped):
 
     def _take(self, report: NodeReport, on_update, on_frames) -> None:
         self.reports += 1
-        if report.node != self.here:
+        if self.measure_bytes and report.node != self.here:
             self.cross_node_bytes += len(pickle.dumps(report, protocol=5))
         for update in report.updates:
             record = self._records.get(update.feed)
@@ -382,7 +382,7 @@ class CountingPipeline(Stepped):
         start, state = record.resume
         order = replace(record.order, start=start, state=state)
         record.status = replace(record.status, node=info.id, state="starting" if not record.moves else "reconnecting")
-        if info.id != self.here:
+        if self.measure_bytes and info.id != self.here:
             self.cross_node_bytes += len(pickle.dumps(order, protocol=5))
         node = self._nodes.get(info.id)
         if self._starting is not None:

@@ -15,9 +15,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from cadence.cluster.counting.feed import RUNNING
 from cadence.cluster.serve.service import CountingService
 
-STATES = ("starting", "running", "reconnecting", "ended", "failed")
+STATES = (*RUNNING, "ended", "failed")
 
 
 class ServiceCollector:
@@ -67,7 +68,7 @@ class ServiceCollector:
                 self._last[feed.id] = (now, feed.frames)
                 for stage, value in depths.get(feed.id, {}).items():
                     depth.add_metric(values + [stage], value)
-                if feed.node and feed.state in STATES[:3]:
+                if feed.node and feed.state in RUNNING:
                     node.add_metric(values + [feed.node], 1)
                 moves.add_metric(values, feed.moves)
         for info in self.service.nodes():

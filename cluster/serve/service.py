@@ -35,10 +35,10 @@ from cadence.pipelines.repetitions import CountUpdate, RepetitionCounting
 from cadence.pipelines.video import Source, is_camera
 
 from cadence.cluster.serve.store import CountStore, StoredFeed
+from cadence.cluster.counting.feed import RUNNING
 from cadence.cluster.counting.pipeline import CountingPipeline, PipelineSettings, describe
 
 SAVE_SECONDS = 5.0  # how often each running feed's figures are written to the store (snapshots: as they come)
-RUNNING = ("starting", "running", "reconnecting")
 RECENT = 500  # the latest updates whose latencies a feed's p50 and p95 are of
 SUBSCRIBER_QUEUE = 256  # events a slow subscriber may fall behind by before its oldest are dropped
 
