@@ -138,7 +138,8 @@ class PoseExtraction(_Local):
     def _extractor(self, detection_interval: int) -> TrackingPoseExtractor:
         if detection_interval not in self.extractors:
             self.extractors[detection_interval] = TrackingPoseExtractor(
-                self.maximum_person_count, self.minimum_confidence, detection_interval)
+                maximum_person_count=self.maximum_person_count, minimum_confidence=self.minimum_confidence,
+                detection_interval=detection_interval)
         return self.extractors[detection_interval]
 
     def ready(self) -> bool:

@@ -12,13 +12,14 @@ from .audio import AudioBuffer, AudioFeature, AudioFeaturePrint, clip_vector, re
 from .base import (AnnotatedFeature, ComposedEstimator, ComposedTemporalTransformer, ComposedTransformer,
                    Component, Estimator, FunctionTransformer, Stream, StreamClassifier, TemporalSession,
                    TemporalTransformer, Transformer, compose)
-from .classifiers import (Classification, ClassifierModel, FullyConnectedNetworkClassifier,
-                          LogisticRegressionClassifier, TrainingProgress, TrainingState)
-from .counting import CumulativeCount, HumanBodyActionCounter
-from .legs import Repetition
+from .classifier_models import Classification, ClassifierModel, TrainingProgress, TrainingState
+from .classifiers import FullyConnectedNetworkClassifier, LogisticRegressionClassifier
+from .counting import HumanBodyActionCounter
+from .legs import CumulativeCount, Repetition
 from .periods import HumanBodyActionPeriodPredictor, PeriodPrediction
-from .errors import (AudioNotFoundError, CadenceError, CameraError, EmptyAudioError, EmptyVideoError, InputError,
-                     InvalidAudioError, InvalidVideoError, ModelFileError, NoPersonError, VideoNotFoundError)
+from .errors import (AudioNotFoundError, CadenceError, CameraError, DataError, EmptyAudioError, EmptyVideoError, InputError,
+                     InvalidAudioError, InvalidVideoError, ModelFileError, NoPersonError, ParameterError,
+                     VideoNotFoundError)
 from .events import Event, EventHandler
 from .pose import JOINT_GROUPS, JOINT_NAMES, STRATEGIES, HumanBodyPoseExtractor, JointsSelector, Pose, PoseSelector
 from .posetracking import TrackingPoseExtractor
@@ -46,6 +47,6 @@ __all__ = [
     "ClassifierModel", "FullyConnectedNetworkClassifier", "LogisticRegressionClassifier", "TrainingProgress",
     "TrainingState",
     # errors
-    "CadenceError", "InputError", "CameraError", "EmptyVideoError", "InvalidVideoError", "NoPersonError",
+    "CadenceError", "InputError", "ParameterError", "DataError", "CameraError", "EmptyVideoError", "InvalidVideoError", "NoPersonError",
     "VideoNotFoundError", "AudioNotFoundError", "EmptyAudioError", "InvalidAudioError", "ModelFileError",
 ]

@@ -49,7 +49,8 @@ import soundfile as sf
 from scipy.fft import dct, rfft
 
 from .base import TemporalSession, TemporalTransformer
-from .errors import AudioNotFoundError, EmptyAudioError, InputError, InvalidAudioError
+from .errors import DataError, AudioNotFoundError, EmptyAudioError, InputError, InvalidAudioError
+from .params import Interval
 
 FEATURE_VERSION = 3  # bump when the vector's content changes: stores made by another version are not reused
 
@@ -156,25 +157,25 @@ def _mel_filterbank(sample_rate: int, n_fft: int, bands: int) -> np.ndarray:
 
 
 class AudioFeaturePrint(TemporalTransformer):
-    """Audio buffers in, one :class:`AudioFeature` per window out (see the module docstring)."""
+    """Audio buffers in, one :class:`AudioFeature` per window out (see the module docstring).
+
+    >>> import numpy as np
+    >>> AudioFeaturePrint().vector(np.zeros(15600, np.float32)).shape  # one window of 0.975 s at 16 kHz
+    (178,)
+    """
 
     DIMENSION = 19 + 20 + _SEGMENTS * _SEG_CEPS + 20 + _MELS + 1
 
-    def __init__(self, window_duration: float = 0.975, overlap_factor: float = 0.5, sample_rate: int = 16000):
+    _parameter_constraints = {"window_duration": [Interval(float, 0.5, 15)],
+                              "overlap_factor": [Interval(float, 0, 1, "left")], "sample_rate": [Interval(int, 8000)]}
+
+    def __init__(self, *, window_duration: float = 0.975, overlap_factor: float = 0.5, sample_rate: int = 16000):
         self.window_duration = window_duration
         self.overlap_factor = overlap_factor
         self.sample_rate = sample_rate
 
-    def _check(self) -> None:
-        if not 0.5 <= self.window_duration <= 15:
-            raise ValueError(f"{self!r}: window_duration must be within [0.5, 15] seconds")
-        if not 0 <= self.overlap_factor < 1:
-            raise ValueError(f"{self!r}: overlap_factor must be within [0, 1)")
-        if self.sample_rate < 8000:
-            raise ValueError(f"{self!r}: sample_rate must be at least 8000 Hz")
-
     def session(self) -> TemporalSession:
-        self._check()
+        self.check_params()
         return _FeaturePrintSession(self)
 
     def fingerprint(self) -> str:
@@ -226,7 +227,7 @@ class AudioFeaturePrint(TemporalTransformer):
 def clip_vector(features: list[AudioFeature]) -> np.ndarray:
     """Clip-level pooling: the windows' vectors averaged, weighted by their duration."""
     if not features:
-        raise ValueError("clip_vector: no windows to pool")
+        raise DataError("clip_vector: no windows to pool")
     weights = np.array([f.duration for f in features])
     pooled = (np.stack([f.vector for f in features]) * weights[:, None]).sum(0).astype(np.float32) / weights.sum()
     return pooled.astype(np.float32)  # (as the store keeps it)
@@ -251,7 +252,7 @@ class _FeaturePrintSession(TemporalSession):
 
     def push(self, buffer: AudioBuffer) -> list:
         if buffer.sample_rate != self.p.sample_rate:
-            raise ValueError(f"{self.p!r}: got {buffer.sample_rate} Hz buffers; read the audio with "
+            raise DataError(f"{self.p!r}: got {buffer.sample_rate} Hz buffers; read the audio with "
                              f"read_audio(path, sample_rate={self.p.sample_rate})")
         self.buffer = np.concatenate([self.buffer, buffer.samples.astype(np.float32, copy=False)])
         out = []

@@ -15,17 +15,26 @@ import inspect
 import operator
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
+from . import params
+from .errors import ParameterError
 from .events import Event, EventHandler
 
 T = TypeVar("T")
 
 
 class Component:
-    """Shared behaviour of every component: composition, printing, parameters."""
+    """Shared behaviour of every component: composition, printing, parameters.
+
+    A component declares its parameters once: the keyword-only constructor arguments, stored
+    as attributes of the same name, and their constraints in ``_parameter_constraints``
+    (see :mod:`cadence.pipelines.params`), which :meth:`check_params` applies.
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {}
 
     def appending(self, other: Component | Callable) -> Component:
         """Return the composition that feeds this component's output into ``other``."""
@@ -38,14 +47,35 @@ class Component:
         """Append a plain function applied to each output."""
         return self.appending(FunctionTransformer(function))
 
+    @classmethod
+    def _parameter_names(cls) -> list[str]:
+        return [p.name for p in inspect.signature(cls.__init__).parameters.values()
+                if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
     def get_params(self) -> dict[str, Any]:
         """The constructor arguments, read back from attributes of the same name."""
-        names = [
-            p.name
-            for p in inspect.signature(type(self).__init__).parameters.values()
-            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
-        return {name: getattr(self, name) for name in names if hasattr(self, name)}
+        return {name: getattr(self, name) for name in self._parameter_names() if hasattr(self, name)}
+
+    def set_params(self, **values: Any) -> Component:
+        """Change parameters by name; returns the component, checked (:class:`ParameterError` if a
+        value is out of range or a name unknown)."""
+        known = self._parameter_names()
+        for name in values:
+            if name not in known:
+                raise ParameterError(type(self).__name__, name, "is not a parameter",
+                                     f"the parameters are {', '.join(known)}")
+        for name, value in values.items():
+            setattr(self, name, value)
+        return self.check_params()
+
+    def check_params(self) -> Component:
+        """Raise :class:`ParameterError` naming the first parameter out of range; return the component."""
+        params.check(self, self._parameter_constraints)
+        self._check_relations()
+        return self
+
+    def _check_relations(self) -> None:
+        """Checks that involve several parameters (a component overrides it)."""
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -168,8 +198,16 @@ async def _aiterate(source: Any, worker: ThreadPoolExecutor) -> AsyncIterator:
         async for element in source:
             yield element
         return
+    async for element in in_thread(source, worker):
+        yield element
+
+
+async def in_thread(iterable: Iterable, worker: Executor | None = None) -> AsyncIterator:
+    """``async for`` over a blocking iterable: ``iter`` and every ``next`` run on ``worker`` (default:
+    the event loop's own executor), so the loop stays free.  The one bridge from blocking readers
+    to ``async for`` (streams and video readers use it)."""
     loop = asyncio.get_running_loop()
-    iterator = await loop.run_in_executor(worker, iter, source)
+    iterator = await loop.run_in_executor(worker, iter, iterable)
     while (element := await loop.run_in_executor(worker, next, iterator, _END)) is not _END:
         yield element
 

@@ -29,144 +29,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from .audio import clip_vector
-from .base import AnnotatedFeature, Estimator, Transformer
+from .base import AnnotatedFeature, Estimator
+from .classifier_models import (ClassifierModel, TrainingProgress, TrainingState, Validation, as_matrix,
+                                check_labels, forward, scored, split_validation, standardisation)
+from .errors import DataError
 from .events import Event, EventHandler
+from .params import Interval, Layers
 
+UPDATE_L2_PENALTY = 1e-3  # per example, for minibatch updates when no l2_penalty is given
 L2_CHOICES = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1)  # per example: LogisticRegressionClassifier(l2_penalty=None) picks one
-HELD_BACK = 0.1  # the share of the training data held back for validation when none is given
-
-
-@dataclass(frozen=True)
-class Classification:
-    label: str
-    probability: float
-    probabilities: dict[str, float] = field(repr=False)
-
-
-def as_vector(feature: Any) -> np.ndarray:
-    """A feature vector from a vector, or from a list of windows (pooled as a clip's are)."""
-    if hasattr(feature, "vector"):  # one window
-        return np.asarray(feature.vector, np.float32)
-    if isinstance(feature, (list, tuple)) and feature and hasattr(feature[0], "vector"):
-        return clip_vector(feature)
-    vector = np.asarray(feature, dtype=np.float32)
-    if vector.ndim != 1:
-        raise ValueError(f"expected a feature vector (1-D) or a list of windows, got shape {vector.shape}")
-    return vector
-
-
-def as_matrix(data: Iterable[AnnotatedFeature]) -> tuple[np.ndarray, np.ndarray]:
-    rows = list(data)
-    if not rows:
-        raise ValueError("no training examples")
-    return np.stack([as_vector(d.feature) for d in rows]), np.array([str(d.annotation) for d in rows])
-
-
-def check_labels(owner: object, labels: Sequence[str]) -> list[str]:
-    classes = sorted(set(map(str, labels)))
-    if len(classes) < 2:
-        raise ValueError(f"{type(owner).__name__}: needs examples of at least two labels, got {classes or 'none'}")
-    return classes
-
-
-@dataclass
-class TrainingState:
-    """An updatable model's training state: Adam's moments and step count, and the running
-    statistics of the features seen (rows, mean, sum of squared deviations) for the standardisation."""
-
-    m: list[np.ndarray]
-    v: list[np.ndarray]
-    step: int = 0
-    rows: int = 0
-    feature_mean: np.ndarray | None = None  # float64
-    feature_m2: np.ndarray | None = None  # float64
-
-    def copy(self) -> TrainingState:
-        return TrainingState([a.copy() for a in self.m], [a.copy() for a in self.v], self.step, self.rows,
-                             None if self.feature_mean is None else self.feature_mean.copy(),
-                             None if self.feature_m2 is None else self.feature_m2.copy())
-
-
-class ClassifierModel(Transformer):
-    """A classifier: standardise, then dense layers (none hidden: logistic regression), softmax.
-    ``weights``/``biases`` are per layer; a model made by ``make_transformer`` has none until its
-    first update."""
-
-    def __init__(self, kind: str, classes: list[str], mean: np.ndarray | None, scale: np.ndarray | None,
-                 weights: list[np.ndarray], biases: list[np.ndarray], params: dict | None = None,
-                 training: TrainingState | None = None):
-        self.kind, self.classes, self.mean, self.scale = kind, list(classes), mean, scale
-        self.weights, self.biases, self.params = weights, biases, params or {}
-        self.training = training  # an updatable model's state
-
-    def get_params(self) -> dict[str, Any]:
-        return {"kind": self.kind, "classes": self.classes, "params": self.params}
-
-    @property
-    def dimension(self) -> int | None:
-        """The feature vector's length (None before the first update)."""
-        return None if self.mean is None else len(self.mean)
-
-    def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities, one row per row of ``x`` (columns in ``classes`` order)."""
-        if not self.weights:
-            raise ValueError(f"{self.kind} model: not trained yet; update it with examples first")
-        x = np.atleast_2d(np.asarray(x, np.float32))
-        if x.shape[1] != self.dimension:
-            raise ValueError(f"{self.kind} model: expects feature vectors of {self.dimension} values, got {x.shape[1]}")
-        return _forward(self, x)[-1]
-
-    def predicted(self, x: np.ndarray) -> np.ndarray:
-        return np.array(self.classes)[self.probabilities(x).argmax(axis=1)]
-
-    def applied(self, feature: Any) -> Classification:
-        p = self.probabilities(as_vector(feature))[0]
-        best = int(p.argmax())
-        return Classification(self.classes[best], float(p[best]), dict(zip(self.classes, map(float, p))))
-
-    def copy(self) -> ClassifierModel:
-        return ClassifierModel(self.kind, self.classes, None if self.mean is None else self.mean.copy(),
-                               None if self.scale is None else self.scale.copy(), [w.copy() for w in self.weights],
-                               [b.copy() for b in self.biases], dict(self.params),
-                               None if self.training is None else self.training.copy())
-
-    def __eq__(self, other: object) -> bool:
-        return (isinstance(other, ClassifierModel) and self.kind == other.kind and self.classes == other.classes
-                and len(self.weights) == len(other.weights)
-                and all(np.array_equal(a, b) for a, b in zip(self.weights + self.biases, other.weights + other.biases))
-                and np.array_equal(self.mean, other.mean) and np.array_equal(self.scale, other.scale))
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-def _forward(model: ClassifierModel, x: np.ndarray, dropout: Callable[[np.ndarray], np.ndarray] | None = None,
-             ) -> list[np.ndarray]:
-    """Activations of every layer; the last is the softmax.  ``dropout(h)`` gives the mask
-    (already scaled by 1 / (1 - p)) applied to each hidden layer's output while training."""
-    h = (np.asarray(x, np.float32) - model.mean) / model.scale
-    outputs = [h]
-    for i, (w, b) in enumerate(zip(model.weights, model.biases)):
-        h = h @ w + b
-        if i < len(model.weights) - 1:
-            h = np.maximum(h, 0.0)
-            if dropout is not None:
-                h = h * dropout(h)
-        outputs.append(h)
-    z = outputs[-1] - outputs[-1].max(axis=1, keepdims=True)
-    e = np.exp(z)
-    outputs[-1] = e / e.sum(axis=1, keepdims=True)
-    return outputs
-
-
-def standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    return mean.astype(np.float32), np.where(scale > 1e-8, scale, 1.0).astype(np.float32)
 
 
 class _NetworkEstimator(Estimator):
@@ -174,6 +48,12 @@ class _NetworkEstimator(Estimator):
     layer), updatable with minibatch Adam, and its epoch loop with early stopping."""
 
     kind = ""
+    _parameter_constraints = {
+        "learning_rate": [Interval(float, 0, None, "neither")], "batch_size": [Interval(int, 1)],
+        "maximum_iterations": [Interval(int, 1)], "early_stop_iteration_count": [Interval(int, 1)],
+        "early_stopping_tolerance": [Interval(float, 0)], "l2_penalty": [Interval(float, 0, None, "neither")],
+        "random_seed": [Interval(int, 0)],
+    }
 
     def _hidden(self) -> tuple[int, ...]:
         return ()
@@ -182,13 +62,14 @@ class _NetworkEstimator(Estimator):
         return 0.0
 
     def _update_penalty(self) -> float:
-        return self.l2_penalty if self.l2_penalty is not None else 1e-3
+        return self.l2_penalty if self.l2_penalty is not None else UPDATE_L2_PENALTY
 
     # -- updating --------------------------------------------------------------------------------
     def make_transformer(self, classes: Sequence[str] | None = None) -> ClassifierModel:
         """A model ready for :meth:`update`, with no pass over any data: its weights are drawn
         (from ``random_seed``) at the first update, when the features' length is known; ``classes``
         may be given, and labels not among them are added as they are seen."""
+        self.check_params()
         names = sorted(set(map(str, classes))) if classes is not None else []
         return ClassifierModel(self.kind, names, None, None, [], [], self.get_params(), TrainingState([], []))
 
@@ -203,10 +84,10 @@ class _NetworkEstimator(Estimator):
         if labels is None:
             x, labels = as_matrix(x)  # type: ignore[arg-type]
         if model.training is None:
-            raise ValueError(f"{type(self).__name__}: this model has no training state; make one with make_transformer")
+            raise DataError(f"{type(self).__name__}: this model has no training state; make one with make_transformer")
         x = np.asarray(x, np.float32)
         if x.ndim != 2 or len(x) != len(labels):
-            raise ValueError(f"{type(self).__name__}: update needs a matrix of feature rows and one label per row, "
+            raise DataError(f"{type(self).__name__}: update needs a matrix of feature rows and one label per row, "
                              f"got {x.shape} and {len(labels)} labels")
         if len(labels) == 0:
             return 0.0
@@ -223,7 +104,7 @@ class _NetworkEstimator(Estimator):
         """Draw the weights at the first update; add an output for each label not seen before."""
         state = model.training
         if model.mean is not None and dimension != len(model.mean):
-            raise ValueError(f"{type(self).__name__}: the model was updated with feature vectors of "
+            raise DataError(f"{type(self).__name__}: the model was updated with feature vectors of "
                              f"{len(model.mean)} values, these have {dimension}")
         new = sorted(set(labels) - set(model.classes))
         model.classes = model.classes + new
@@ -253,7 +134,7 @@ class _NetworkEstimator(Estimator):
         if p_drop > 0:
             rng = np.random.default_rng([self.random_seed, state.step, 1])
             dropout = lambda h: (rng.random(h.shape) >= p_drop).astype(np.float32) / (1 - p_drop)  # noqa: E731
-        activations = _forward(model, x, dropout)
+        activations = forward(model, x, dropout)
         kept = np.float32(1.0 / (1 - p_drop))  # a kept unit's gradient is scaled as its output was
         p = activations[-1]
         loss = float(-np.log(p[np.arange(len(y)), y] + 1e-12).mean())
@@ -298,6 +179,7 @@ class _NetworkEstimator(Estimator):
         kept (``after_epoch`` is called after every epoch with the model, the best one and the
         progress) to resume where it stopped.
         """
+        self.check_params()
         progress = progress or TrainingProgress()
         best = best or model.copy()
         while progress.epoch < self.maximum_iterations and progress.waited < self.early_stop_iteration_count:
@@ -362,80 +244,33 @@ def _adam(state: TrainingState, params: list[np.ndarray], grads: list[np.ndarray
         p -= (rate * correction * m / (np.sqrt(v) + eps)).astype(p.dtype)
 
 
-def split_validation(x: np.ndarray, y: np.ndarray, validate_on: Iterable[AnnotatedFeature] | None, seed: int,
-                     ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """(training rows, validation rows): ``validate_on`` if given, else a tenth held back (from ``seed``)."""
-    if validate_on is not None:
-        return (x, y), as_matrix(validate_on)
-    held = np.random.default_rng(seed).random(len(y)) < HELD_BACK
-    if held.all() or not held.any():
-        held[:] = False
-    return (x[~held], y[~held]), (x[held], y[held])
-
-
-@dataclass(frozen=True)
-class Validation:
-    accuracy: float
-    loss: float  # mean cross-entropy
-
-
-def scored(model: ClassifierModel, chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> Validation | None:
-    """Accuracy and mean cross-entropy over the chunks; None without rows.  A label the model has
-    not seen counts as wrong, with the loss of a probability of 1e-12."""
-    right, loss, total = 0, 0.0, 0
-    index = {c: i for i, c in enumerate(model.classes)}
-    for x, y in chunks:
-        if not len(y):
-            continue
-        p = model.probabilities(x)
-        known = np.array([label in index for label in y])
-        columns = np.array([index.get(label, 0) for label in y])
-        chosen = np.where(known, p[np.arange(len(y)), columns], 0.0)
-        right += int((known & (p.argmax(axis=1) == columns)).sum())
-        loss += float(-np.log(chosen + 1e-12).sum())
-        total += len(y)
-    return Validation(right / total, loss / total) if total else None
-
-
-@dataclass
-class TrainingProgress:
-    """Where an epoch loop stands, as plain data: a checkpoint saves it and a resumed run starts from it."""
-
-    epoch: int = 0
-    best_epoch: int = 0
-    best_score: float = -np.inf  # minus the validation loss (or the training loss without validation data)
-    waited: int = 0  # epochs since the best
-    rows_seen: int = 0
-    train_seconds: float = 0.0
-    history: list[dict] = field(default_factory=list)
-
-    def advance(self, score: float, tolerance: float = 0.0) -> None:
-        """Record the epoch's score: a new best if it beats the best by more than ``tolerance``."""
-        if score > self.best_score + tolerance or self.best_epoch == 0:
-            self.best_score, self.best_epoch, self.waited = score, self.epoch, 0
-        else:
-            self.waited += 1
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.rows_seen / max(self.train_seconds, 1e-9)
-
-
 class FullyConnectedNetworkClassifier(_NetworkEstimator):
     """A multilayer perceptron (ReLU hidden layers with dropout, softmax) trained with minibatch
     Adam, with Create ML's parameters and defaults; updatable (see the module's docstring).
 
     ``l2_penalty`` (per example) is cadence's addition.  Its epoch loop, :meth:`train`, serves
     both ``fitted`` (in memory) and ``cadence train`` (chunks streamed from a feature store).
+
+    >>> import numpy as np
+    >>> from cadence import AnnotatedFeature
+    >>> rng = np.random.default_rng(0)
+    >>> data = [AnnotatedFeature(rng.normal(label, 0.1, 4), str(label)) for label in (0, 1) * 20]
+    >>> model = FullyConnectedNetworkClassifier(hidden_unit_counts=(8,)).fitted(data)
+    >>> model.applied(np.ones(4)).label
+    '1'
     """
 
     kind = "fully_connected_network"
 
-    def __init__(self, hidden_unit_counts: Sequence[int] = (100,), learning_rate: float = 0.001,
+    _parameter_constraints = {**_NetworkEstimator._parameter_constraints, "hidden_unit_counts": [Layers()],
+                              "dropout_probability": [Interval(float, 0, 1, "left")]}
+
+    def __init__(self, *, hidden_unit_counts: Sequence[int] = (100,), learning_rate: float = 0.001,
                  dropout_probability: float = 0.2, batch_size: int = 32, maximum_iterations: int = 200,
                  early_stop_iteration_count: int = 10, early_stopping_tolerance: float = 0.0,
-                 l2_penalty: float = 1e-3, random_seed: int = 0):
-        self.hidden_unit_counts = tuple(hidden_unit_counts)
+                 l2_penalty: float = UPDATE_L2_PENALTY, random_seed: int = 0):
+        self.hidden_unit_counts = tuple(hidden_unit_counts) if isinstance(hidden_unit_counts, Sequence) \
+            else hidden_unit_counts
         self.learning_rate = learning_rate
         self.dropout_probability = dropout_probability
         self.batch_size = batch_size
@@ -449,8 +284,6 @@ class FullyConnectedNetworkClassifier(_NetworkEstimator):
         return self.hidden_unit_counts
 
     def _dropout_probability(self) -> float:
-        if not 0 <= self.dropout_probability < 1:
-            raise ValueError(f"{self!r}: dropout_probability must be in [0, 1)")
         return self.dropout_probability
 
 
@@ -458,11 +291,22 @@ class LogisticRegressionClassifier(_NetworkEstimator):
     """Multinomial logistic regression.  ``fitted`` solves it in one go (scikit-learn's lbfgs) on
     standardised features, choosing ``l2_penalty`` on validation data when it is ``None`` (see the
     module's docstring); ``make_transformer``/``update`` train it by minibatch Adam instead, for data
-    that comes in chunks (with ``l2_penalty`` None, 1e-3)."""
+    that comes in chunks (with ``l2_penalty`` None, 1e-3).
+
+    >>> import numpy as np
+    >>> from cadence import AnnotatedFeature
+    >>> rng = np.random.default_rng(0)
+    >>> data = [AnnotatedFeature(rng.normal(label, 0.1, 4), str(label)) for label in (0, 1) * 20]
+    >>> LogisticRegressionClassifier(l2_penalty=0.01).fitted(data).applied(np.zeros(4)).label
+    '0'
+    """
 
     kind = "logistic_regression"
 
-    def __init__(self, l2_penalty: float | None = None, maximum_iterations: int = 2000, learning_rate: float = 0.01,
+    _parameter_constraints = {**_NetworkEstimator._parameter_constraints,
+                              "l2_penalty": [Interval(float, 0, None, "neither"), None]}
+
+    def __init__(self, *, l2_penalty: float | None = None, maximum_iterations: int = 2000, learning_rate: float = 0.01,
                  batch_size: int = 32, early_stop_iteration_count: int = 10, early_stopping_tolerance: float = 0.0,
                  random_seed: int = 0):
         self.l2_penalty = l2_penalty
@@ -483,12 +327,11 @@ class LogisticRegressionClassifier(_NetworkEstimator):
                       event_handler: EventHandler | None = None) -> ClassifierModel:
         """Fit on ``x``, ``y``.  With ``l2_penalty`` None it is chosen on ``validation`` (else on a
         held-back tenth, after which the model is fitted again on every row)."""
+        self.check_params()
         check_labels(self, y)
         l2, scores = self.l2_penalty, {}
         if l2 is None:
             l2, scores = self.choose_l2_penalty(x, y, validation)
-        elif l2 <= 0:
-            raise ValueError(f"{self!r}: l2_penalty must be > 0")
         model = self._solve(x, y, l2)
         model.params["chosen_l2_penalty"] = l2
         if scores:
@@ -505,7 +348,7 @@ class LogisticRegressionClassifier(_NetworkEstimator):
             (x, y), validation = split_validation(x, y, None, self.random_seed)
         xv, yv = validation
         if not len(yv):
-            raise ValueError(f"{self!r}: too few examples to hold some back for choosing l2_penalty; give one")
+            raise DataError(f"{self!r}: too few examples to hold some back for choosing l2_penalty; give one")
         scores = {l2: scored(self._solve(x, y, l2), [(xv, yv)]).accuracy for l2 in L2_CHOICES}
         best = max(scores.values())
         error = np.sqrt(best * (1 - best) / len(yv))

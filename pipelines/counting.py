@@ -48,8 +48,11 @@ from scipy.ndimage import uniform_filter1d
 from threadpoolctl import ThreadpoolController
 
 from .base import TemporalSession, TemporalTransformer
-from .legs import Leg, LegBook, Repetition
-from .pose import JOINT_INDEX, Pose
+from .errors import ParameterError
+from .params import Interval
+from .legs import CumulativeCount, Leg, LegBook
+from .bodyshape import POSITIONS, body_shape, unseen_between, with_angles
+from .pose import Pose
 from .temporal import Window
 
 _DIRECTIONS = 8  # principal directions kept in the distance; later ones weigh (s_i / s_0)^2 ~ 0
@@ -59,80 +62,6 @@ _STILL = 0.1  # share of a leg's size within which the body is still at its turn
 _RANGE = 10  # the motion's range runs from this percentile of the recent frames to its complement
 REFIT = 15  # frames (half a second at 30 fps) between refits of the directions of motion, whatever the windows
 _BLAS = ThreadpoolController()  # the directions' eigendecomposition (74 x 74) runs on one thread
-
-
-class CumulativeCount(float):
-    """The cumulative count (a float), carrying the :class:`Repetition` events completed with it."""
-
-    repetitions: tuple[Repetition, ...]
-
-    def __new__(cls, value: float, repetitions: Any = ()) -> CumulativeCount:
-        count = super().__new__(cls, value)
-        count.repetitions = tuple(repetitions)
-        return count
-
-    def __reduce__(self) -> tuple:
-        return CumulativeCount, (float(self), self.repetitions)
-
-
-def body_shape(pose: Pose | None) -> np.ndarray | None:
-    """A body's shape, whoever and wherever the person is; None without a person.
-
-    Joint (x, y) relative to the body's bounding box, in units of its larger side, followed by the
-    eight limb angles of :data:`ANGLES` (radians, weighed by :data:`ANGLE_WEIGHT`).  One scale for
-    both axes keeps a lying body (plank, push-up) from having its small height, and with it the
-    landmark jitter, blown up; on RepCount sequences, already min-max normalised per axis, both
-    sides are 1.  Positions carry the person's proportions and stance as well as the motion, so
-    another person (or the same one standing wider) looks like a move; a knee bends the same for
-    everyone, and an arm raised in front moves the wrist little within the box but turns the
-    shoulder a lot.  Joints a ``JointsSelector`` left out, and angles at them, stay at 0.
-    """
-    if pose is None:
-        return None
-    xy = pose.keypoints[:, :2].astype(np.float64)
-    present = ~np.isnan(xy[:, 0])  # joints a JointsSelector left out are NaN: they stay at 0, motionless
-    low = xy[present].min(axis=0)
-    extent = float((xy[present].max(axis=0) - low).max())
-    shape = (xy - low) / (extent if extent > 1e-6 else 1.0)
-    shape[~present] = 0.0
-    return np.concatenate([shape.ravel(), ANGLE_WEIGHT * joint_angles(xy, present)])
-
-
-ANGLES = tuple((JOINT_INDEX[a], JOINT_INDEX[b], JOINT_INDEX[c]) for a, b, c in (
-    (f"{side}_{end}", f"{side}_{joint}", f"{side}_{other}") for side in ("left", "right")
-    for end, joint, other in (("shoulder", "elbow", "wrist"), ("elbow", "shoulder", "hip"),
-                              ("shoulder", "hip", "knee"), ("hip", "knee", "ankle"))))
-"""The angles the counter sees, as (end, joint, end) joint indexes: each side's elbow, shoulder, hip and knee."""
-_ENDS, _JOINTS, _OTHERS = (np.array(column) for column in zip(*ANGLES))
-_POSITIONS = 2 * len(JOINT_INDEX)  # a shape's joint coordinates, before its angles
-ANGLE_WEIGHT = 0.6  # a limb turning one radian weighs as a joint moving 0.6 of the body's size (3-fold on RepCount dev)
-
-
-def joint_angles(xy: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """The angle in radians (0 to pi) at the middle joint of each of :data:`ANGLES`; 0 where a joint
-    is missing or two coincide."""
-    u, v = xy[_ENDS] - xy[_JOINTS], xy[_OTHERS] - xy[_JOINTS]
-    lengths = np.sqrt((u * u).sum(axis=1) * (v * v).sum(axis=1))
-    known = present[_ENDS] & present[_JOINTS] & present[_OTHERS] & (lengths > 1e-12)
-    cosine = (u * v).sum(axis=1) / np.where(known, lengths, 1.0)
-    return np.where(known, np.arccos(np.clip(cosine, -1.0, 1.0)), 0.0)
-
-
-def unseen_between(last_index: int, last_shot: int, index: int, shot: int, gap: int) -> bool:
-    """Whether what the body did between the pose seen last and this one is unknown: more than
-    ``gap`` frames without a person, or a cut (a later shot; an earlier one is a source opened again,
-    a file resumed or a camera reconnected, which counts its shots from 0 again)."""
-    return index - last_index > gap or shot > last_shot
-
-
-def _with_angles(shape: np.ndarray) -> np.ndarray:
-    """A body shape from a snapshot of a cadence before limb angles (joint positions only), with its
-    angles added: they follow from the relative positions as from the pose, an angle ignoring where
-    the body is and its size (joints left out were kept at 0)."""
-    if len(shape) != _POSITIONS:
-        return shape
-    xy = shape.reshape(-1, 2)
-    return np.concatenate([shape, ANGLE_WEIGHT * joint_angles(xy, np.any(xy != 0, axis=1))])
 
 
 class HumanBodyActionCounter(TemporalTransformer):
@@ -152,9 +81,28 @@ class HumanBodyActionCounter(TemporalTransformer):
     cut is no evidence of a swing.  Legs are confirmed when alike
     within ``rhythm_ratio`` in duration and size, and rejected as jitter when their raw frames jolt
     by more than ``roughness_limit`` of their size (see ``legs.py``).
+
+    >>> import numpy as np
+    >>> from cadence import Pose, SlidingWindow
+    >>> rest = np.random.default_rng(0).uniform(0.3, 0.7, (33, 4)).astype(np.float32)
+    >>> def pose(t):  # the legs bend and straighten every 40 frames
+    ...     keypoints = rest.copy()
+    ...     keypoints[23:, 1] += 0.1 * np.sin(2 * np.pi * t / 40)
+    ...     return Pose(keypoints)
+    >>> windows = SlidingWindow(length=90, stride=15).applied([pose(t) for t in range(400)])
+    >>> round(list(HumanBodyActionCounter().applied(windows))[-1])  # 400 frames of 40: ten repetitions
+    10
     """
 
-    def __init__(self, history: int = 450, threshold: float = 0.33, minimum_amplitude: float = 0.25,
+    _parameter_constraints = {
+        "history": [Interval(int, 30)], "threshold": [Interval(float, 0, 1, "neither")],
+        "minimum_amplitude": [Interval(float, 0)], "smoothing": [Interval(int, 1)],
+        "trend_window": [Interval(int, 1)], "glitch_share": [Interval(float, 0, 1)],
+        "swing_share": [Interval(float, 0, 1)], "gap": [Interval(int, 1)], "warm_up": [Interval(int, 3)],
+        "rhythm_ratio": [Interval(float, 1)], "roughness_limit": [Interval(float, 0)],
+    }
+
+    def __init__(self, *, history: int = 450, threshold: float = 0.33, minimum_amplitude: float = 0.25,
                  smoothing: int = 5, trend_window: int = 241, glitch_share: float = 0.4, swing_share: float = 0.4,
                  gap: int = 30, warm_up: int = 120, rhythm_ratio: float = 2.0, roughness_limit: float = 0.7):
         self.history = history
@@ -170,15 +118,12 @@ class HumanBodyActionCounter(TemporalTransformer):
         self.roughness_limit = roughness_limit
 
     def session(self) -> TemporalSession:
-        if self.history < 30:
-            raise ValueError(f"{self!r}: history must hold at least 30 frames")
-        if not 3 <= self.warm_up <= self.history:
-            raise ValueError(f"{self!r}: warm_up must lie between 3 frames and history ({self.history})")
-        if not 0 < self.threshold < 1:
-            raise ValueError(f"{self!r}: threshold must lie in (0, 1)")
-        if self.gap < 1:
-            raise ValueError(f"{self!r}: gap must be at least 1 frame")
+        self.check_params()
         return _CounterSession(self)
+
+    def _check_relations(self) -> None:
+        if self.warm_up > self.history:
+            raise ParameterError(type(self).__name__, "warm_up", f"must not exceed history ({self.history})")
 
     def count(self, poses: list[Pose | None]) -> float:
         """The count of a whole sequence at once (one window holding it all)."""
@@ -497,7 +442,7 @@ class _CounterSession(TemporalSession):
     def restore(self, state: dict[str, Any]) -> None:
         """Also a snapshot of a cadence before limb angles (a running ``cadence serve`` upgraded):
         its shapes gain their angles, and the directions of motion are refitted at the next window."""
-        as_shape = lambda x: _with_angles(np.asarray(x, dtype=np.float64))  # noqa: E731
+        as_shape = lambda x: with_angles(np.asarray(x, dtype=np.float64))  # noqa: E731
         self.seen, self.last_seen, self.count = int(state["seen"]), int(state["last_seen"]), float(state["count"])
         self.shot = int(state.get("shot", 0))
         self.raw = deque(map(as_shape, state["raw"]), maxlen=self.raw.maxlen)
@@ -506,9 +451,9 @@ class _CounterSession(TemporalSession):
         self.jolts = deque((float(j) for j in state["jolts"]), maxlen=self.jolts.maxlen)
         self.pending = [(int(i), None if s is None else as_shape(s)) for i, s in state["pending"]]
         metric = None if state["metric"] is None else np.asarray(state["metric"], dtype=np.float64)
-        self.metric = None if metric is None or metric.shape[1] == _POSITIONS else metric
+        self.metric = None if metric is None or metric.shape[1] == POSITIONS else metric
         self.swing_threshold = float(state["swing_threshold"])
         self.tracker = _Tracker.restored(state["tracker"], self._book())
         for k in _Tracker._ARRAYS:
             if getattr(self.tracker, k) is not None:
-                setattr(self.tracker, k, _with_angles(getattr(self.tracker, k)))
+                setattr(self.tracker, k, with_angles(getattr(self.tracker, k)))

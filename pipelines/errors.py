@@ -20,6 +20,11 @@ class InputError(CadenceError, ValueError):
         return type(self), (self.source, self.problem, self.hint)
 
 
+class DataError(CadenceError, ValueError):
+    """Data a component was handed that it cannot use (no examples, a single label, features of
+    another length, a model not trained yet); the message names it and what to do."""
+
+
 class VideoNotFoundError(InputError, FileNotFoundError):
     """The video path does not exist."""
 
@@ -54,3 +59,16 @@ class EmptyAudioError(InvalidAudioError):
 
 class ModelFileError(InputError):
     """A model or checkpoint file that is missing, corrupt, or not one of cadence's."""
+
+
+class ParameterError(InputError):
+    """A component's parameter is outside what it accepts: ``owner`` is the component's class name,
+    ``parameter`` the constructor argument at fault (the command line names its option instead)."""
+
+    def __init__(self, owner: str, parameter: str, problem: str, hint: str = ""):
+        self.owner = owner
+        self.parameter = parameter
+        super().__init__(owner, f"{parameter} {problem}", hint)
+
+    def __reduce__(self):
+        return type(self), (self.owner, self.parameter, self.problem[len(self.parameter) + 1:], self.hint)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .classifiers import ClassifierModel
-from .errors import InputError
+from .classifier_models import ClassifierModel
+from .errors import DataError, InputError
 from .files import write_bytes_atomically
 
 OPSET = 17
@@ -33,7 +33,7 @@ def to_onnx(model: ClassifierModel, metadata: dict | None = None):
     from onnx import TensorProto, helper, numpy_helper
 
     if not model.weights:
-        raise ValueError(f"{model.kind} model: not trained yet, nothing to export")
+        raise DataError(f"{model.kind} model: not trained yet, nothing to export")
     constants = [numpy_helper.from_array(np.asarray(model.mean, np.float32), "mean"),
                  numpy_helper.from_array(np.asarray(model.scale, np.float32), "scale"),
                  helper.make_tensor("classes", TensorProto.STRING, [len(model.classes)],

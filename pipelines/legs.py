@@ -50,6 +50,20 @@ class Repetition:
     confidence: float
 
 
+class CumulativeCount(float):
+    """The cumulative count (a float), carrying the :class:`Repetition` events completed with it."""
+
+    repetitions: tuple[Repetition, ...]
+
+    def __new__(cls, value: float, repetitions: Any = ()) -> CumulativeCount:
+        count = super().__new__(cls, value)
+        count.repetitions = tuple(repetitions)
+        return count
+
+    def __reduce__(self) -> tuple:
+        return CumulativeCount, (float(self), self.repetitions)
+
+
 @dataclass
 class Leg:
     """A swing from one turning point to the next (stream indexes of where its motion began and ended)."""

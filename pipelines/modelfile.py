@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .classifiers import ClassifierModel, TrainingState
+from .classifier_models import ClassifierModel, TrainingState
 from .errors import ModelFileError
 from .files import write_bytes_atomically
 

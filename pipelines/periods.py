@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 
 from .base import TemporalSession, TemporalTransformer
-from .counting import body_shape, unseen_between
+from .bodyshape import body_shape, unseen_between
+from .errors import ParameterError
+from .params import Interval
 from .temporal import Window
 
 _DIRECTIONS = 4  # main directions of motion the autocorrelation is taken over
@@ -47,17 +49,25 @@ class HumanBodyActionPeriodPredictor(TemporalTransformer):
     frames are considered (at 30 fps, the defaults span 0.27 s to 8 s per repetition).
     """
 
-    def __init__(self, history: int = 300, minimum_period: int = 8, maximum_period: int = 240):
+    _parameter_constraints = {"history": [Interval(int, 4)], "minimum_period": [Interval(int, 2)],
+                              "maximum_period": [Interval(int, 3)]}
+
+    def __init__(self, *, history: int = 300, minimum_period: int = 8, maximum_period: int = 240):
         self.history = history
         self.minimum_period = minimum_period
         self.maximum_period = maximum_period
 
     def session(self) -> TemporalSession:
-        if not 2 <= self.minimum_period < self.maximum_period:
-            raise ValueError(f"{self!r}: periods must satisfy 2 <= minimum_period < maximum_period")
-        if self.history < 2 * self.minimum_period:
-            raise ValueError(f"{self!r}: history must hold at least two of the shortest periods")
+        self.check_params()
         return _PeriodSession(self)
+
+    def _check_relations(self) -> None:
+        owner = type(self).__name__
+        if self.minimum_period >= self.maximum_period:
+            raise ParameterError(owner, "minimum_period", f"must be below maximum_period ({self.maximum_period})")
+        if self.history < 2 * self.minimum_period:
+            raise ParameterError(owner, "history", f"must hold at least two of the shortest periods "
+                                                   f"(2 x minimum_period = {2 * self.minimum_period})")
 
 
 class _PeriodSession(TemporalSession):

@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 
 from .base import Transformer
+from .errors import ParameterError
+from .params import Interval, Names, OneOf
 from .video import Frame
 
 # MediaPipe BlazePose's 33 landmarks, in model order.
@@ -171,6 +173,21 @@ def in_shot(poses: list[Pose], frame: Frame | np.ndarray) -> list[Pose]:
     return [replace(pose, shot=shot) for pose in poses] if shot else poses
 
 
+class OneThread:
+    """Which thread first used a component's MediaPipe graphs: MediaPipe graphs must not be shared
+    across threads, so a use from any other is refused."""
+
+    def __init__(self) -> None:
+        self.ident: int | None = None
+
+    def check(self, owner: object) -> None:
+        if self.ident is None:
+            self.ident = threading.get_ident()
+        elif self.ident != threading.get_ident():
+            raise RuntimeError(f"{owner!r} was first used on another thread: MediaPipe graphs must not be "
+                               "shared across threads; create one extractor per stream and thread")
+
+
 class HumanBodyPoseExtractor(Transformer):
     """Finds every person in a frame: a list of :class:`Pose`, possibly empty.
 
@@ -180,24 +197,23 @@ class HumanBodyPoseExtractor(Transformer):
     one landmarker, created on first use and bound to the thread that created it.
     """
 
-    def __init__(self, maximum_person_count: int = 4, minimum_confidence: float = 0.5):
+    _parameter_constraints = {"maximum_person_count": [Interval(int, 1, 16)],
+                              "minimum_confidence": [Interval(float, 0, 1)]}
+
+    def __init__(self, *, maximum_person_count: int = 4, minimum_confidence: float = 0.5):
         self.maximum_person_count = maximum_person_count
         self.minimum_confidence = minimum_confidence
         self._landmarker: Any = None
-        self._owner: int | None = None
+        self._thread = OneThread()
 
     def _get_landmarker(self) -> Any:
+        self._thread.check(self)
         if self._landmarker is None:
             from mediapipe.tasks.python import vision
 
-            if not 1 <= self.maximum_person_count <= 16:
-                raise ValueError(f"{self!r}: maximum_person_count must be 1..16")
+            self.check_params()
             options = landmarker_options(vision.RunningMode.IMAGE, self.maximum_person_count, self.minimum_confidence)
             self._landmarker = vision.PoseLandmarker.create_from_options(options)
-            self._owner = threading.get_ident()
-        elif self._owner != threading.get_ident():
-            raise RuntimeError(f"{self!r} was first used on another thread: MediaPipe graphs must not be "
-                               "shared across threads; create one extractor per stream")
         return self._landmarker
 
     def applied(self, frame: Frame | np.ndarray) -> list[Pose]:
@@ -214,7 +230,7 @@ class HumanBodyPoseExtractor(Transformer):
 
     def __getstate__(self) -> dict:
         # A landmarker cannot travel to another process; the copy makes its own on first use.
-        return {**self.__dict__, "_landmarker": None, "_owner": None}
+        return {**self.__dict__, "_landmarker": None, "_thread": OneThread()}
 
 
 def _bounding_box_area(xy: np.ndarray) -> float:
@@ -236,16 +252,24 @@ class PoseSelector(Transformer):
     """Picks one person's pose out of the people in a frame, or None when nobody qualifies.
 
     Only joints at or above ``confidence_threshold`` count towards a strategy.
+
+    >>> import numpy as np
+    >>> near, far = (Pose(np.c_[np.random.default_rng(0).uniform(0, size, (33, 2)), np.ones((33, 2))])
+    ...              for size in (0.6, 0.2))
+    >>> PoseSelector().applied([far, near]) is near  # the largest bounding box
+    True
     """
 
-    def __init__(self, strategy: str = "maximum_bounding_box_area", confidence_threshold: float = 0.2):
+    _parameter_constraints = {"strategy": [OneOf(STRATEGIES)], "confidence_threshold": [Interval(float, 0, 1)]}
+
+    def __init__(self, *, strategy: str = "maximum_bounding_box_area", confidence_threshold: float = 0.2):
         self.strategy = strategy
         self.confidence_threshold = confidence_threshold
 
     def applied(self, poses: list[Pose]) -> Pose | None:
         score = _STRATEGIES.get(self.strategy)
         if score is None:
-            raise ValueError(f"PoseSelector: unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+            self.check_params()
         best, best_score = None, -np.inf
         for pose in poses:
             mask = pose.confident(self.confidence_threshold)
@@ -289,26 +313,44 @@ class JointsSelector(Transformer):
     Give ``selected_joints`` (only these count) or ``ignored_joints`` (all but these), as joint or
     group names (see ``JOINT_GROUPS``): an arm exercise counted on the arms alone, or a jittering
     face left out.  A joint left out has NaN coordinates and confidence, so the counter and the
-    period predictor see no motion in it and drawing skips it.  ``None`` passes through.
+    period predictor see no motion in it and drawing skips it.  ``None`` passes through, and so
+    does every joint when neither list is given.
+
+    >>> import numpy as np
+    >>> arms = JointsSelector(selected_joints=["arms"]).applied(Pose(np.ones((33, 4), np.float32)))
+    >>> int(np.isnan(arms.keypoints[:, 0]).sum())  # 33 joints, 12 of them the arms'
+    21
     """
 
-    def __init__(self, selected_joints: Sequence[str] | None = None, ignored_joints: Sequence[str] | None = None):
+    _parameter_constraints = {"selected_joints": [Names(), None], "ignored_joints": [Names(), None]}
+
+    def __init__(self, *, selected_joints: Sequence[str] | None = None, ignored_joints: Sequence[str] | None = None):
         self.selected_joints = selected_joints
         self.ignored_joints = ignored_joints
 
+    def _check_relations(self) -> None:
+        if self.selected_joints is not None and self.ignored_joints is not None:
+            raise ParameterError(type(self).__name__, "selected_joints", "and ignored_joints cannot both be given",
+                                 "give the joints to keep or those to leave out")
+        try:
+            left_out = self._left_out()
+        except ValueError as e:
+            given = "selected_joints" if self.selected_joints is not None else "ignored_joints"
+            raise ParameterError(type(self).__name__, given, f"must be joint or group names: {e}") from None
+        if left_out.all():
+            raise ParameterError(type(self).__name__, "selected_joints" if self.selected_joints is not None
+                                 else "ignored_joints", "leaves no joint to count on")
+
     def _left_out(self) -> np.ndarray:
-        if (self.selected_joints is None) == (self.ignored_joints is None):
-            raise ValueError(f"{self!r}: give either selected_joints or ignored_joints")
+        if self.selected_joints is None and self.ignored_joints is None:
+            return np.zeros(len(JOINT_NAMES), bool)
         names = joint_names(self.selected_joints if self.selected_joints is not None else self.ignored_joints)
         listed = np.isin(np.arange(len(JOINT_NAMES)), [JOINT_INDEX[n] for n in names])
-        left_out = ~listed if self.selected_joints is not None else listed
-        if left_out.all():
-            raise ValueError(f"{self!r}: leaves no joint to count on")
-        return left_out
+        return ~listed if self.selected_joints is not None else listed
 
     def applied(self, pose: Pose | None) -> Pose | None:
         if pose is None:
             return None
         keypoints = pose.keypoints.copy()
-        keypoints[self._left_out()] = np.nan
+        keypoints[self.check_params()._left_out()] = np.nan
         return replace(pose, keypoints=keypoints)

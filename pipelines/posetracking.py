@@ -35,13 +35,14 @@ sessions a segment at a time), are made on first use, and belong to the thread t
 
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 
 from .base import TemporalSession, TemporalTransformer
+from .params import Interval
 from .pose import (
     HumanBodyPoseExtractor,
+    OneThread,
     Pose,
     in_shot,
     landmarker_options,
@@ -54,14 +55,6 @@ from .video import Frame, Shots
 DETECTION_INTERVAL = 30  # one second at 30 fps: a new person is found within it
 _BLANK = np.zeros((64, 64, 3), np.uint8)
 _STEP_MS = 33  # the trackers' own clock: their output does not depend on it, and it always increases
-
-
-def checked_interval(detection_interval: object, owner: str) -> int:
-    """``detection_interval`` if it is a whole number of frames >= 1; a ValueError naming ``owner`` if not."""
-    if not isinstance(detection_interval, int) or detection_interval < 1:
-        raise ValueError(f"{owner}: detection_interval must be a whole number of frames >= 1 (1 runs the "
-                         f"detector on every frame), got {detection_interval!r}")
-    return detection_interval
 
 
 class _Tracker:
@@ -115,17 +108,20 @@ class TrackingPoseExtractor(TemporalTransformer):
 
     IDLE_KEPT = 2
 
-    def __init__(self, maximum_person_count: int = 4, minimum_confidence: float = 0.5,
+    _parameter_constraints = {**HumanBodyPoseExtractor._parameter_constraints,
+                              "detection_interval": [Interval(int, 1)]}
+
+    def __init__(self, *, maximum_person_count: int = 4, minimum_confidence: float = 0.5,
                  detection_interval: int = DETECTION_INTERVAL):
         self.maximum_person_count = maximum_person_count
         self.minimum_confidence = minimum_confidence
         self.detection_interval = detection_interval
         self._detector: HumanBodyPoseExtractor | None = None
         self._idle: list[_Tracker] = []  # trackers not lent to a session, the latest given back last
-        self._owner: int | None = None
+        self._thread = OneThread()
 
     def session(self) -> TemporalSession:
-        checked_interval(self.detection_interval, repr(self))
+        self.check_params()
         return _TrackingSession(self)
 
     def prepare(self, people: tuple[int, ...] = (1,)) -> None:
@@ -136,15 +132,12 @@ class TrackingPoseExtractor(TemporalTransformer):
 
     def detector(self) -> HumanBodyPoseExtractor:
         if self._detector is None:
-            self._detector = HumanBodyPoseExtractor(self.maximum_person_count, self.minimum_confidence)
+            self._detector = HumanBodyPoseExtractor(maximum_person_count=self.maximum_person_count,
+                                                    minimum_confidence=self.minimum_confidence)
         return self._detector
 
     def _borrow(self, people: int) -> _Tracker:
-        if self._owner is None:
-            self._owner = threading.get_ident()
-        elif self._owner != threading.get_ident():
-            raise RuntimeError(f"{self!r} was first used on another thread: MediaPipe graphs must not be "
-                               "shared across threads; create one extractor per thread")
+        self._thread.check(self)
         lent = next((t for t in reversed(self._idle) if t.people == people), None)
         if lent is None:
             lent = _Tracker(people, self.minimum_confidence)
@@ -170,7 +163,7 @@ class TrackingPoseExtractor(TemporalTransformer):
 
     def __getstate__(self) -> dict:
         # MediaPipe graphs cannot travel to another process; the copy makes its own on first use.
-        return {**self.__dict__, "_detector": None, "_idle": [], "_owner": None}
+        return {**self.__dict__, "_detector": None, "_idle": [], "_thread": OneThread()}
 
 
 class _TrackingSession(TemporalSession):

@@ -148,7 +148,7 @@ def score(sequences: Sequence[LabelledSequence], window: int = 90, stride: int =
     videos, poses_counted, seconds = [], 0, 0.0
     for seq, poses in iterate_labelled(sequences):
         started = time.perf_counter()
-        counts = list(counter.applied(SlidingWindow(window, stride).applied(poses)))
+        counts = list(counter.applied(SlidingWindow(length=window, stride=stride).applied(poses)))
         seconds += time.perf_counter() - started
         poses_counted += len(poses)
         ends = [r.end for c in counts for r in getattr(c, "repetitions", ())]

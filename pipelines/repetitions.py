@@ -28,7 +28,8 @@ import numpy as np
 
 from .base import ComposedTemporalTransformer, TemporalSession, TemporalTransformer, Transformer
 from .counting import HumanBodyActionCounter
-from .errors import CadenceError, NoPersonError
+from .errors import CadenceError, NoPersonError, ParameterError
+from .params import FLAG, Interval, check
 from .pose import JointsSelector, Pose, PoseSelector
 from .posetracking import DETECTION_INTERVAL, TrackingPoseExtractor
 from .tracking import PersonTracker
@@ -328,7 +329,24 @@ class RepetitionCounting:
     so many frames, and people are tracked in between (1: on every frame; see
     :class:`TrackingPoseExtractor`).  ``selected_joints`` or ``ignored_joints`` (joint or group names) put a
     :class:`JointsSelector` after the pose selector: only the joints kept are counted on.
+
+    >>> RepetitionCounting(window=60).check_params().window_stride
+    15
+    >>> RepetitionCounting(stride=120).check_params()
+    Traceback (most recent call last):
+    ...
+    cadence.pipelines.errors.ParameterError: RepetitionCounting: stride must not exceed the window (90), got 120
     """
+
+    _parameter_constraints = {
+        "window": [Interval(int, 2)], "stride": [Interval(int, 1), None],
+        "strategy": PoseSelector._parameter_constraints["strategy"],
+        "confidence_threshold": PoseSelector._parameter_constraints["confidence_threshold"],
+        "live": [FLAG], "per_person": [FLAG],
+        "selected_joints": JointsSelector._parameter_constraints["selected_joints"],
+        "ignored_joints": JointsSelector._parameter_constraints["ignored_joints"],
+        "detection_interval": TrackingPoseExtractor._parameter_constraints["detection_interval"],
+    }
 
     window: int = 90
     stride: int | None = None
@@ -341,6 +359,18 @@ class RepetitionCounting:
     per_person: bool = False
     detection_interval: int = DETECTION_INTERVAL
 
+    def check_params(self) -> RepetitionCounting:
+        """Raise :class:`ParameterError` naming the first setting out of range (the constraints are
+        the components', declared there); return the job."""
+        check(self, self._parameter_constraints)
+        if self.stride is not None and self.stride > self.window:
+            raise ParameterError(type(self).__name__, "stride", f"must not exceed the window ({self.window}), "
+                                                                f"got {self.stride}")
+        if self.selected_joints is not None or self.ignored_joints is not None:
+            self._joints().check_params()
+        self.counter.check_params()
+        return self
+
     @property
     def window_stride(self) -> int:
         return self.stride if self.stride is not None else min(STRIDE, self.window)
@@ -352,17 +382,19 @@ class RepetitionCounting:
 
     def selector(self) -> Transformer:
         """Everyone in a frame -> the pose counted on (with only the joints kept, if any are chosen)."""
-        selector = PoseSelector(self.strategy, self.confidence_threshold)
+        selector = PoseSelector(strategy=self.strategy, confidence_threshold=self.confidence_threshold)
         if self.selected_joints is None and self.ignored_joints is None:
             return selector
-        return selector.appending(JointsSelector(self.selected_joints, self.ignored_joints))
+        return selector.appending(self._joints())
+
+    def _joints(self) -> JointsSelector:
+        return JointsSelector(selected_joints=self.selected_joints, ignored_joints=self.ignored_joints)
 
     def feed_counting(self, feed: str = "") -> FeedCounting:
         tracker = PersonTracker(confidence_threshold=self.confidence_threshold) if self.per_person else None
-        joints = None if self.selected_joints is None and self.ignored_joints is None else \
-            JointsSelector(self.selected_joints, self.ignored_joints)
-        return FeedCounting(self.selector(), SlidingWindow(self.window, self.window_stride), self.counter, feed,
-                            tracker, joints)
+        joints = None if self.selected_joints is None and self.ignored_joints is None else self._joints()
+        return FeedCounting(self.selector(), SlidingWindow(length=self.window, stride=self.window_stride),
+                            self.counter, feed, tracker, joints)
 
     def pipeline(self) -> ComposedTemporalTransformer:
         """Frames in, cumulative counts out: the whole job as one composed component."""
@@ -378,7 +410,7 @@ class RepetitionCounting:
         followed on it and the count so far (for drawing).  Raises :class:`NoPersonError` when
         nobody was found in any frame.
         """
-        extractor, counting = self.extractor(), self.feed_counting(source)
+        extractor, counting = self.check_params().extractor(), self.feed_counting(source)
         posing, session = extractor.session(), counting.session()
         result = CountResult(source, source)
         started = time.perf_counter()

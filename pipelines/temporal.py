@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .base import TemporalSession, TemporalTransformer
+from .params import FLAG, Interval
 
 
 @dataclass(frozen=True)
@@ -35,19 +36,20 @@ class Window(Sequence):
         return iter(self.elements)
 
 
-def _check_positive_int(owner: object, name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{type(owner).__name__}: {name} must be a whole number >= 1, got {value!r}")
-
-
 class Downsample(TemporalTransformer):
-    """Keeps every ``factor``-th element (the first, then one in ``factor``)."""
+    """Keeps every ``factor``-th element (the first, then one in ``factor``).
 
-    def __init__(self, factor: int = 2):
+    >>> list(Downsample(factor=3).applied(range(10)))
+    [0, 3, 6, 9]
+    """
+
+    _parameter_constraints = {"factor": [Interval(int, 1)]}
+
+    def __init__(self, *, factor: int = 2):
         self.factor = factor
 
     def session(self) -> TemporalSession:
-        _check_positive_int(self, "factor", self.factor)
+        self.check_params()
         return _DownsampleSession(self.factor)
 
 
@@ -75,18 +77,23 @@ class SlidingWindow(TemporalTransformer):
     With ``partial=True`` (the default) the stream's tail that no full window covered is emitted
     as a shorter last window, so a stream shorter than one window still yields it: a counter must
     not lose the last reps of a clip.  ``as_array=True`` stacks elements into a numpy array.
+
+    >>> [list(w) for w in SlidingWindow(length=3, stride=2).applied(range(6))]
+    [[0, 1, 2], [2, 3, 4], [4, 5]]
     """
 
-    def __init__(self, length: int = 90, stride: int | None = None, partial: bool = True, as_array: bool = False):
+    _parameter_constraints = {"length": [Interval(int, 1)], "stride": [Interval(int, 1), None],
+                              "partial": [FLAG], "as_array": [FLAG]}
+
+    def __init__(self, *, length: int = 90, stride: int | None = None, partial: bool = True, as_array: bool = False):
         self.length = length
         self.stride = stride
         self.partial = partial
         self.as_array = as_array
 
     def session(self) -> TemporalSession:
+        self.check_params()
         stride = self.length if self.stride is None else self.stride
-        _check_positive_int(self, "length", self.length)
-        _check_positive_int(self, "stride", stride)
         return _SlidingWindowSession(self.length, stride, self.partial, self.as_array)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .base import TemporalSession, TemporalTransformer
+from .params import Interval
 from .pose import Pose, box_overlap
 
 
@@ -29,18 +30,27 @@ class _Track:
 
 
 class PersonTracker(TemporalTransformer):
-    """Poses of one frame in, ``{person id: pose}`` out, ids stable across frames (see the module)."""
+    """Poses of one frame in, ``{person id: pose}`` out, ids stable across frames (see the module).
 
-    def __init__(self, minimum_overlap: float = 0.2, patience: int = 30, confidence_threshold: float = 0.2):
+    >>> import numpy as np
+    >>> from cadence import Pose
+    >>> left, right = (Pose(np.c_[np.random.default_rng(0).uniform(x, x + 0.2, (33, 2)), np.ones((33, 2))])
+    ...                for x in (0.1, 0.6))
+    >>> frames = PersonTracker().applied([[left, right], [right, left]])  # the list's order changes
+    >>> [ids[1] is left for ids in frames]  # the person does not
+    [True, True]
+    """
+
+    _parameter_constraints = {"minimum_overlap": [Interval(float, 0, 1, "neither")], "patience": [Interval(int, 0)],
+                              "confidence_threshold": [Interval(float, 0, 1)]}
+
+    def __init__(self, *, minimum_overlap: float = 0.2, patience: int = 30, confidence_threshold: float = 0.2):
         self.minimum_overlap = minimum_overlap
         self.patience = patience
         self.confidence_threshold = confidence_threshold
 
     def session(self) -> TemporalSession:
-        if not 0 < self.minimum_overlap < 1:
-            raise ValueError(f"{self!r}: minimum_overlap must be in (0, 1)")
-        if self.patience < 0:
-            raise ValueError(f"{self!r}: patience must be >= 0 frames")
+        self.check_params()
         return _TrackerSession(self)
 
 

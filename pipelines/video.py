@@ -4,7 +4,6 @@ into frames, live or not."""
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import math
 import os
@@ -17,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .base import in_thread
 from .errors import CameraError, EmptyVideoError, InputError, InvalidVideoError, VideoNotFoundError
 
 DEFAULT_FPS = 30.0
@@ -76,11 +76,8 @@ def numbered_shots(frames: Iterable[Frame]) -> Iterator[Frame]:
 class _ThreadedAsyncIteration:
     """``async for`` over a blocking reader: each read runs in a thread, the loop stays free."""
 
-    async def __aiter__(self) -> AsyncIterator[Frame]:
-        iterator = iter(self)
-        end = object()
-        while (frame := await asyncio.to_thread(next, iterator, end)) is not end:
-            yield frame
+    def __aiter__(self) -> AsyncIterator[Frame]:
+        return in_thread(self)
 
 
 def _open(source: str | int) -> cv2.VideoCapture:
