@@ -2,7 +2,8 @@
 
 Training streams chunks of ``chunk_size`` rows from the Parquet store (memory follows the chunk,
 not the corpus), in an order shuffled per epoch from the seed, one ``update`` per chunk; validates
-every epoch; stops after ``patience`` epochs without improvement and keeps the best model;
+every epoch; stops after the classifier's ``early_stop_iteration_count`` epochs without
+improvement and keeps the best model;
 checkpoints atomically; and resumes to the very model an uninterrupted run reaches.
 """
 
@@ -12,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +21,12 @@ import pyarrow as pa
 
 from cadence.pipelines import modelfile
 from cadence.pipelines.audio import AudioFeaturePrint, clip_vector
-from cadence.pipelines.classifiers import (Classification, ClassifierModel, FullyConnectedNetworkClassifier,
-                                           LogisticRegressionClassifier, TrainingProgress, scored)
+from cadence.pipelines.classifier_models import Classification, ClassifierModel, TrainingProgress, scored
+from cadence.pipelines.classifiers import FullyConnectedNetworkClassifier, LogisticRegressionClassifier
 from cadence.pipelines.errors import InputError
 from cadence.pipelines.events import EventHandler
 
-from cadence.cluster.audio.features import FeatureStore, vectors
+from cadence.cluster.audio.store import FeatureStore, vectors
 
 
 CHECKPOINT = "checkpoint.safetensors"  # in --checkpoint-dir
@@ -60,35 +61,38 @@ def open_store(path: str | os.PathLike) -> FeatureStore:
     return store
 
 
+Classifier = LogisticRegressionClassifier | FullyConnectedNetworkClassifier
+CLASSIFIERS: dict[str, type] = {"logreg": LogisticRegressionClassifier, "mlp": FullyConnectedNetworkClassifier}
+# What stopping and the epoch count do; a resumed run may change them (they are not the model's identity).
+STOPPING = ("maximum_iterations", "early_stop_iteration_count", "early_stopping_tolerance")
+
+
 @dataclass
 class TrainSettings:
-    classifier: str = "mlp"
-    l2_penalty: float | None = None  # per example; None: logreg chooses it on validation data, mlp takes 1e-3
-    epochs: int = 100
+    """A training job on a store: the classifier, whose own parameters say how it learns (epochs are
+    its ``maximum_iterations``, patience its ``early_stop_iteration_count``, the shuffles' seed its
+    ``random_seed``), and what only a job over a store has: chunks, checkpoints, the row level.
+
+    >>> TrainSettings(LogisticRegressionClassifier(l2_penalty=0.01)).name
+    'logreg'
+    """
+
+    classifier: Classifier = field(default_factory=FullyConnectedNetworkClassifier)
     chunk_size: int = 1024
-    patience: int = 10
     checkpoint_dir: str | None = None
     checkpoint_every: int = 1
     resume: bool = False
-    seed: int = 0
-    hidden_unit_counts: tuple[int, ...] = (100,)
-    batch_size: int = 32
-    learning_rate: float = 0.001
-    dropout_probability: float = 0.2
-    early_stopping_tolerance: float = 0.0
     level: str = "clip"
 
-    def estimator(self) -> LogisticRegressionClassifier | FullyConnectedNetworkClassifier:
-        if self.classifier == "logreg":
-            return LogisticRegressionClassifier(l2_penalty=self.l2_penalty, random_seed=self.seed)
-        if self.classifier == "mlp":
-            return FullyConnectedNetworkClassifier(
-                hidden_unit_counts=self.hidden_unit_counts, learning_rate=self.learning_rate,
-                dropout_probability=self.dropout_probability, batch_size=self.batch_size,
-                maximum_iterations=self.epochs, early_stop_iteration_count=self.patience,
-                early_stopping_tolerance=self.early_stopping_tolerance,
-                l2_penalty=self.l2_penalty if self.l2_penalty is not None else 1e-3, random_seed=self.seed)
-        raise ValueError(f"unknown classifier {self.classifier!r}: choose logreg or mlp")
+    @property
+    def name(self) -> str:
+        """The classifier's name on the command line: logreg or mlp."""
+        return next(name for name, kind in CLASSIFIERS.items() if isinstance(self.classifier, kind))
+
+    def with_params(self, **params: object) -> TrainSettings:
+        """These settings with some of the classifier's parameters changed, and checked."""
+        copy = type(self.classifier)(**self.classifier.get_params())
+        return replace(self, classifier=copy.set_params(**params))
 
 
 @dataclass
@@ -198,16 +202,15 @@ class _Rows:
 
 def _identity(settings: TrainSettings, store: FeatureStore) -> dict:
     """What a resumed run must share with the checkpointed one to reach the same model (as JSON reads it back)."""
-    kept = ("classifier", "l2_penalty", "chunk_size", "seed", "hidden_unit_counts", "batch_size", "learning_rate",
-            "dropout_probability", "level")
-    return json.loads(json.dumps({"settings": {k: v for k, v in asdict(settings).items() if k in kept},
-                                  "store": store.path.name}))
+    model = {k: v for k, v in settings.classifier.get_params().items() if k not in STOPPING}
+    kept = {"classifier": settings.name, **model, "chunk_size": settings.chunk_size, "level": settings.level}
+    return json.loads(json.dumps({"settings": kept, "store": store.path.name}))
 
 
 def train(store: FeatureStore, settings: TrainSettings, event_handler: EventHandler | None = None) -> TrainResult:
     started = time.perf_counter()
+    estimator = settings.classifier.check_params()
     rows = _Rows(store, settings.level)
-    estimator = settings.estimator()
     if isinstance(estimator, LogisticRegressionClassifier):
         result = _train_in_one_go(rows, estimator, settings)
     else:
@@ -250,10 +253,10 @@ def _train_in_chunks(rows: _Rows, estimator: FullyConnectedNetworkClassifier, se
         model = estimator.make_transformer(rows.labels(settings.chunk_size))  # no pass over the vectors
 
     def chunks(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        return rows.chunks("train", settings.chunk_size, np.random.default_rng([settings.seed, epoch]))
+        return rows.chunks("train", settings.chunk_size, np.random.default_rng([estimator.random_seed, epoch]))
 
     def save_checkpoint(model: ClassifierModel, best: ClassifierModel, progress: TrainingProgress) -> None:
-        last = progress.waited >= settings.patience or progress.epoch >= settings.epochs
+        last = progress.waited >= estimator.early_stop_iteration_count or progress.epoch >= estimator.maximum_iterations
         if checkpoint and (progress.epoch % settings.checkpoint_every == 0 or last):
             modelfile.save(checkpoint, {"model": model, "best": best},
                            {"identity": identity, "progress": asdict(progress)})

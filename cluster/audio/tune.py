@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cadence.pipelines.errors import CadenceError
@@ -61,20 +61,24 @@ class TuneResult:
     cpus: int = 0
 
 
-def grid(classifier: str, given: dict[str, list]) -> list[dict]:
+def grid(base: TrainSettings, given: dict[str, list]) -> list[dict]:
     """Every combination of the values given (a setting not given takes the default grid's values,
-    or none when the default grid does not search it)."""
-    values = dict(DEFAULT_GRIDS[classifier])
+    or none when the default grid does not search it), each checked as the classifier checks its
+    parameters, so a bad value is refused before any trial starts."""
+    values = dict(DEFAULT_GRIDS[base.name])
     values.update({k: v for k, v in given.items() if v})
     names = sorted(values)
-    return [dict(zip(names, combination)) for combination in itertools.product(*(values[n] for n in names))]
+    configs = [dict(zip(names, combination)) for combination in itertools.product(*(values[n] for n in names))]
+    for config in configs:
+        base.with_params(**config)
+    return configs
 
 
-def _run_trial(store_path: str, base: dict, out_dir: str, config: dict) -> dict:
+def run_trial(store_path: str, base: TrainSettings, out_dir: str, config: dict) -> dict:
     """One trial (in a Ray worker): train with the base settings and this trial's, save the model."""
     from threadpoolctl import threadpool_limits
 
-    settings = TrainSettings(**(base | config))
+    settings = base.with_params(**config)
     store = open_store(store_path)
     started = time.perf_counter()
     with threadpool_limits(1):  # one CPU per trial: BLAS threads would fight the other trials for the cores
@@ -93,8 +97,8 @@ def tune(store_path: str | os.PathLike, base: TrainSettings, given: dict[str, li
     from ray import tune as ray_tune
 
     store = open_store(store_path)  # a bad store is refused before any trial starts
-    configs = grid(base.classifier, given)
-    base_settings = _unsearched(base)
+    configs = grid(base, given)
+    base_settings = unsearched(base)
     work = Path(tempfile.mkdtemp(prefix="cadence-tune-"))
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's classic output, which verbose=0 silences
     started = time.perf_counter()
@@ -102,7 +106,7 @@ def tune(store_path: str | os.PathLike, base: TrainSettings, given: dict[str, li
         where = str(store.path.resolve())  # trials run in folders of their own: the path must not be relative
 
         def trial(config: dict) -> None:
-            ray_tune.report(_run_trial(where, base_settings, str(work / "models"), config["settings"]))
+            ray_tune.report(run_trial(where, base_settings, str(work / "models"), config["settings"]))
 
         trainable = ray_tune.with_resources(trial, {"cpu": 1})
         (work / "models").mkdir()
@@ -159,9 +163,9 @@ def trial_table(result: TuneResult) -> str:
     return "\n".join(lines)
 
 
-def _unsearched(settings: TrainSettings) -> dict:
+def unsearched(settings: TrainSettings) -> TrainSettings:
     """The settings every trial shares (a trial neither checkpoints nor resumes)."""
-    return {k: v for k, v in asdict(settings).items() if k not in (*SEARCHED, "checkpoint_dir", "resume")}
+    return replace(settings, checkpoint_dir=None, resume=False)
 
 
 def _setting(value: object) -> str:
@@ -170,31 +174,3 @@ def _setting(value: object) -> str:
 
 def _figure(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
-
-
-def bench_tune(fsdd: Path, classifier: str, address: str | None, work: Path) -> dict:
-    """``cadence bench tune``: the default grid on FSDD's standard split, as Ray Tune trials and then
-    the same trials one after another in this process; times, and whether both find the same best
-    model."""
-    from cadence.pipelines.modelfile import load
-
-    from cadence.cluster.bench.benchmarks import fsdd_manifest
-    from cadence.cluster.runtime.connect import connected
-    from cadence.cluster.audio.features import extract_corpus
-
-    summary = extract_corpus(fsdd_manifest(fsdd, work / "fsdd.csv"), work / "store", use_ray=False)
-    base = TrainSettings(classifier=classifier)
-    with connected(address) as cluster:
-        parallel = tune(summary.store, base, {}, work / "best-tune.safetensors")
-    (work / "sequential").mkdir()
-    started = time.perf_counter()
-    sequential = [Trial(config, **_run_trial(summary.store, _unsearched(base), str(work / "sequential"), config))
-                  for config in grid(classifier, {})]
-    seconds = time.perf_counter() - started
-    best = sorted(sequential, key=Trial.rank)[0]
-    same = load(best.model)[0]["model"] == load(parallel.model)[0]["model"]
-    return {"classifier": classifier, "trials": len(parallel.trials), "cpus": cluster["cpus"],
-            "tune_seconds": round(parallel.seconds, 1), "sequential_seconds": round(seconds, 1),
-            "speedup": round(seconds / parallel.seconds, 2), "best": parallel.best.settings,
-            "best_validation_accuracy": parallel.best.validation_accuracy,
-            "best_test_accuracy": parallel.best.test_accuracy, "same_best_model": same}

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from cadence.actors.schemas import REPETITION
 from cadence.pipelines.drawing import write_annotated
 from cadence.pipelines.errors import CadenceError, InputError
 from cadence.pipelines.files import check_folder_exists, write_parquet_atomically
@@ -28,9 +29,9 @@ from cadence.pipelines.video import is_camera, open_source
 
 COUNT_TABLE = pa.schema([("feed", pa.string()), ("frame_index", pa.int64()), ("timestamp", pa.float64()),
                          ("count", pa.float64()), ("people", pa.map_(pa.string(), pa.float64()))])
-REPETITION_TABLE = pa.schema([("feed", pa.string()), ("index", pa.int32()), ("start_frame", pa.int64()),
-                              ("end_frame", pa.int64()), ("start_time", pa.float64()), ("end_time", pa.float64()),
-                              ("duration", pa.float64()), ("confidence", pa.float64())])
+# a repetition as the pipeline carries it (actors.schemas.REPETITION), with its feed and duration
+REPETITION_TABLE = pa.schema([("feed", pa.string()), *(f for f in REPETITION if f.name != "confidence"),
+                              ("duration", pa.float64()), REPETITION.field("confidence")])
 
 
 class _PartialParquet:
@@ -181,10 +182,8 @@ def count_sources(args: argparse.Namespace) -> bool:
     if not sources:
         raise InputError("cadence count", "got no source", "give at least one VIDEO, or --feeds FILE")
     job = RepetitionCounting(window=args.window, stride=args.stride, strategy=args.strategy, live=args.live,
-                             selected_joints=args.joints, ignored_joints=args.ignore_joints,
-                             per_person=args.per_person, detection_interval=args.detection_interval)
-    if min(job.window, job.window_stride) < 1:
-        raise InputError("cadence count", "--window and --stride must be whole numbers >= 1")
+                             selected_joints=args.selected_joints, ignored_joints=args.ignored_joints,
+                             per_person=args.per_person, detection_interval=args.detection_interval).check_params()
     runner = args.runner or ("inline" if args.annotate else "ray")
     if runner == "inline" and labels:
         raise InputError(args.feeds, "gives node labels, which place feeds on Ray nodes", "leave out --runner inline")

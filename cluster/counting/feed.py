@@ -19,7 +19,6 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from cadence.actors.queues import ActorPool, BoundedQueue
 from cadence.actors.stages import StateLost
 from cadence.pipelines.errors import CadenceError
-from cadence.pipelines.posetracking import checked_interval
 from cadence.pipelines.repetitions import CountResult, FeedCounting, RepetitionCounting
 from cadence.pipelines.video import Source, is_camera
 
@@ -105,7 +104,7 @@ def describe(source: Source) -> str:
 
 def whole_segments(batch_size: int, job: RepetitionCounting) -> int:
     """``batch_size`` rounded up to a whole number of the job's pose-tracking segments."""
-    every = checked_interval(job.detection_interval, "RepetitionCounting")
+    every = job.check_params().detection_interval
     return -(-batch_size // every) * every
 
 

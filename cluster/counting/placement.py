@@ -16,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-import ray
-
 from cadence.pipelines.errors import InputError
 
 from .settings import FEED_FRAMES_PER_SECOND
@@ -42,6 +40,8 @@ class NodeInfo:
 
 def live_nodes() -> list[NodeInfo]:
     """The cluster's live nodes, from Ray's own view (``ray.nodes()``)."""
+    import ray
+
     return [NodeInfo(n["NodeID"], int(n.get("Resources", {}).get("CPU", 0)), dict(n.get("Labels") or {}),
                      n.get("NodeManagerAddress", ""))
             for n in ray.nodes() if n.get("Alive")]

@@ -20,12 +20,14 @@ import secrets
 from importlib import resources
 from typing import Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cadence.pipelines.params import check_value
 from cadence.pipelines.pose import STRATEGIES
+from cadence.pipelines.repetitions import RepetitionCounting
 
 from cadence.cluster.serve import metrics
 from cadence.cluster.serve.service import CountingService, FeedSpec, FeedView
@@ -43,19 +45,40 @@ class FeedRequest(BaseModel):
     name: str | None = Field(None, description="how lists show it (default: the source)")
     live: bool | None = Field(None, description="read at the source's pace, dropping frames when behind "
                                                 "(default: true for cameras and URLs)")
-    strategy: Literal[STRATEGIES] = Field("maximum_bounding_box_area",  # type: ignore[valid-type]
+    strategy: Literal[STRATEGIES] = Field(RepetitionCounting.strategy,  # type: ignore[valid-type]
                                           description="whose count is the headline when several people are in view")
-    window: int = Field(90, ge=2, le=10_000, description="frames per window")
-    stride: int | None = Field(None, ge=1, description="frames between counts (default: 15, or the window if shorter)")
+    window: int = Field(RepetitionCounting.window, description="frames per window")
+    stride: int | None = Field(RepetitionCounting.stride,
+                               description="frames between counts (default: 15, or the window if shorter)")
     per_person: bool = Field(True, description="also track and count everyone in view on their own (people)")
     labels: dict[str, str] | None = Field(None, description="run the feed on a Ray node carrying these node labels "
                                                              "(ray start --labels), e.g. a camera one site reaches")
+
+    @field_validator("window", "stride")
+    @classmethod
+    def _as_the_job_accepts(cls, value: object, info) -> object:
+        return check_value(RepetitionCounting, info.field_name, value)
 
 
 def create_app(service: CountingService, token: str | None = None) -> FastAPI:
     app = FastAPI(title="cadence serve", summary="Counts exercise repetitions on many camera feeds at once.",
                   version="1")
+    guarded = [Depends(_token_check(token))]
+    app.include_router(_feed_routes(service), dependencies=guarded)
+    app.include_router(_feed_output_routes(service), dependencies=guarded)
+    app.include_router(_site_routes(service, token), dependencies=guarded)
 
+    @app.get("/health")
+    def health() -> JSONResponse:
+        """200 while the driver runs; 503 with its error otherwise.  Needs no token."""
+        if service.error is not None:
+            return JSONResponse({"ok": False, "error": repr(service.error)}, status_code=503)
+        return JSONResponse({"ok": True, "feeds": len(service.feeds())})
+
+    return app
+
+
+def _token_check(token: str | None):
     def authorised(request: Request) -> None:
         if token is None:
             return
@@ -66,17 +89,21 @@ def create_app(service: CountingService, token: str | None = None) -> FastAPI:
             raise HTTPException(401, "a token is required: send 'Authorization: Bearer TOKEN' "
                                      "(or open the page as /?token=TOKEN)", headers={"WWW-Authenticate": "Bearer"})
 
-    guarded = [Depends(authorised)]
-    figures = metrics.registry(service)
-    html = resources.files("cadence.cluster.serve").joinpath("static/index.html").read_text()  # read once
+    return authorised
 
-    def view(feed_id: str) -> FeedView:
-        try:
-            return service.feed(feed_id)
-        except KeyError:
-            raise HTTPException(404, f"no feed with id {feed_id!r}; GET /feeds lists them") from None
 
-    @app.post("/feeds", status_code=201, dependencies=guarded)
+def _view(service: CountingService, feed_id: str) -> FeedView:
+    try:
+        return service.feed(feed_id)
+    except KeyError:
+        raise HTTPException(404, f"no feed with id {feed_id!r}; GET /feeds lists them") from None
+
+
+def _feed_routes(service: CountingService) -> APIRouter:
+    """Adding, listing and stopping feeds; the nodes they run on."""
+    router = APIRouter()
+
+    @router.post("/feeds", status_code=201)
     def add_feed(request: FeedRequest) -> dict:
         """Start counting a feed."""
         try:
@@ -84,51 +111,58 @@ def create_app(service: CountingService, token: str | None = None) -> FastAPI:
         except ValueError as e:
             raise HTTPException(422, str(e)) from None
 
-    @app.get("/feeds", dependencies=guarded)
+    @router.get("/feeds")
     def list_feeds() -> list[dict]:
         """Every feed: state, count, frames, frames dropped, latency, error."""
         return [v.to_dict() for v in service.feeds()]
 
-    @app.get("/nodes", dependencies=guarded)
+    @router.get("/nodes")
     def list_nodes() -> list[dict]:
         """The Ray nodes running feeds: node id, address, CPUs, feeds running there, frames read there."""
         return service.nodes()
 
-    @app.get("/feeds/{feed_id}", dependencies=guarded)
+    @router.get("/feeds/{feed_id}")
     def get_feed(feed_id: str) -> dict:
-        return view(feed_id).to_dict()
+        return _view(service, feed_id).to_dict()
 
-    @app.delete("/feeds/{feed_id}", dependencies=guarded)
+    @router.delete("/feeds/{feed_id}")
     def delete_feed(feed_id: str) -> dict:
         """Stop a feed; it stays listed with its final count."""
-        view(feed_id)
+        _view(service, feed_id)
         return service.remove(feed_id).to_dict()
 
-    @app.get("/feeds/{feed_id}/history", dependencies=guarded)
+    return router
+
+
+def _feed_output_routes(service: CountingService) -> APIRouter:
+    """What a feed has counted: its history, repetitions, a recent frame and its live events."""
+    router = APIRouter()
+
+    @router.get("/feeds/{feed_id}/history")
     def history(feed_id: str) -> list[dict]:
         """The feed's latest count updates (up to 2,000), oldest first."""
-        view(feed_id)
+        _view(service, feed_id)
         return service.history(feed_id)
 
-    @app.get("/feeds/{feed_id}/repetitions", dependencies=guarded)
+    @router.get("/feeds/{feed_id}/repetitions")
     def repetitions(feed_id: str) -> list[dict]:
-        view(feed_id)
+        _view(service, feed_id)
         return service.repetitions(feed_id)
 
-    @app.get("/feeds/{feed_id}/frame.jpg", dependencies=guarded, response_class=Response)
+    @router.get("/feeds/{feed_id}/frame.jpg", response_class=Response)
     def frame(feed_id: str) -> Response:
         """A recent frame with everyone found drawn (404 until one is made)."""
-        view(feed_id)
+        _view(service, feed_id)
         jpeg = service.preview(feed_id)
         if not jpeg:
             raise HTTPException(404, "no frame yet")
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
-    @app.get("/feeds/{feed_id}/events", dependencies=guarded, response_class=EventSourceResponse)
+    @router.get("/feeds/{feed_id}/events", response_class=EventSourceResponse)
     async def events(feed_id: str, request: Request):
         """Server-Sent Events: ``state`` first, then ``count`` per update, ``repetition`` per repetition
         counted, ``state`` per change."""
-        current = view(feed_id)
+        current = _view(service, feed_id)
         subscriber = service.subscribe(feed_id)
         try:
             yield ServerSentEvent(event="state", data={"state": current.state, "count": current.count,
@@ -142,19 +176,21 @@ def create_app(service: CountingService, token: str | None = None) -> FastAPI:
         finally:
             service.unsubscribe(feed_id, subscriber)
 
-    @app.get("/metrics", dependencies=guarded, response_class=Response)
+    return router
+
+
+def _site_routes(service: CountingService, token: str | None) -> APIRouter:
+    """The live page and the Prometheus metrics."""
+    router = APIRouter()
+    figures = metrics.registry(service)
+    html = resources.files("cadence.cluster.serve").joinpath("static/index.html").read_text()  # read once
+
+    @router.get("/metrics", response_class=Response)
     def prometheus() -> Response:
         body, content_type = metrics.exposition(figures)
         return Response(body, media_type=content_type)
 
-    @app.get("/health")
-    def health() -> JSONResponse:
-        """200 while the driver runs; 503 with its error otherwise.  Needs no token."""
-        if service.error is not None:
-            return JSONResponse({"ok": False, "error": repr(service.error)}, status_code=503)
-        return JSONResponse({"ok": True, "feeds": len(service.feeds())})
-
-    @app.get("/", response_class=HTMLResponse, dependencies=guarded)
+    @router.get("/", response_class=HTMLResponse)
     def page(request: Request) -> HTMLResponse:
         """The live page: every feed with its state, count, a recent frame and its count over time."""
         response = HTMLResponse(html)
@@ -162,8 +198,7 @@ def create_app(service: CountingService, token: str | None = None) -> FastAPI:
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         return response
 
-    return app
-
+    return router
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

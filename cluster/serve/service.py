@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 import ray
-from cadence.pipelines.pose import STRATEGIES
+
+from cadence.pipelines.errors import InputError, ParameterError
 from cadence.pipelines.repetitions import CountUpdate, RepetitionCounting
 from cadence.pipelines.video import Source, is_camera
 
@@ -52,22 +53,20 @@ class FeedSpec:
     source: Source
     name: str | None = None
     live: bool | None = None
-    strategy: str = "maximum_bounding_box_area"
-    window: int = 90
-    stride: int | None = None
+    strategy: str = RepetitionCounting.strategy
+    window: int = RepetitionCounting.window
+    stride: int | None = RepetitionCounting.stride
     per_person: bool = True
     labels: dict[str, str] | None = None  # run it on a node carrying these Ray node labels
 
     def checked(self) -> FeedSpec:
-        """The spec with its defaults filled in; ValueError names a bad field."""
+        """The spec with its defaults filled in; an :class:`InputError` names a bad field."""
         if isinstance(self.source, str) and not self.source.strip() or isinstance(self.source, list) and not self.source:
-            raise ValueError("source: empty; give a video file, a camera index or a stream URL")
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy: unknown {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
-        if self.window < 2:
-            raise ValueError(f"window: must be at least 2 frames, got {self.window}")
-        if self.stride is not None and not 1 <= self.stride <= self.window:
-            raise ValueError(f"stride: must be 1..window ({self.window}), got {self.stride}")
+            raise InputError("source", "is empty", "give a video file, a camera index or a stream URL")
+        try:
+            self.job().check_params()
+        except ParameterError as e:
+            raise InputError(e.parameter, e.problem[len(e.parameter) + 1:]) from None
         live = is_camera(self.source) if self.live is None else self.live
         name = self.name or (describe(self.source) if is_camera(self.source) else Path(describe(self.source)).name)
         return FeedSpec(self.source, name, live, self.strategy, self.window, self.stride, self.per_person,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cadence.pipelines.errors import InputError
-from cadence.pipelines.repetitions import CountUpdate
+from cadence.pipelines.repetitions import CountUpdate, RepetitionEvent
 from cadence.pipelines.snapshots import decode_snapshot, encode_snapshot
 
 STORE_FILE = "counts.sqlite"
@@ -163,8 +163,7 @@ class CountStore:
         with contextlib.closing(_connect(self.path)) as db:
             rows = db.execute("SELECT number, start_frame, end_frame, start_time, end_time, confidence "
                               "FROM repetitions WHERE feed = ? ORDER BY row", (feed_id,)).fetchall()
-        return [{"index": n, "start_frame": a, "end_frame": b, "start_time": s, "end_time": e,
-                 "duration": round(e - s, 3), "confidence": c} for n, a, b, s, e, c in rows]
+        return [RepetitionEvent(feed_id, *row).to_dict() for row in rows]
 
     def close(self) -> None:
         self._db.close()
