@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cadence.cluster.bench.benchmarks import fsdd_manifest
+from cadence.cluster.bench.features import fsdd_manifest
 from cadence.cluster.audio.features import default_sample_rate, extract_corpus, read_manifest
-from cadence.cluster.audio.train import TrainSettings, open_store, train
+from cadence.cluster.audio.train import CLASSIFIERS, TrainSettings, open_store, train
 from cadence.pipelines.audio import AudioFeaturePrint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def main() -> None:
                   for name, test in splits.items()}
         for classifier in args.classifier:
             for seed in args.seeds:
-                scores = {name: train(store, TrainSettings(classifier=classifier, seed=seed)).test_accuracy
+                scores = {name: train(store, TrainSettings(CLASSIFIERS[classifier](random_seed=seed))).test_accuracy
                           for name, store in stores.items()}
                 held = [scores[s] for s in SPEAKERS]
                 print(f"{classifier} seed {seed}: standard split {scores['standard']:.4f}; leave one speaker out "

@@ -25,11 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cadence.cluster.bench.benchmarks import fsdd_manifest, tile_corpus
-from cadence.cluster.audio.features import extract_corpus, vectors
+from cadence.cluster.bench.features import fsdd_manifest, tile_corpus
+from cadence.cluster.audio.features import extract_corpus
+from cadence.cluster.audio.store import vectors
 from cadence.cluster.audio.train import TrainSettings, open_store, train
 from cadence.pipelines.audio import AudioFeaturePrint
-from cadence.pipelines.classifiers import LogisticRegressionClassifier
+from cadence.pipelines.classifiers import FullyConnectedNetworkClassifier, LogisticRegressionClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = range(5)
@@ -80,14 +81,15 @@ def main() -> None:
         figures["logreg_test_accuracy_by_l2"] = accuracies
 
         for hidden in ((100,), (256,)):  # Create ML's default width, and a wider one
-            results = [train(store, TrainSettings(classifier="mlp", seed=seed, hidden_unit_counts=hidden))
+            results = [train(store, TrainSettings(FullyConnectedNetworkClassifier(random_seed=seed,
+                                                                                  hidden_unit_counts=hidden)))
                        for seed in SEEDS]
             scores = [r.test_accuracy for r in results]
             figures[f"mlp_{hidden[0]}_test_accuracy_over_seeds"] = {
                 "seeds": list(SEEDS), "each": [round(a, 4) for a in scores],
                 "mean": round(float(np.mean(scores)), 4), "min": round(float(min(scores)), 4)}
         figures["mlp"] = results[0].metrics()  # 256 units, seed 0: the throughput figure
-        figures["logreg_default"] = train(store, TrainSettings(classifier="logreg")).metrics()
+        figures["logreg_default"] = train(store, TrainSettings(LogisticRegressionClassifier())).metrics()
         if args.memory:
             big_manifest, _ = tile_corpus(recordings, work / "tiled", copies=10)
             extract_corpus(big_manifest, work / "big", extractor, use_ray=False)

@@ -61,80 +61,99 @@ def bench_cluster(data: Path, nodes: int, feeds: int, seconds: float, kill_after
                   cpus_per_node: int, job: RepetitionCounting) -> dict:
     """Count ``feeds`` playlists of real clips inline (the expected counts), then on a cluster of
     ``nodes`` nodes, killing the worker node with the most feeds ``kill_after`` seconds in."""
-    from cadence.cluster.counting.pipeline import CountingPipeline, PipelineSettings
-    from cadence.cluster.runtime.connect import connected
     from cadence.pipelines.video import concatenate
 
-    from .benchmarks import playlists
+    from cadence.cluster.bench.pipeline import playlists
 
     lists = playlists(data, feeds, seconds)
     print(f"bench cluster: counting {feeds} feeds inline first (the expected counts)", file=sys.stderr, flush=True)
     expected = {name: job.run(concatenate(*playlist)).count for name, playlist in lists.items()}
     cluster = _start_cluster(nodes, cpus_per_node)
     names = _node_names(cluster)
-    by_id = {node.node_id: node for node in cluster.worker_nodes}
-    kill: dict = {}
-    updates: dict[str, list[int]] = {name: [] for name in lists}
     try:
-        with connected(cluster.address):
-            pipeline = CountingPipeline(lists, PipelineSettings(job), measure_bytes=True)
-            pipeline.start()
-            placed = {n["node"]: n["feeds"] for n in pipeline.nodes()}
-            started, cpu = time.perf_counter(), time.process_time()
-
-            def on_update(update) -> None:
-                updates[update.feed].append(update.frame_index)
-                moved = kill.get("moved", {})
-                if update.feed in moved and update.feed not in kill["back"]:
-                    kill["back"][update.feed] = time.perf_counter()
-
-            def on_frames(feed: str, _n: int) -> None:
-                if kill_after is None or kill or time.perf_counter() - started < kill_after:
-                    return
-                victim = max(by_id, key=lambda node_id: sum(pipeline.node_of(f) == node_id for f in lists
-                                                            if pipeline.status(f).running))
-                kill.update(node=victim, at=time.perf_counter(), wall=time.time(), back={},
-                            moved={f for f in lists if pipeline.node_of(f) == victim and pipeline.status(f).running})
-                print(f"bench cluster: removing {names[victim]} ({len(kill['moved'])} feeds) at "
-                      f"{kill['at'] - started:.1f} s", file=sys.stderr, flush=True)
-                threading.Thread(target=cluster.remove_node, args=(by_id[victim],), daemon=True).start()
-
-            results = pipeline.run(on_update, on_frames)
-            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-            frames_by_node = dict(pipeline.node_frames)
-            foreign = pipeline.foreign_batches()
-            cross, reports = pipeline.cross_node_bytes, pipeline.reports
-            pipeline.close()
+        run = _Run(lists, job, cluster, names, kill_after)
     finally:
         cluster.shutdown()
-    frames = sum(r.frames for r in results)
-    recovery = detected = caught_up = None
-    if kill and kill["moved"]:
-        running = {m["feed"]: m["running_at"] for m in pipeline.moves}
+    return run.figures(expected)
+
+
+class _Run:
+    """The counting job on the cluster, and the node killed ``kill_after`` seconds into it."""
+
+    def __init__(self, lists: dict[str, list[str]], job: RepetitionCounting, cluster, names: dict[str, str],
+                 kill_after: float | None):
+        from cadence.cluster.counting.pipeline import CountingPipeline, PipelineSettings
+        from cadence.cluster.runtime.connect import connected
+
+        self.lists, self.cluster, self.names, self.kill_after = lists, cluster, names, kill_after
+        self.by_id = {node.node_id: node for node in cluster.worker_nodes}
+        self.kill: dict = {}
+        self.updates: dict[str, list[int]] = {name: [] for name in lists}
+        with connected(cluster.address):
+            self.pipeline = CountingPipeline(lists, PipelineSettings(job), measure_bytes=True)
+            self.pipeline.start()
+            self.placed = {n["node"]: n["feeds"] for n in self.pipeline.nodes()}
+            self.started, cpu = time.perf_counter(), time.process_time()
+            self.results = self.pipeline.run(self.on_update, self.on_frames)
+            self.elapsed, self.cpu = time.perf_counter() - self.started, time.process_time() - cpu
+            self.frames_by_node = dict(self.pipeline.node_frames)
+            self.foreign = self.pipeline.foreign_batches()
+            self.pipeline.close()
+
+    def on_update(self, update) -> None:
+        self.updates[update.feed].append(update.frame_index)
+        if update.feed in self.kill.get("moved", ()) and update.feed not in self.kill["back"]:
+            self.kill["back"][update.feed] = time.perf_counter()
+
+    def on_frames(self, feed: str, _n: int) -> None:
+        if self.kill_after is None or self.kill or time.perf_counter() - self.started < self.kill_after:
+            return
+        pipeline = self.pipeline
+        running = [f for f in self.lists if pipeline.status(f).running]
+        victim = max(self.by_id, key=lambda node_id: sum(pipeline.node_of(f) == node_id for f in running))
+        self.kill.update(node=victim, at=time.perf_counter(), wall=time.time(), back={},
+                         moved={f for f in running if pipeline.node_of(f) == victim})
+        print(f"bench cluster: removing {self.names[victim]} ({len(self.kill['moved'])} feeds) at "
+              f"{self.kill['at'] - self.started:.1f} s", file=sys.stderr, flush=True)
+        threading.Thread(target=self.cluster.remove_node, args=(self.by_id[victim],), daemon=True).start()
+
+    def recovery(self) -> dict:
+        """Seconds from the kill until every moved feed read frames on its new node, until the driver
+        knew of the loss, and until every moved feed delivered a count past where it had got."""
+        kill, figures = self.kill, {"recovery_seconds": None, "loss_detected_seconds": None,
+                                    "caught_up_seconds": None}
+        if not kill or not kill["moved"]:
+            return figures
+        running = {m["feed"]: m["running_at"] for m in self.pipeline.moves}
         if all(f in running for f in kill["moved"]):
-            recovery = round(max(running[f] for f in kill["moved"]) - kill["wall"], 2)
-        detected = round(min((loss["at"] for loss in pipeline.node_losses), default=kill["wall"]) - kill["wall"], 2)
+            figures["recovery_seconds"] = round(max(running[f] for f in kill["moved"]) - kill["wall"], 2)
+        lost = min((loss["at"] for loss in self.pipeline.node_losses), default=kill["wall"])
+        figures["loss_detected_seconds"] = round(lost - kill["wall"], 2)
         if all(f in kill["back"] for f in kill["moved"]):
-            caught_up = round(max(kill["back"][f] for f in kill["moved"]) - kill["at"], 2)
-    counts = {r.feed: r.count for r in results}
-    repeated = {feed: sum(b <= a for a, b in zip(idx, idx[1:])) for feed, idx in updates.items()}
-    return {
-        "nodes": [{"node": names.get(node_id, node_id[:8]), "feeds": placed.get(node_id, 0),
-                   "frames_per_second": round(frames_by_node.get(node_id, 0) / elapsed, 2)}
-                  for node_id in names],
-        "cross_node_bytes_per_frame": round(cross / max(frames, 1), 1),
-        "counts_equal_inline": all(counts[f] == expected[f] for f in lists),
-        "recovery_seconds": recovery,  # from the kill until every moved feed reads frames on its new node
-        "loss_detected_seconds": detected,  # from the kill until the driver knew
-        "caught_up_seconds": caught_up,  # until every moved feed delivered a count past where it had got
-        "frames": frames, "seconds": round(elapsed, 2), "frames_per_second": round(frames / elapsed, 2),
-        "cross_node_bytes": cross, "foreign_batches": foreign,
-        "driver_cpu_seconds": round(cpu, 2),  # this process's CPU over the run (placing, polling, merging)
-        "driver_reports": reports, "driver_cpu_ms_per_report": round(1000 * cpu / max(reports, 1), 3),
-        "updates_repeated": sum(repeated.values()),
-        "killed": names.get(kill.get("node"), None) if kill else None,
-        "moved_feeds": sorted(kill.get("moved", ())) if kill else [],
-        "feeds": [{"feed": r.feed, "count": round(r.count, 3), "inline": round(expected[r.feed], 3),
-                   "frames": r.frames, "recoveries": r.recoveries, "error": str(r.error) if r.error else None}
-                  for r in results],
-    }
+            figures["caught_up_seconds"] = round(max(kill["back"][f] for f in kill["moved"]) - kill["at"], 2)
+        return figures
+
+    def figures(self, expected: dict[str, float]) -> dict:
+        results, pipeline, elapsed = self.results, self.pipeline, self.elapsed
+        frames = sum(r.frames for r in results)
+        counts = {r.feed: r.count for r in results}
+        repeated = {feed: sum(b <= a for a, b in zip(idx, idx[1:])) for feed, idx in self.updates.items()}
+        cross, reports = pipeline.cross_node_bytes, pipeline.reports
+        return {
+            "nodes": [{"node": self.names.get(node_id, node_id[:8]), "feeds": self.placed.get(node_id, 0),
+                       "frames_per_second": round(self.frames_by_node.get(node_id, 0) / elapsed, 2)}
+                      for node_id in self.names],
+            "cross_node_bytes_per_frame": round(cross / max(frames, 1), 1),
+            "counts_equal_inline": all(counts[f] == expected[f] for f in self.lists),
+            **self.recovery(),
+            "frames": frames, "seconds": round(elapsed, 2), "frames_per_second": round(frames / elapsed, 2),
+            "cross_node_bytes": cross, "foreign_batches": self.foreign,
+            "driver_cpu_seconds": round(self.cpu, 2),  # this process's CPU over the run (placing, polling, merging)
+            "driver_reports": reports, "driver_cpu_ms_per_report": round(1000 * self.cpu / max(reports, 1), 3),
+            "updates_repeated": sum(repeated.values()),
+            "killed": self.names.get(self.kill.get("node")) if self.kill else None,
+            "moved_feeds": sorted(self.kill.get("moved", ())) if self.kill else [],
+            "feeds": [{"feed": r.feed, "count": round(r.count, 3), "inline": round(expected[r.feed], 3),
+                       "frames": r.frames, "recoveries": r.recoveries, "error": str(r.error) if r.error else None}
+                      for r in results],
+        }
