@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DATA   ?= ../shared/data
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser demo test bench clean
+.PHONY: install browser demo test test-fast bench clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ demo: install
 
 test: install browser
 	$(BIN)/python -m pytest -q
+
+# The tier to run while editing, in under a minute: no Ray, no MediaPipe, nothing slow (tests/conftest.py).
+test-fast: install
+	CADENCE_TEST_TIER=fast $(BIN)/python -m pytest -q -m "not ray and not mediapipe and not slow"
 
 # The live page's test drives Debian's chromium (browser downloads fail here): installed when
 # missing, as root; otherwise that one test skips, saying why.

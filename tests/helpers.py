@@ -36,7 +36,7 @@ def selected_poses(name: str, strategy: str = "maximum_bounding_box_area") -> tu
     extractor (people tracked between detections), extracted once per run."""
     from cadence import PoseSelector, RepetitionCounting, read_video
 
-    extractor, selector = RepetitionCounting().extractor(), PoseSelector(strategy)
+    extractor, selector = RepetitionCounting().extractor(), PoseSelector(strategy=strategy)
     try:
         return tuple(selector.applied(people) for people in extractor.applied(read_video(video(name))))
     finally:

@@ -25,6 +25,8 @@ from cadence.pipelines.video import Frame, read_video
 from . import test_actors as this_module
 from .helpers import inline_count, video, write_video_cut_short, write_video_without_people
 
+pytestmark = [pytest.mark.ray, pytest.mark.mediapipe]
+
 cloudpickle.register_pickle_by_value(this_module)  # Ray workers get the test's own components by value
 
 
@@ -432,5 +434,5 @@ def test_a_stream_url_is_a_live_feed(local_ray, tmp_path):
     # ... and the count is the counter's own on exactly the frames kept
     kept = recorded_poses(record)
     assert len(kept) == result.frames
-    offline = list(HumanBodyActionCounter().applied(SlidingWindow(90, 15).applied(kept)))[-1]
+    offline = list(HumanBodyActionCounter().applied(SlidingWindow(length=90, stride=15).applied(kept)))[-1]
     assert result.count == pytest.approx(offline, abs=1e-9), summary

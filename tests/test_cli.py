@@ -24,6 +24,7 @@ def test_help_explains_the_command():
         assert word in result.stdout
 
 
+@pytest.mark.mediapipe
 def test_json_counts_and_annotated_video(tmp_path):
     out = tmp_path / "annotated.mp4"
     result = cadence("count", str(video("squat_correct_007.mp4")), "--json", "--annotate", str(out))
@@ -40,6 +41,8 @@ def test_json_counts_and_annotated_video(tmp_path):
     annotated.release()
 
 
+@pytest.mark.ray
+@pytest.mark.mediapipe
 def test_running_counts_are_printed_as_they_come():
     result = cadence("count", str(video("jumpingjack_correct_001.mp4")), "--stride", "45")
     assert result.returncode == 0, result.stderr
@@ -48,6 +51,8 @@ def test_running_counts_are_printed_as_they_come():
     assert "repetitions in 159 frames" in result.stdout
 
 
+@pytest.mark.ray
+@pytest.mark.mediapipe
 def test_bad_inputs_are_named_and_good_videos_still_counted(tmp_path):
     text = tmp_path / "notes.mp4"
     text.write_text("not a video")
@@ -77,17 +82,21 @@ def test_an_output_in_a_folder_that_does_not_exist_is_refused_before_counting(tm
     assert ": frame " not in result.stdout  # refused before counting
 
 
+@pytest.mark.ray
 def test_a_camera_that_is_not_there_is_a_clear_error():
     result = cadence("count", "5", "--live")
     assert result.returncode == 2
     assert "could not open camera 5" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.ray
 def test_camera_index_without_live_is_explained():
     result = cadence("count", "0")
     assert result.returncode == 2 and "add --live" in result.stderr
 
 
+@pytest.mark.ray
+@pytest.mark.mediapipe
 def test_live_file_is_paced_and_reports_drops():
     result = cadence("count", str(video("squat_correct_016.mp4")), "--live", "--json")
     assert result.returncode == 0, result.stderr
@@ -99,6 +108,8 @@ def test_live_file_is_paced_and_reports_drops():
 
 
 
+@pytest.mark.ray
+@pytest.mark.mediapipe
 def test_ctrl_c_prints_the_count_so_far():
     import signal
 
@@ -116,6 +127,8 @@ def test_ctrl_c_prints_the_count_so_far():
     assert "repetitions in" not in out  # it stopped: no final summary
 
 
+@pytest.mark.ray
+@pytest.mark.mediapipe
 @pytest.mark.parametrize("runner", ["inline", "ray"])
 def test_sigterm_stops_like_ctrl_c_and_keeps_a_readable_table(tmp_path, runner):
     import signal
@@ -135,6 +148,7 @@ def test_sigterm_stops_like_ctrl_c_and_keeps_a_readable_table(tmp_path, runner):
     assert pq.read_table(out).num_rows >= 1 and not (tmp_path / "counts.parquet.parts").exists()
 
 
+@pytest.mark.mediapipe
 def test_after_sigkill_the_rows_written_so_far_are_readable(tmp_path):
     import signal
     import time
@@ -175,6 +189,8 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.ray
+@pytest.mark.mediapipe
 def test_json_output_is_only_json_whatever_else_writes_to_stdout():
     run = subprocess.run([sys.executable, "-c", NOISY, "count", str(video("jumpingjack_correct_001.mp4")), "--json"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -184,6 +200,8 @@ def test_json_output_is_only_json_whatever_else_writes_to_stdout():
     assert "(raylet) something to say" in run.stderr  # not lost: on standard error
 
 
+@pytest.mark.ray
+@pytest.mark.mediapipe
 def test_a_count_killed_outright_leaves_no_ray_process_behind():
     import signal
 
@@ -201,6 +219,7 @@ def test_a_count_killed_outright_leaves_no_ray_process_behind():
     assert not alive, [(p.pid, p.name()) for p in alive]
 
 
+@pytest.mark.ray
 def test_a_local_ray_listens_on_loopback_only():
     """Every socket that cadence's own Ray and its workers listen on, during a real count, is on 127.0.0.1."""
     import ipaddress
@@ -226,6 +245,7 @@ def test_a_local_ray_listens_on_loopback_only():
     assert not any(address.port == 8265 for _, address in listening)  # no dashboard web page
 
 
+@pytest.mark.ray
 def test_a_ray_left_behind_by_an_earlier_run_does_not_stop_the_next():
     """Ray records the last cluster it started in a file; a local run must start its own Ray, not
     wait forever on a dead one that file names."""
@@ -245,6 +265,8 @@ def test_a_ray_left_behind_by_an_earlier_run_does_not_stop_the_next():
         shutil.rmtree(temp, ignore_errors=True)
 
 
+@pytest.mark.ray
+@pytest.mark.mediapipe
 def test_feeds_file_and_parquet_out(tmp_path):
     import pyarrow.parquet as pq
 

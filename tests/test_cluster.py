@@ -16,6 +16,8 @@ from cadence.cluster.runtime.connect import connected
 
 from .helpers import inline_count, video
 
+pytestmark = [pytest.mark.ray, pytest.mark.mediapipe]
+
 SHORT_CLIPS = ("squat_correct_016.mp4", "squat_correct_013.mp4", "squat_correct_001.avi", "squat_correct_010.mp4",
                "squat_correct_007.mp4", "pullup_correct_002.mp4")
 

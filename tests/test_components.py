@@ -11,7 +11,7 @@ import pytest
 
 from cadence.pipelines import (AnnotatedFeature, ComposedEstimator, ComposedTemporalTransformer, ComposedTransformer,
                        Downsample, Estimator, Event, FunctionTransformer, HumanBodyActionCounter,
-                       HumanBodyActionPeriodPredictor, SlidingWindow,
+                       FullyConnectedNetworkClassifier, HumanBodyActionPeriodPredictor, SlidingWindow,
                        TemporalTransformer, Transformer)
 from cadence.pipelines.repetitions import RepetitionCounting
 from cadence.pipelines.snapshots import decode_snapshot, encode_snapshot
@@ -50,7 +50,7 @@ def test_plain_functions_are_components():
 
 
 def test_transformer_then_temporal_is_temporal_and_lazy():
-    pipeline = Scale(10).appending(SlidingWindow(2, 2))
+    pipeline = Scale(10).appending(SlidingWindow(length=2, stride=2))
     assert isinstance(pipeline, TemporalTransformer)
     consumed = []
 
@@ -66,7 +66,7 @@ def test_transformer_then_temporal_is_temporal_and_lazy():
 
 
 def test_temporal_then_transformer_maps_each_element():
-    pipeline = Downsample(2).appending(Scale(10))
+    pipeline = Downsample(factor=2).appending(Scale(10))
     assert isinstance(pipeline, ComposedTemporalTransformer)
     assert list(pipeline.applied(range(6))) == [0, 20, 40]
 
@@ -84,7 +84,7 @@ def test_estimator_appended_to_transformer_fits_a_composed_transformer():
 
 
 def test_async_iteration_gives_the_same_stream():
-    pipeline = Scale(1).appending(SlidingWindow(3, 2))
+    pipeline = Scale(1).appending(SlidingWindow(length=3, stride=2))
 
     async def collect():
         return [list(w) async for w in pipeline.applied(range(8))]
@@ -99,27 +99,62 @@ def test_async_source_is_consumed_with_async_for():
             yield i
 
     async def collect():
-        return [x async for x in Downsample(2).applied(numbers())]
+        return [x async for x in Downsample(factor=2).applied(numbers())]
 
     assert asyncio.run(collect()) == [0, 2, 4]
     with pytest.raises(TypeError, match="async for"):
-        list(Downsample(2).applied(numbers()))
+        list(Downsample(factor=2).applied(numbers()))
 
 
 def test_event_handler_reports_progress_against_the_length_hint():
     events: list[Event] = []
-    list(Downsample(2).applied(list(range(4)), event_handler=events.append))
+    list(Downsample(factor=2).applied(list(range(4)), event_handler=events.append))
     assert [e.item_count for e in events] == [1, 2, 3, 4]
     assert events[-1].total_item_count == 4 and events[-1].fraction_completed == 1.0
 
 
 def test_constructor_only_stores_arguments_and_repr_shows_them():
-    window = SlidingWindow(90, 15)
+    window = SlidingWindow(length=90, stride=15)
     assert repr(window) == "SlidingWindow(length=90, stride=15, partial=True, as_array=False)"
-    assert window == SlidingWindow(90, 15) and window != SlidingWindow(90, 30)
-    SlidingWindow(0)  # invalid values are reported when used, with the component named
+    assert window == SlidingWindow(length=90, stride=15) and window != SlidingWindow(length=90, stride=30)
+    SlidingWindow(length=0)  # invalid values are reported when used, with the component named
     with pytest.raises(ValueError, match="SlidingWindow: length"):
-        list(SlidingWindow(0).applied([1]))
+        list(SlidingWindow(length=0).applied([1]))
+
+
+# -- conformance: every component's parameters ---------------------------------------------------
+# Components that hold other components or learned weights rather than settings.
+HOLDERS = {"ComposedEstimator", "ComposedTemporalTransformer", "ComposedTransformer", "FunctionTransformer",
+           "StreamClassifier", "ClassifierModel", "FeedCounting", "Component"}
+
+
+def _configured_components():
+    import inspect
+
+    import cadence
+    from cadence.pipelines.base import Component
+
+    return [value for name in cadence.__all__ if inspect.isclass(value := getattr(cadence, name))
+            and issubclass(value, Component) and not inspect.isabstract(value) and name not in HOLDERS]
+
+
+@pytest.mark.parametrize("component", _configured_components(), ids=lambda c: c.__name__)
+def test_every_setting_is_declared_once_keyword_only_and_checked(component):
+    import inspect
+
+    from cadence.pipelines.errors import ParameterError
+
+    parameters = [p for p in inspect.signature(component.__init__).parameters.values() if p.name != "self"]
+    assert parameters and all(p.kind is p.KEYWORD_ONLY for p in parameters), "keyword-only arguments"
+    assert set(component._parameter_constraints) == {p.name for p in parameters}, "a constraint per parameter"
+    made = component().check_params()  # the defaults are accepted
+    assert made.get_params() == {p.name: p.default for p in parameters} or component is FullyConnectedNetworkClassifier
+    first = parameters[0].name
+    with pytest.raises(ParameterError, match=f"{component.__name__}: {first} must be") as caught:
+        made.set_params(**{first: "not a setting"})
+    assert caught.value.parameter == first
+    with pytest.raises(ParameterError, match="is not a parameter"):
+        component().set_params(no_such_setting=1)
 
 
 # -- conformance: every temporal component --------------------------------------------------------
@@ -162,11 +197,11 @@ def _group_stream(n=240):
 
 
 TEMPORAL = [
-    (Downsample(3), list(range(50))),
-    (SlidingWindow(7, 3), list(range(50))),
-    (SlidingWindow(4, 9), list(range(50))),
-    (SlidingWindow(90, 15).appending(HumanBodyActionCounter()), _pose_stream()),
-    (SlidingWindow(90, 15).appending(HumanBodyActionPeriodPredictor()), _pose_stream()),
+    (Downsample(factor=3), list(range(50))),
+    (SlidingWindow(length=7, stride=3), list(range(50))),
+    (SlidingWindow(length=4, stride=9), list(range(50))),
+    (SlidingWindow(length=90, stride=15).appending(HumanBodyActionCounter()), _pose_stream()),
+    (SlidingWindow(length=90, stride=15).appending(HumanBodyActionPeriodPredictor()), _pose_stream()),
     (PersonTracker(), [list(f.people) for f in _group_stream()]),
     (RepetitionCounting(window=60, stride=15, per_person=True).feed_counting("gym"), _group_stream()),
 ]

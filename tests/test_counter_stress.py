@@ -23,7 +23,7 @@ def dev_set() -> tuple:
 
 
 def count(poses) -> float:
-    counts = list(HumanBodyActionCounter().applied(SlidingWindow(90, 90).applied(poses)))
+    counts = list(HumanBodyActionCounter().applied(SlidingWindow(length=90, stride=90).applied(poses)))
     return float(counts[-1]) if counts else 0.0
 
 
@@ -69,6 +69,7 @@ def dropped(poses, rng, share=0.2):
     return [None if rng.random() < share else p for p in poses]
 
 
+@pytest.mark.slow
 def test_motion_that_repeats_nothing_adds_little():
     """Over three draws (one draw alone moves it from +0.02 to +0.2: a piece can land in a
     sequence with no repetition at all).  A counter that counted every swing rose by about 0.5."""
@@ -76,24 +77,28 @@ def test_motion_that_repeats_nothing_adds_little():
     assert changed - plain < 0.2, (plain, changed)
 
 
+@pytest.mark.slow
 def test_pose_jitter_moves_the_count_little():
     plain, changed = mae_after(jittered)
     assert changed - plain < 0.05, (plain, changed)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("factor", [1.5, 0.67])
 def test_another_tempo_moves_the_count_little(factor):
     plain, changed = mae_after(lambda poses, rng: retimed(poses, factor))
     assert changed - plain < 0.1, (plain, changed)
 
 
+@pytest.mark.slow
 def test_frames_without_a_person_move_the_count_little():
     plain, changed = mae_after(dropped)
     assert changed - plain < 0.05, (plain, changed)
 
 
+@pytest.mark.slow
 def test_no_count_ever_goes_down_on_any_dev_sequence():
     for poses, _ in dev_set():
         for stride in (90, 15):
-            counts = [float(c) for c in HumanBodyActionCounter().applied(SlidingWindow(90, stride).applied(list(poses)))]
+            counts = [float(c) for c in HumanBodyActionCounter().applied(SlidingWindow(length=90, stride=stride).applied(list(poses)))]
             assert all(b >= a for a, b in zip(counts, counts[1:])), counts

@@ -12,12 +12,14 @@ from cadence.pipelines.repetitions import RepetitionCounting
 
 from .helpers import selected_poses, video
 
+pytestmark = pytest.mark.mediapipe
+
 SINGLE_SQUATS = ["squat_correct_001.avi", "squat_correct_007.mp4", "squat_correct_010.mp4",
                  "squat_correct_013.mp4", "squat_correct_016.mp4"]
 
 
 def count(poses, window=90, stride=90):
-    counts = list(HumanBodyActionCounter().applied(SlidingWindow(window, stride).applied(list(poses))))
+    counts = list(HumanBodyActionCounter().applied(SlidingWindow(length=window, stride=stride).applied(list(poses))))
     return counts[-1]
 
 
@@ -39,7 +41,7 @@ def test_single_squats_cut_one_after_another_count_one_each(window, stride):
     run of its own, out and back, never a leg from one person's bottom to the next one's top."""
     poses = [None if p is None else replace(p, shot=shot)
              for shot, name in enumerate(SINGLE_SQUATS) for p in selected_poses(name)]
-    counts = list(HumanBodyActionCounter().applied(SlidingWindow(window, stride).applied(poses)))
+    counts = list(HumanBodyActionCounter().applied(SlidingWindow(length=window, stride=stride).applied(poses)))
     assert counts[-1] == pytest.approx(5, abs=0.5)
     clip_ends = np.cumsum([len(selected_poses(name)) for name in SINGLE_SQUATS])
     events = [r for count in counts for r in count.repetitions]

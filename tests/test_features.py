@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 
-from cadence.cluster.runtime.connect import connected
-from cadence.cluster.audio.features import FeatureStore, content_hash, extract_corpus, read_manifest
+from cadence.cluster.audio.features import content_hash, extract_corpus, read_manifest
+from cadence.cluster.audio.store import FeatureStore
 from cadence.pipelines.audio import AudioFeaturePrint
 from cadence.pipelines.errors import InputError
 
@@ -42,6 +41,7 @@ def test_rerun_extracts_nothing_and_new_files_only_are_extracted(tmp_path):
         == {"train", "test"}
 
 
+@pytest.mark.slow
 def test_a_corrupt_part_is_named_with_its_repair_and_a_corrupt_hash_cache_is_rebuilt(tmp_path):
     manifest = corpus(tmp_path / "audio", names(20))
     extract_corpus(manifest, tmp_path / "store", files_per_task=10, use_ray=False)
@@ -107,6 +107,7 @@ def test_audio_with_nan_or_infinite_samples_is_a_bad_file_and_the_rest_is_extrac
     assert all("NaN or infinite" in e for e in errors["error"])
 
 
+@pytest.mark.slow
 def test_two_runs_on_one_store_at_once_store_each_file_once(tmp_path):
     import shutil as sh
 
@@ -162,8 +163,9 @@ def test_a_manifest_without_the_columns_is_refused(tmp_path):
         read_manifest(bad)
 
 
+@pytest.mark.ray
 def test_a_run_killed_midway_then_rerun_stores_each_file_once(tmp_path):
-    from cadence.cluster.bench.benchmarks import tile_corpus
+    from cadence.cluster.bench.features import tile_corpus
 
     if not FSDD.exists():
         pytest.skip(f"{FSDD} is absent")
@@ -191,8 +193,12 @@ def test_a_run_killed_midway_then_rerun_stores_each_file_once(tmp_path):
     assert set(hashes) == {content_hash(r.path) for r in read_manifest(manifest)}
 
 
+@pytest.mark.ray
 def test_extraction_on_a_two_node_cluster(tmp_path):
+    import ray
     from ray.cluster_utils import Cluster
+
+    from cadence.cluster.runtime.connect import connected
 
     manifest = corpus(tmp_path / "audio", names(60))
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})

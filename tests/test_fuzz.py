@@ -73,6 +73,7 @@ def bad_videos(folder: Path) -> dict[str, Path]:
     return paths
 
 
+@pytest.mark.mediapipe
 def test_count_survives_every_bad_video_and_counts_the_good_one(tmp_path):
     bad = bad_videos(tmp_path)
     good = video("squat_correct_016.mp4")
@@ -231,6 +232,7 @@ def bad_models(folder: Path) -> dict[str, Path]:
     return paths
 
 
+@pytest.mark.slow
 def test_predict_refuses_every_bad_model_file(tmp_path):
     wav = FSDD / "3_theo_2.wav"
     for name, path in bad_models(tmp_path).items():
@@ -247,13 +249,14 @@ def model(tmp_path_factory) -> Path:
         pytest.skip(f"{FSDD} is absent")
     from cadence.cluster.audio.features import extract_corpus
     from cadence.cluster.audio.train import TrainSettings, open_store, save_model, train
+    from cadence.pipelines.classifiers import LogisticRegressionClassifier
 
     from .helpers import corpus, names
 
     folder = tmp_path_factory.mktemp("model")
     extract_corpus(corpus(folder / "audio", names(100)), folder / "store", use_ray=False)
     store = open_store(folder / "store")
-    settings = TrainSettings(classifier="logreg")
+    settings = TrainSettings(LogisticRegressionClassifier())
     return save_model(folder / "digits.safetensors", train(store, settings), store, settings)
 
 
@@ -284,6 +287,7 @@ def bad_stores(folder: Path) -> dict[str, Path]:
     return stores
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["train", "evaluate"])
 def test_train_and_evaluate_name_every_bad_store(tmp_path, model, command):
     for name, store in bad_stores(tmp_path).items():

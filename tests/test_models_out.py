@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from cadence.cluster.audio.features import extract_corpus
+from cadence.pipelines.classifiers import LogisticRegressionClassifier
 from cadence.cluster.audio.train import TrainSettings, load_model, open_store, train
 from cadence.pipelines.audio import clip_vector
 
@@ -32,6 +33,7 @@ def trained(store, tmp_path_factory):
     return path
 
 
+@pytest.mark.ray
 def test_tune_runs_trials_on_ray_and_its_best_model_is_what_train_gives(store, tmp_path):
     import os
 
@@ -49,7 +51,7 @@ def test_tune_runs_trials_on_ray_and_its_best_model_is_what_train_gives(store, t
     ranked = sorted(trials, key=lambda t: (-t["validation_accuracy"], t["validation_loss"]))
     assert report["best"] == ranked[0]  # the highest validation accuracy, then the lowest validation loss
     chosen = report["best"]["settings"]["l2_penalty"]
-    again = train(store, TrainSettings(classifier="logreg", l2_penalty=chosen))
+    again = train(store, TrainSettings(LogisticRegressionClassifier(l2_penalty=chosen)))
     assert load_model(best)[0] == again.model  # exactly the model cadence train makes with those settings
     assert "trial {'l2_penalty'" in result.stderr  # each trial as it finishes
 
@@ -79,6 +81,7 @@ def test_onnx_export_gives_cadence_s_probabilities_on_real_clips(trained, tmp_pa
     assert list(labels) == list(model.predicted(x)) and list(index) == [model.classes.index(v) for v in labels]
 
 
+@pytest.mark.slow
 def test_core_ml_export_holds_the_same_network(trained, tmp_path):
     coremltools = pytest.importorskip("coremltools")
     out = tmp_path / "digits.mlmodel"
@@ -108,6 +111,7 @@ def test_export_of_a_file_that_is_not_a_model_is_refused(tmp_path):
     assert not (tmp_path / "x.onnx").exists()
 
 
+@pytest.mark.slow
 def test_predict_gives_one_label_per_file_and_per_window_labels_when_asked(trained, tmp_path):
     import soundfile as sf
 
@@ -129,6 +133,7 @@ def test_predict_gives_one_label_per_file_and_per_window_labels_when_asked(train
     assert text.stdout.count(" s: ") == len(windows)
 
 
+@pytest.mark.slow
 def test_features_follow_the_files_rate_and_then_the_store_s(tmp_path):
     manifest = corpus(tmp_path / "audio", names(20))
     first = cadence("features", str(manifest), "--store", str(tmp_path / "store"), "--inline")

@@ -19,6 +19,8 @@ from cadence.pipelines.video import read_video
 
 from .helpers import CADENCE, ROOT, Camera, inline_count, video, wait_for
 
+pytestmark = [pytest.mark.ray, pytest.mark.mediapipe]
+
 
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory):

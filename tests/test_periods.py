@@ -14,7 +14,7 @@ from .helpers import squatting_person
 
 
 def predictions(poses, window=90, stride=15):
-    return list(HumanBodyActionPeriodPredictor().applied(SlidingWindow(window, stride).applied(poses)))
+    return list(HumanBodyActionPeriodPredictor().applied(SlidingWindow(length=window, stride=stride).applied(poses)))
 
 
 @pytest.mark.parametrize("period", [20, 50, 120])

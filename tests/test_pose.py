@@ -13,6 +13,8 @@ from cadence.pipelines.pose import JOINT_NAMES, deduplicated
 
 from .helpers import video
 
+pytestmark = pytest.mark.mediapipe
+
 
 def frame(name: str, index: int = 0) -> np.ndarray:
     for f in read_video(video(name)):
@@ -69,13 +71,13 @@ def test_extraction_is_pure(extractor, two_person_frame):
 def test_selection_strategies_on_the_real_two_person_frame(extractor, two_person_frame):
     poses = extractor.applied(two_person_frame)
     squat, pushup = sorted(poses, key=lambda p: p.keypoints[:, 0].mean())
-    assert PoseSelector("leftmost_joint_location").applied(poses) is squat
-    assert PoseSelector("rightmost_joint_location").applied(poses) is pushup
-    assert PoseSelector("lowest_joint_location").applied(poses) is squat  # feet at the bottom
-    assert PoseSelector("highest_joint_location").applied(poses) is squat  # standing: head highest
+    assert PoseSelector(strategy="leftmost_joint_location").applied(poses) is squat
+    assert PoseSelector(strategy="rightmost_joint_location").applied(poses) is pushup
+    assert PoseSelector(strategy="lowest_joint_location").applied(poses) is squat  # feet at the bottom
+    assert PoseSelector(strategy="highest_joint_location").applied(poses) is squat  # standing: head highest
     area = lambda p: (lambda b: (b[2] - b[0]) * (b[3] - b[1]))(p.bounding_box(0.2))  # noqa: E731
     assert area(pushup) > 1.1 * area(squat)  # the push-up spans the wider half
-    assert PoseSelector("maximum_bounding_box_area").applied(poses) is pushup
+    assert PoseSelector(strategy="maximum_bounding_box_area").applied(poses) is pushup
 
 
 def _pose(x0, y0, x1, y1, confidence=1.0):
@@ -97,7 +99,7 @@ def test_each_strategy_picks_its_pose():
                 "rightmost_joint_location": right, "highest_joint_location": top, "lowest_joint_location": low}
     assert set(expected) == set(STRATEGIES)
     for strategy, pose in expected.items():
-        assert PoseSelector(strategy).applied(poses) is pose, strategy
+        assert PoseSelector(strategy=strategy).applied(poses) is pose, strategy
 
 
 def test_joints_under_the_threshold_do_not_count():
@@ -106,14 +108,14 @@ def test_joints_under_the_threshold_do_not_count():
     k[:, 3] = 0.1  # a huge but unsure detection
     k[0, 3] = 0.9
     unsure = Pose(k)
-    assert PoseSelector("maximum_bounding_box_area", 0.2).applied([unsure, confident]) is confident
-    assert PoseSelector("maximum_bounding_box_area", 0.05).applied([unsure, confident]) is unsure
+    assert PoseSelector(strategy="maximum_bounding_box_area", confidence_threshold=0.2).applied([unsure, confident]) is confident
+    assert PoseSelector(strategy="maximum_bounding_box_area", confidence_threshold=0.05).applied([unsure, confident]) is unsure
     assert PoseSelector(confidence_threshold=0.95).applied([unsure, confident]) is None
 
 
 def test_unknown_strategy_is_named_in_the_error():
-    with pytest.raises(ValueError, match="unknown strategy 'tallest'.*rightmost_joint_location"):
-        PoseSelector("tallest").applied([])
+    with pytest.raises(ValueError, match="PoseSelector: strategy must be one of .*'rightmost_joint_location', got 'tallest'"):
+        PoseSelector(strategy="tallest").applied([])
 
 
 def test_near_duplicates_are_merged():

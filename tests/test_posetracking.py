@@ -11,6 +11,8 @@ from cadence.pipelines.video import Frame, numbered_shots
 
 from .helpers import cadence, video
 
+pytestmark = pytest.mark.mediapipe
+
 K = DETECTION_INTERVAL
 
 

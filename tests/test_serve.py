@@ -18,6 +18,8 @@ import pytest
 
 from tests.helpers import ROOT, Camera, free_port, video, wait_for
 
+pytestmark = [pytest.mark.ray, pytest.mark.mediapipe]
+
 CADENCE = [sys.executable, "-m", "cadence.cluster.cli"]
 
 

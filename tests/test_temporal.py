@@ -9,7 +9,7 @@ from cadence.pipelines import Downsample, SlidingWindow
 
 
 def windows(n, length, stride=None, **kw):
-    return [(w.start, list(w)) for w in SlidingWindow(length, stride, **kw).applied(range(n))]
+    return [(w.start, list(w)) for w in SlidingWindow(length=length, stride=stride, **kw).applied(range(n))]
 
 
 def test_stride_equal_to_length_tiles_the_stream():
@@ -38,17 +38,17 @@ def test_stride_longer_than_length_skips_elements():
 
 def test_empty_stream():
     assert windows(0, 4, 2) == []
-    assert list(Downsample(3).applied([])) == []
+    assert list(Downsample(factor=3).applied([])) == []
 
 
 def test_windows_as_arrays():
-    (w,) = SlidingWindow(3, as_array=True).applied([np.ones(2) * i for i in range(3)])
+    (w,) = SlidingWindow(length=3, as_array=True).applied([np.ones(2) * i for i in range(3)])
     assert isinstance(w.elements, np.ndarray) and w.elements.shape == (3, 2)
     assert w.stop == 3
 
 
 def test_downsample():
-    assert list(Downsample(1).applied(range(3))) == [0, 1, 2]
-    assert list(Downsample(4).applied(range(10))) == [0, 4, 8]
+    assert list(Downsample(factor=1).applied(range(3))) == [0, 1, 2]
+    assert list(Downsample(factor=4).applied(range(10))) == [0, 4, 8]
     with pytest.raises(ValueError, match="Downsample: factor"):
-        list(Downsample(0).applied(range(3)))
+        list(Downsample(factor=0).applied(range(3)))

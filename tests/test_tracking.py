@@ -62,6 +62,7 @@ def everyone_in(name: str) -> tuple:
         extractor.close()
 
 
+@pytest.mark.mediapipe
 def test_the_two_people_of_the_jumping_jack_clip_keep_two_ids_and_each_count_2_to_3():
     frames = everyone_in("jumpingjack_correct_001.mp4")
     session = PersonTracker().session()
@@ -83,6 +84,8 @@ def test_the_two_people_of_the_jumping_jack_clip_keep_two_ids_and_each_count_2_t
         assert counts == sorted(counts)
 
 
+@pytest.mark.ray
+@pytest.mark.mediapipe
 def test_count_per_person_on_the_command_line():
     run = subprocess.run([sys.executable, "-m", "cadence.cluster.cli", "count",
                           str(video("jumpingjack_correct_001.mp4")), "--per-person", "--json"],

@@ -29,36 +29,43 @@ def store(tmp_path_factory):
     return open_store(folder / "store")
 
 
-def small(**overrides) -> TrainSettings:
-    return TrainSettings(**{"classifier": "mlp", "epochs": 40, "chunk_size": 64, "patience": 3, "seed": 1} | overrides)
+def small(checkpoint_dir=None, resume=False, **network) -> TrainSettings:
+    mlp = {"maximum_iterations": 40, "early_stop_iteration_count": 3, "random_seed": 1} | network
+    return TrainSettings(FullyConnectedNetworkClassifier(**mlp), chunk_size=64, checkpoint_dir=checkpoint_dir,
+                         resume=resume)
+
+
+def logreg() -> TrainSettings:
+    return TrainSettings(LogisticRegressionClassifier(random_seed=1), chunk_size=64)
 
 
 def test_early_stopping_stops_and_keeps_the_best(store):
-    result = train(store, small(epochs=200))
+    result = train(store, small(maximum_iterations=200))
     assert result.epochs < 200 and result.epochs == result.best_epoch + 3
     assert result.validation_accuracy == max(h["validation_accuracy"] for h in result.history)
     assert result.test_accuracy is not None and result.test_accuracy > 0.8
 
 
 def test_resume_reaches_the_model_of_an_uninterrupted_run(store, tmp_path):
-    whole = train(store, small(epochs=6, patience=100))
-    train(store, small(epochs=3, patience=100, checkpoint_dir=str(tmp_path)))
-    resumed = train(store, small(epochs=6, patience=100, checkpoint_dir=str(tmp_path), resume=True))
+    whole = train(store, small(maximum_iterations=6, early_stop_iteration_count=100))
+    train(store, small(maximum_iterations=3, early_stop_iteration_count=100, checkpoint_dir=str(tmp_path)))
+    resumed = train(store, small(maximum_iterations=6, early_stop_iteration_count=100, checkpoint_dir=str(tmp_path),
+                                 resume=True))
     assert resumed.epochs == 6 and resumed.model == whole.model
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
 
 
 def test_resume_with_other_settings_is_refused(store, tmp_path):
-    train(store, small(epochs=1, checkpoint_dir=str(tmp_path)))
+    train(store, small(maximum_iterations=1, checkpoint_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="other settings"):
-        train(store, small(epochs=2, seed=7, checkpoint_dir=str(tmp_path), resume=True))
+        train(store, small(maximum_iterations=2, random_seed=7, checkpoint_dir=str(tmp_path), resume=True))
 
 
 WRITER = """
 import sys, numpy as np
 from cadence.pipelines.classifiers import FullyConnectedNetworkClassifier
 from cadence.pipelines.modelfile import save
-estimator = FullyConnectedNetworkClassifier((2000, 2000))
+estimator = FullyConnectedNetworkClassifier(hidden_unit_counts=(2000, 2000))
 model = estimator.make_transformer()
 estimator.update(model, np.zeros((2, 500), np.float32), ["a", "b"])
 print("ready", flush=True)
@@ -68,7 +75,7 @@ while True:
 
 
 def tiny_model():
-    estimator = FullyConnectedNetworkClassifier((4,))
+    estimator = FullyConnectedNetworkClassifier(hidden_unit_counts=(4,))
     model = estimator.make_transformer()
     estimator.update(model, np.arange(6, dtype=np.float32).reshape(2, 3), ["a", "b"])
     return model
@@ -129,8 +136,8 @@ def _edited(path, target, change) -> None:
 
 
 def test_model_files_declaring_huge_tensors_are_refused_before_reading(store, tmp_path):
-    result = train(store, small(classifier="logreg"))
-    path = save_model(tmp_path / "digits.safetensors", result, store, small(classifier="logreg"))
+    result = train(store, logreg())
+    path = save_model(tmp_path / "digits.safetensors", result, store, logreg())
     huge = tmp_path / "huge.safetensors"  # its weights declare 4 TB
     _edited(path, huge, lambda h: h["model/w0"].update(shape=[10**6, 10**6]))
     with pytest.raises(ModelFileError, match="declares a tensor model/w0 of 4,000,000,000,000 bytes"):
@@ -143,8 +150,8 @@ def test_model_files_declaring_huge_tensors_are_refused_before_reading(store, tm
 
 
 def test_a_saved_model_predicts_the_same_and_the_cli_uses_its_extractor(store, tmp_path):
-    result = train(store, small(classifier="logreg"))
-    path = save_model(tmp_path / "digits.safetensors", result, store, small(classifier="logreg"))
+    result = train(store, logreg())
+    path = save_model(tmp_path / "digits.safetensors", result, store, logreg())
     model = load(path)[0]["model"]
     assert model == result.model
     wav = FSDD / "3_theo_2.wav"
@@ -158,8 +165,8 @@ def test_a_saved_model_predicts_the_same_and_the_cli_uses_its_extractor(store, t
 
 
 def test_a_model_is_not_evaluated_on_features_of_another_extractor(store, tmp_path):
-    result = train(store, small(classifier="logreg"))
-    path = save_model(tmp_path / "digits.safetensors", result, store, small(classifier="logreg"))
+    result = train(store, logreg())
+    path = save_model(tmp_path / "digits.safetensors", result, store, logreg())
     other = extract_corpus(corpus(tmp_path / "audio", names(20)), tmp_path / "store8k",
                            AudioFeaturePrint(sample_rate=8000), use_ray=False)
     run = subprocess.run([*CADENCE, "evaluate", "--model", str(path), "--store", other.store],
@@ -170,7 +177,7 @@ def test_a_model_is_not_evaluated_on_features_of_another_extractor(store, tmp_pa
 
 
 def test_a_model_file_naming_an_unknown_extractor_parameter_is_refused(store, tmp_path):
-    result = train(store, small(classifier="logreg"))
+    result = train(store, logreg())
     identity = store.extractor.identity()
     identity["params"]["hop_length"] = 256
     path = save(tmp_path / "edited.safetensors", {"model": result.model}, {"extractor": identity, "level": "clip"})
@@ -200,7 +207,7 @@ def test_stores_that_cannot_be_trained_on_give_clear_errors(tmp_path, store):
     # a model that knows 0..3 evaluated on a store with other digits
     partial = corpus(tmp_path / "p", [n for n in names(100) if n[0] in "0123"])
     extract_corpus(partial, tmp_path / "p-store", use_ray=False)
-    narrow = train(open_store(tmp_path / "p-store"), small(classifier="logreg")).model
+    narrow = train(open_store(tmp_path / "p-store"), logreg()).model
     with pytest.raises(StoreError, match="labels the model was not trained on: 4, 5"):
         evaluate(narrow, store, "test")
 
@@ -221,6 +228,7 @@ def test_tuning_appends_a_new_classifier_to_the_same_features(store):
         assert windows and all(w.start_time >= 0 and c.label in "0123456789" for w, c in windows)
 
 
+@pytest.mark.slow
 def test_the_train_and_evaluate_commands(store, tmp_path):
     import json
 
@@ -245,12 +253,13 @@ def test_the_train_and_evaluate_commands(store, tmp_path):
     assert refused.returncode == 2 and "checkpoint" in refused.stderr
 
 
+@pytest.mark.slow
 def test_the_network_shape_is_chosen_on_the_command_line(store, tmp_path):
     from cadence.cluster.audio.train import load_model
 
     model = tmp_path / "deep.safetensors"
     run = subprocess.run([*CADENCE, "train", "--store", str(store.path), "--epochs", "2",
-                          "--hidden", "32", "16", "--batch-size", "64", "--learning-rate", "0.002", "--model",
+                          "--hidden", "32x16", "--batch-size", "64", "--learning-rate", "0.002", "--model",
                           str(model)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     trained = load_model(model)[0]

@@ -121,6 +121,7 @@ def test_unreadable_file(tmp_path):
         read_video(path)
 
 
+@pytest.mark.mediapipe
 def test_video_with_no_person(tmp_path):
     path = write_video_without_people(tmp_path / "trees.avi")
     with pytest.raises(NoPersonError, match="trees.avi: no person was detected in any of its 20 frames"):
@@ -146,6 +147,7 @@ def test_live_stream_drops_frames_a_slow_consumer_cannot_take_and_counts_them():
     assert got == sorted(got) and got[-1] == 49  # newest frames kept, in order
 
 
+@pytest.mark.mediapipe
 def test_a_video_cut_short_is_counted_as_far_as_it_decodes(tmp_path):
     """A container that promises more frames than decode: the frames there are counted, with a warning."""
     cut = write_video_cut_short(tmp_path / "cut.avi")
