@@ -130,16 +130,13 @@ class PoseExtraction(_Local):
     at the feed's next frame.
     """
 
-    def __init__(self, maximum_person_count: int = 4, minimum_confidence: float = 0.5):
-        self.maximum_person_count, self.minimum_confidence = maximum_person_count, minimum_confidence
+    def __init__(self):
         self.extractors: dict[int, TrackingPoseExtractor] = {}  # by detection interval
         self.live: dict[str, TemporalSession] = {}  # live feeds' sessions
 
     def _extractor(self, detection_interval: int) -> TrackingPoseExtractor:
         if detection_interval not in self.extractors:
-            self.extractors[detection_interval] = TrackingPoseExtractor(
-                maximum_person_count=self.maximum_person_count, minimum_confidence=self.minimum_confidence,
-                detection_interval=detection_interval)
+            self.extractors[detection_interval] = TrackingPoseExtractor(detection_interval=detection_interval)
         return self.extractors[detection_interval]
 
     def ready(self) -> bool:

@@ -19,7 +19,8 @@ import numpy as np
 
 from cadence.cluster.bench.features import fsdd_manifest
 from cadence.cluster.audio.features import default_sample_rate, extract_corpus, read_manifest
-from cadence.cluster.audio.train import CLASSIFIERS, TrainSettings, open_store, train
+from cadence.cluster.audio.settings import CLASSIFIERS, TrainSettings
+from cadence.cluster.audio.train import open_store, train
 from cadence.pipelines.audio import AudioFeaturePrint
 
 ROOT = Path(__file__).resolve().parents[1]

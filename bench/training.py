@@ -28,7 +28,8 @@ import numpy as np
 from cadence.cluster.bench.features import fsdd_manifest, tile_corpus
 from cadence.cluster.audio.features import extract_corpus
 from cadence.cluster.audio.store import vectors
-from cadence.cluster.audio.train import TrainSettings, open_store, train
+from cadence.cluster.audio.settings import TrainSettings
+from cadence.cluster.audio.train import open_store, train
 from cadence.pipelines.audio import AudioFeaturePrint
 from cadence.pipelines.classifiers import FullyConnectedNetworkClassifier, LogisticRegressionClassifier
 

@@ -173,6 +173,12 @@ def in_shot(poses: list[Pose], frame: Frame | np.ndarray) -> list[Pose]:
     return [replace(pose, shot=shot) for pose in poses] if shot else poses
 
 
+# Defaults shared by the components that take them, declared here once.
+MAXIMUM_PERSON_COUNT = 4  # people posed in a frame
+MINIMUM_CONFIDENCE = 0.5  # MediaPipe's detection, presence and tracking confidence
+CONFIDENCE_THRESHOLD = 0.2  # a joint counts towards choosing and tracking people at this confidence
+
+
 class OneThread:
     """Which thread first used a component's MediaPipe graphs: MediaPipe graphs must not be shared
     across threads, so a use from any other is refused."""
@@ -200,7 +206,8 @@ class HumanBodyPoseExtractor(Transformer):
     _parameter_constraints = {"maximum_person_count": [Interval(int, 1, 16)],
                               "minimum_confidence": [Interval(float, 0, 1)]}
 
-    def __init__(self, *, maximum_person_count: int = 4, minimum_confidence: float = 0.5):
+    def __init__(self, *, maximum_person_count: int = MAXIMUM_PERSON_COUNT,
+                 minimum_confidence: float = MINIMUM_CONFIDENCE):
         self.maximum_person_count = maximum_person_count
         self.minimum_confidence = minimum_confidence
         self._landmarker: Any = None
@@ -245,7 +252,7 @@ _STRATEGIES = {
     "leftmost_joint_location": lambda xy: -float(xy[:, 0].min()),
     "rightmost_joint_location": lambda xy: float(xy[:, 0].max()),
 }
-STRATEGIES: tuple[str, ...] = tuple(_STRATEGIES)
+STRATEGIES: tuple[str, ...] = tuple(_STRATEGIES)  # the first is the default
 
 
 class PoseSelector(Transformer):
@@ -262,7 +269,7 @@ class PoseSelector(Transformer):
 
     _parameter_constraints = {"strategy": [OneOf(STRATEGIES)], "confidence_threshold": [Interval(float, 0, 1)]}
 
-    def __init__(self, *, strategy: str = "maximum_bounding_box_area", confidence_threshold: float = 0.2):
+    def __init__(self, *, strategy: str = STRATEGIES[0], confidence_threshold: float = CONFIDENCE_THRESHOLD):
         self.strategy = strategy
         self.confidence_threshold = confidence_threshold
 
@@ -324,7 +331,8 @@ class JointsSelector(Transformer):
 
     _parameter_constraints = {"selected_joints": [Names(), None], "ignored_joints": [Names(), None]}
 
-    def __init__(self, *, selected_joints: Sequence[str] | None = None, ignored_joints: Sequence[str] | None = None):
+    def __init__(self, *, selected_joints: Sequence[str] | None = None,
+                 ignored_joints: Sequence[str] | None = None):
         self.selected_joints = selected_joints
         self.ignored_joints = ignored_joints
 

@@ -41,6 +41,8 @@ import numpy as np
 from .base import TemporalSession, TemporalTransformer
 from .params import Interval
 from .pose import (
+    MAXIMUM_PERSON_COUNT,
+    MINIMUM_CONFIDENCE,
     HumanBodyPoseExtractor,
     OneThread,
     Pose,
@@ -111,8 +113,8 @@ class TrackingPoseExtractor(TemporalTransformer):
     _parameter_constraints = {**HumanBodyPoseExtractor._parameter_constraints,
                               "detection_interval": [Interval(int, 1)]}
 
-    def __init__(self, *, maximum_person_count: int = 4, minimum_confidence: float = 0.5,
-                 detection_interval: int = DETECTION_INTERVAL):
+    def __init__(self, *, maximum_person_count: int = MAXIMUM_PERSON_COUNT,
+                 minimum_confidence: float = MINIMUM_CONFIDENCE, detection_interval: int = DETECTION_INTERVAL):
         self.maximum_person_count = maximum_person_count
         self.minimum_confidence = minimum_confidence
         self.detection_interval = detection_interval

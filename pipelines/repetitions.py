@@ -30,7 +30,7 @@ from .base import ComposedTemporalTransformer, TemporalSession, TemporalTransfor
 from .counting import HumanBodyActionCounter
 from .errors import CadenceError, NoPersonError, ParameterError
 from .params import FLAG, Interval, check
-from .pose import JointsSelector, Pose, PoseSelector
+from .pose import CONFIDENCE_THRESHOLD, STRATEGIES, JointsSelector, Pose, PoseSelector
 from .posetracking import DETECTION_INTERVAL, TrackingPoseExtractor
 from .tracking import PersonTracker
 from .temporal import SlidingWindow
@@ -350,8 +350,8 @@ class RepetitionCounting:
 
     window: int = 90
     stride: int | None = None
-    strategy: str = "maximum_bounding_box_area"
-    confidence_threshold: float = 0.2
+    strategy: str = STRATEGIES[0]
+    confidence_threshold: float = CONFIDENCE_THRESHOLD
     live: bool = False
     counter: HumanBodyActionCounter = field(default_factory=HumanBodyActionCounter)
     selected_joints: tuple[str, ...] | None = None

@@ -19,7 +19,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .base import TemporalSession, TemporalTransformer
 from .params import Interval
-from .pose import Pose, box_overlap
+from .pose import CONFIDENCE_THRESHOLD, Pose, box_overlap
 
 
 @dataclass
@@ -44,7 +44,8 @@ class PersonTracker(TemporalTransformer):
     _parameter_constraints = {"minimum_overlap": [Interval(float, 0, 1, "neither")], "patience": [Interval(int, 0)],
                               "confidence_threshold": [Interval(float, 0, 1)]}
 
-    def __init__(self, *, minimum_overlap: float = 0.2, patience: int = 30, confidence_threshold: float = 0.2):
+    def __init__(self, *, minimum_overlap: float = 0.2, patience: int = 30,
+                 confidence_threshold: float = CONFIDENCE_THRESHOLD):
         self.minimum_overlap = minimum_overlap
         self.patience = patience
         self.confidence_threshold = confidence_threshold

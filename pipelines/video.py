@@ -340,6 +340,20 @@ class LiveStream:
         keeps up (low latency) and grow when it falls behind.
         """
         self.start()
+        try:
+            taken = self._taken(max_count, gather, wait)
+        except RuntimeError as e:
+            # Ctrl-C or SIGTERM landing inside Condition.wait, just after it let go of the lock, leaves
+            # the lock released, and leaving the with block then raises this over the interrupt
+            if isinstance(e.__context__, KeyboardInterrupt):
+                raise e.__context__ from None
+            raise
+        self.delivered += len(taken)
+        if not taken and self._error is not None:
+            raise self._error
+        return taken
+
+    def _taken(self, max_count: int, gather: float, wait: float | None) -> list[Frame]:
         deadline = None
         taken: list[Frame] = []
         with self._ready:
@@ -354,9 +368,6 @@ class LiveStream:
                 taken.append(self._queue.popleft())
                 if deadline is None:
                     deadline = time.monotonic() + gather
-        self.delivered += len(taken)
-        if not taken and self._error is not None:
-            raise self._error
         return taken
 
     @property

@@ -248,7 +248,8 @@ def model(tmp_path_factory) -> Path:
     if not FSDD.exists():
         pytest.skip(f"{FSDD} is absent")
     from cadence.cluster.audio.features import extract_corpus
-    from cadence.cluster.audio.train import TrainSettings, open_store, save_model, train
+    from cadence.cluster.audio.settings import TrainSettings
+    from cadence.cluster.audio.train import open_store, save_model, train
     from cadence.pipelines.classifiers import LogisticRegressionClassifier
 
     from .helpers import corpus, names

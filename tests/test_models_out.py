@@ -11,7 +11,8 @@ import pytest
 
 from cadence.cluster.audio.features import extract_corpus
 from cadence.pipelines.classifiers import LogisticRegressionClassifier
-from cadence.cluster.audio.train import TrainSettings, load_model, open_store, train
+from cadence.cluster.audio.settings import TrainSettings
+from cadence.cluster.audio.train import load_model, open_store, train
 from cadence.pipelines.audio import clip_vector
 
 from .helpers import FSDD, cadence, corpus, names

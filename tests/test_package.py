@@ -65,6 +65,8 @@ def test_counting_inline_never_imports_ray(tmp_path):
     run = python("import sys\n"
                  "from cadence.cluster.cli import main\n"
                  f"status = main(['count', {str(clip)!r}, '--runner', 'inline', '--json'])\n"
-                 "assert status == 0, status\n" + NO_RAY, ROOT)
+                 "assert status == 0, status\n"
+                 "assert 'cadence.cluster.audio.train' not in sys.modules, 'count loaded the training job'\n"
+                 + NO_RAY, ROOT)
     assert run.returncode == 0, run.stderr
     assert '"count"' in run.stdout

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from cadence.cluster.audio.features import extract_corpus
-from cadence.cluster.audio.train import StoreError, TrainSettings, evaluate, open_store, save_model, train
+from cadence.cluster.audio.settings import TrainSettings
+from cadence.cluster.audio.train import StoreError, evaluate, open_store, save_model, train
 from cadence.pipelines import AnnotatedFeature
 from cadence.pipelines.audio import AudioFeaturePrint, clip_vector, read_audio
 from cadence.pipelines.classifiers import FullyConnectedNetworkClassifier, LogisticRegressionClassifier

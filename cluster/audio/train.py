@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from cadence.pipelines.classifiers import FullyConnectedNetworkClassifier, Logis
 from cadence.pipelines.errors import InputError
 from cadence.pipelines.events import EventHandler
 
+from cadence.cluster.audio.settings import STOPPING, TrainSettings
 from cadence.cluster.audio.store import FeatureStore, vectors
 
 
@@ -59,40 +60,6 @@ def open_store(path: str | os.PathLike) -> FeatureStore:
         raise StoreError(candidates[0], f"is named for another extractor than its {spec.name} records",
                          "give the store folder cadence features made, not a renamed copy")
     return store
-
-
-Classifier = LogisticRegressionClassifier | FullyConnectedNetworkClassifier
-CLASSIFIERS: dict[str, type] = {"logreg": LogisticRegressionClassifier, "mlp": FullyConnectedNetworkClassifier}
-# What stopping and the epoch count do; a resumed run may change them (they are not the model's identity).
-STOPPING = ("maximum_iterations", "early_stop_iteration_count", "early_stopping_tolerance")
-
-
-@dataclass
-class TrainSettings:
-    """A training job on a store: the classifier, whose own parameters say how it learns (epochs are
-    its ``maximum_iterations``, patience its ``early_stop_iteration_count``, the shuffles' seed its
-    ``random_seed``), and what only a job over a store has: chunks, checkpoints, the row level.
-
-    >>> TrainSettings(LogisticRegressionClassifier(l2_penalty=0.01)).name
-    'logreg'
-    """
-
-    classifier: Classifier = field(default_factory=FullyConnectedNetworkClassifier)
-    chunk_size: int = 1024
-    checkpoint_dir: str | None = None
-    checkpoint_every: int = 1
-    resume: bool = False
-    level: str = "clip"
-
-    @property
-    def name(self) -> str:
-        """The classifier's name on the command line: logreg or mlp."""
-        return next(name for name, kind in CLASSIFIERS.items() if isinstance(self.classifier, kind))
-
-    def with_params(self, **params: object) -> TrainSettings:
-        """These settings with some of the classifier's parameters changed, and checked."""
-        copy = type(self.classifier)(**self.classifier.get_params())
-        return replace(self, classifier=copy.set_params(**params))
 
 
 @dataclass

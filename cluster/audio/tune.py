@@ -25,13 +25,9 @@ from pathlib import Path
 from cadence.pipelines.errors import CadenceError
 from cadence.pipelines.files import write_bytes_atomically
 
-from cadence.cluster.audio.train import TrainSettings, open_store, save_model, train
+from cadence.cluster.audio.settings import DEFAULT_GRIDS, TrainSettings
+from cadence.cluster.audio.train import open_store, save_model, train
 
-SEARCHED = ("l2_penalty", "hidden_unit_counts", "learning_rate", "dropout_probability")
-DEFAULT_GRIDS = {
-    "logreg": {"l2_penalty": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3]},
-    "mlp": {"hidden_unit_counts": [(100,), (256,)], "learning_rate": [0.001, 0.003], "l2_penalty": [1e-4, 1e-3]},
-}
 
 
 @dataclass

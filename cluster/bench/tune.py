@@ -8,7 +8,7 @@ from pathlib import Path
 from cadence.pipelines.modelfile import load
 
 from cadence.cluster.audio.features import extract_corpus
-from cadence.cluster.audio.train import CLASSIFIERS, TrainSettings
+from cadence.cluster.audio.settings import CLASSIFIERS, TrainSettings
 from cadence.cluster.audio.tune import Trial, grid, run_trial, tune, unsearched
 from cadence.cluster.bench.features import fsdd_manifest
 from cadence.cluster.runtime.connect import connected

@@ -14,6 +14,8 @@ from pathlib import Path
 from cadence.pipelines.errors import InputError
 from cadence.pipelines.repetitions import STRIDE, RepetitionCounting
 
+from cadence.cluster.audio.settings import CLASSIFIERS
+
 from .options import (add_address, add_data, add_detect_every, add_figures, add_windows, data_folder, note,
                       positive, report)
 
@@ -27,8 +29,8 @@ def add_bench(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_repcount(benches: argparse._SubParsersAction) -> None:
-    repcount = benches.add_parser(
-        "repcount", help="score the repetition counter on RepCount-format pose sequences",
+    repcount = _benchmark(
+        benches, "repcount", run_repcount, help="score the repetition counter on RepCount-format pose sequences",
         description="Run HumanBodyActionCounter as a stream (the same sliding windows and cumulative counts as "
                     "'cadence count') over every pose sequence listed in LABELS, and print MAE, OBO and the "
                     "per-video predictions. MAE = mean(|pred - gt| / max(gt, 1)); OBO = share with "
@@ -40,12 +42,11 @@ def _add_repcount(benches: argparse._SubParsersAction) -> None:
                           help="labels.csv with columns name,count[,cycle_boundaries]")
     add_windows(repcount, f"{STRIDE}, as cadence count; 90 for the benchmark's usual setting")
     add_figures(repcount)
-    repcount.set_defaults(run=run_repcount)
 
 
 def _add_pipeline(benches: argparse._SubParsersAction) -> None:
-    pipeline = benches.add_parser(
-        "pipeline", help="frames per second of the inline path and the Ray actor pipeline on the same frames",
+    pipeline = _benchmark(
+        benches, "pipeline", run_pipeline, help="frames per second of the inline path and the Ray actor pipeline on the same frames",
         description="Play real clips (each feed all of them back to back, from another one on, for --seconds) "
                     "through the inline path (one feed after another in one process) and then through the actor "
                     "pipeline (all feeds at once), "
@@ -60,12 +61,11 @@ def _add_pipeline(benches: argparse._SubParsersAction) -> None:
                                "lived on nodes: no node actor between), on the same feeds, and print both")
     add_detect_every(pipeline)
     _add_bench_options(pipeline, "videos/")
-    pipeline.set_defaults(run=run_pipeline)
 
 
 def _add_chaos(benches: argparse._SubParsersAction) -> None:
-    chaos = benches.add_parser(
-        "chaos", help="the actor pipeline while random actors are killed: every count must equal the inline one",
+    chaos = _benchmark(
+        benches, "chaos", run_chaos, help="the actor pipeline while random actors are killed: every count must equal the inline one",
         description="Play real clips through the actor pipeline on --feeds feeds while a random actor of any stage "
                     "(capture, pose extraction, counting) is killed every --every seconds (Ray restarts it and the "
                     "pipeline recovers its feeds), then count each feed inline, and print the kills by stage and "
@@ -75,16 +75,16 @@ def _add_chaos(benches: argparse._SubParsersAction) -> None:
     chaos.add_argument("--seed", type=int, default=0, help="which actors are killed (default %(default)s)")
     add_windows(chaos, "the window")
     _add_bench_options(chaos, "videos/")
-    chaos.set_defaults(run=run_chaos)
 
 
 def _add_cluster(benches: argparse._SubParsersAction) -> None:
-    cluster = benches.add_parser(
-        "cluster", help="the counting job on a real multi-node Ray on this machine: placement, locality, node loss",
+    cluster = _benchmark(
+        benches, "cluster", run_cluster, help="the counting job on a real multi-node Ray on this machine: placement, locality, node loss",
         description="Count --feeds playlists of real clips inline (the expected counts), then on a Ray of --nodes "
                     "nodes started on this machine (ray.cluster_utils.Cluster: each node its own raylet, object "
                     "store and workers, all on loopback; the driver on the head node), optionally removing the "
-                    "worker node with the most feeds --kill-node-after seconds in. Prints (or with --json, as JSON; --out also writes it to a file): "
+                    "worker node with the most feeds --kill-node-after seconds in. Prints (as JSON with --json; --out "
+                    "also writes it to a file): "
                     "each node's feeds and frames/s, cross_node_bytes_per_frame, counts_equal_inline and "
                     "recovery_seconds (from the kill until every moved feed reads frames on its new node). "
                     "cross_node_bytes_per_frame is measured: every report a node hands the driver from another "
@@ -100,12 +100,11 @@ def _add_cluster(benches: argparse._SubParsersAction) -> None:
     add_windows(cluster)
     add_data(cluster, "videos/")
     add_figures(cluster)
-    cluster.set_defaults(run=run_cluster)
 
 
 def _add_serve(benches: argparse._SubParsersAction) -> None:
-    serve = benches.add_parser(
-        "serve", help="a soak of cadence serve: live loopback cameras for minutes; memory, stalls, drops, latency",
+    serve = _benchmark(
+        benches, "serve", run_serve, help="a soak of cadence serve: live loopback cameras for minutes; memory, stalls, drops, latency",
         description="Start cadence serve and --feeds stand-in cameras (real clips looped as MJPEG on loopback), add "
                     "the feeds one by one (timing each to its first count), then sample every 10 s for --minutes: "
                     "the memory (PSS) of the service and its Ray processes, and each feed's frames, drops, latency "
@@ -114,23 +113,21 @@ def _add_serve(benches: argparse._SubParsersAction) -> None:
     serve.add_argument("--minutes", type=float, default=10, help="default %(default)s")
     _add_work(serve, "the service's store")
     _add_bench_options(serve, "videos/")
-    serve.set_defaults(run=run_serve)
 
 
 def _add_tune(benches: argparse._SubParsersAction) -> None:
-    tune = benches.add_parser(
-        "tune", help="cadence tune's trials in parallel against the same trials one after another",
+    tune = _benchmark(
+        benches, "tune", run_tune, help="cadence tune's trials in parallel against the same trials one after another",
         description="Extract FSDD's standard split into a temporary store, run the default grid of --classifier "
                     "as Ray Tune trials (cadence tune), then the same trials one after another in this process, "
                     "and print both times, the speed-up and whether both found the same best model.")
-    tune.add_argument("--classifier", choices=("logreg", "mlp"), default="mlp", help="default %(default)s")
+    tune.add_argument("--classifier", choices=tuple(CLASSIFIERS), default="mlp", help="default %(default)s")
     _add_bench_options(tune, "fsdd/recordings/")
-    tune.set_defaults(run=run_tune)
 
 
 def _add_features(benches: argparse._SubParsersAction) -> None:
-    features = benches.add_parser(
-        "features", help="audio seconds per second of feature extraction: one process, librosa, Ray, incremental",
+    features = _benchmark(
+        benches, "features", run_features, help="audio seconds per second of feature extraction: one process, librosa, Ray, incremental",
         description="Tile FSDD (gain and time-shift variations) into a temporary corpus of --hours, then print "
                     "audio seconds per second (x real time) of AudioFeaturePrint in one process and of librosa's "
                     "MFCC on the same files (if librosa is installed: pip install '.[bench]'), of the Ray job on "
@@ -140,7 +137,13 @@ def _add_features(benches: argparse._SubParsersAction) -> None:
                           help="feature sample rate (default %(default)s, FSDD's own)")
     _add_work(features, "the corpus and its store")
     _add_bench_options(features, "fsdd/recordings/")
-    features.set_defaults(run=run_features)
+
+
+def _benchmark(benches: argparse._SubParsersAction, name: str, run, help: str,
+               description: str) -> argparse.ArgumentParser:
+    parser = benches.add_parser(name, help=help, description=description)
+    parser.set_defaults(run=run)
+    return parser
 
 
 def add_playlists(parser: argparse.ArgumentParser, feeds: int, seconds: float) -> None:

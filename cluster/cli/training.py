@@ -14,7 +14,7 @@ from cadence.pipelines.classifiers import FullyConnectedNetworkClassifier
 from cadence.pipelines.errors import InputError
 from cadence.pipelines.files import check_folder_exists
 
-from cadence.cluster.audio.train import CLASSIFIERS, TrainSettings
+from cadence.cluster.audio.settings import CLASSIFIERS, DEFAULT_GRIDS, SEARCHED, TrainSettings
 
 from .options import add_address, add_json, default, layers, note, positive
 
@@ -29,7 +29,6 @@ MLP_OPTIONS = {
     "--tolerance": ("early_stopping_tolerance", float, "how much an epoch must lower the best validation loss "
                                                       "to count as better"),
 }
-SEARCHED = ("--l2", "--hidden", "--learning-rate", "--dropout")  # what cadence tune searches: values to try
 
 
 def _shown(parameter: str) -> str:
@@ -38,24 +37,30 @@ def _shown(parameter: str) -> str:
 
 
 def _add_classifier(parser: argparse.ArgumentParser, searched: tuple[str, ...] = ()) -> None:
-    """--store, --classifier, --seed, --l2 and the mlp's options; those in ``searched`` take several values."""
+    """--store, --classifier, --seed, --l2 and the mlp's options; those setting a parameter in
+    ``searched`` take several values."""
     parser.add_argument("--store", required=True, metavar="DIR", help="the feature store (or the folder holding it)")
     parser.add_argument("--classifier", choices=tuple(CLASSIFIERS), default=TrainSettings().name,
                         help="default %(default)s")
     parser.add_argument("--seed", type=int, default=None, dest="random_seed", metavar="N",
                         help="seeds initial weights and every shuffle (default "
                              f"{default(FullyConnectedNetworkClassifier, 'random_seed')})")
-    several = "--l2" in searched
+    several = "l2_penalty" in searched
     parser.add_argument("--l2", type=float, default=None, dest="l2_penalty", metavar="X", nargs="+" if several else None,
                         help=("L2 penalties per example to try" if several else
                               "L2 penalty per example (default: logreg chooses it on the validation rows, the "
                               "strongest within one standard error of the best, and says which; mlp takes "
                               f"{_shown('l2_penalty')})"))
     for option, (parameter, kind, what) in MLP_OPTIONS.items():
-        many = option in searched
+        many = parameter in searched
         metavar = "N[xN...]" if kind is layers else "N" if kind is positive else "X"
         parser.add_argument(option, type=kind, default=None, dest=parameter, nargs="+" if many else None, metavar=metavar,
                             help=f"mlp: {what}{' to try' if many else ''} (default {_shown(parameter)})")
+
+
+def _options_of(parameters: tuple[str, ...]) -> str:
+    options = {"l2_penalty": "--l2"} | {parameter: option for option, (parameter, _, _) in MLP_OPTIONS.items()}
+    return ", ".join(options[p] for p in parameters)
 
 
 def classifier_options(args: argparse.Namespace) -> dict:
@@ -134,8 +139,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def add_tune(commands: argparse._SubParsersAction) -> None:
-    from cadence.cluster.audio.tune import DEFAULT_GRIDS
-
     tune = commands.add_parser(
         "tune", help="search classifier settings as parallel Ray Tune trials on a feature store (no re-extraction)",
         description="Train one classifier per combination of the settings given, as Ray Tune trials on the "
@@ -143,7 +146,7 @@ def add_tune(commands: argparse._SubParsersAction) -> None:
                     "of the cluster at --address, whose nodes must see the store at the same path), then write "
                     "the best (highest validation accuracy, then lowest validation loss) to --model and print a "
                     "table of every trial. Each trial is exactly a 'cadence train' with its settings; "
-                    f"{', '.join(SEARCHED)} take the values to try. Default grids: logreg {DEFAULT_GRIDS['logreg']}; "
+                    f"{_options_of(SEARCHED)} take the values to try. Default grids: logreg {DEFAULT_GRIDS['logreg']}; "
                     f"mlp {DEFAULT_GRIDS['mlp']}.")
     _add_classifier(tune, searched=SEARCHED)
     tune.add_argument("--model", default="best.safetensors", metavar="OUT",
@@ -160,7 +163,7 @@ def run_tune(args: argparse.Namespace) -> int:
     from cadence.cluster.runtime.connect import connected
 
     given = classifier_options(args)
-    searched = {MLP_OPTIONS.get(o, ("l2_penalty",))[0] for o in SEARCHED}
+    searched = set(SEARCHED)
     base = TrainSettings(CLASSIFIERS[args.classifier](**{k: v for k, v in given.items() if k not in searched}))
     values = {k: v for k, v in given.items() if k in searched}
     grid(base, values)  # every trial's settings checked before Ray starts
