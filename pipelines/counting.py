@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import copy
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,14 +49,13 @@ from threadpoolctl import ThreadpoolController
 from .base import TemporalSession, TemporalTransformer
 from .errors import ParameterError
 from .params import Interval
-from .legs import CumulativeCount, Leg, LegBook
+from .legs import CumulativeCount, Leg, LegBook, ZigZag
 from .bodyshape import POSITIONS, body_shape, unseen_between, with_angles
 from .pose import Pose
 from .temporal import Window
 
 _DIRECTIONS = 8  # principal directions kept in the distance; later ones weigh (s_i / s_0)^2 ~ 0
 _BACK = 0.75  # share of the threshold the body must come back toward the anchor for a turn
-_RECENT = 8  # legs whose durations and sizes set the glitch and swing bars
 _STILL = 0.1  # share of a leg's size within which the body is still at its turning point
 _RANGE = 10  # the motion's range runs from this percentile of the recent frames to its complement
 REFIT = 15  # frames (half a second at 30 fps) between refits of the directions of motion, whatever the windows
@@ -132,47 +130,6 @@ class HumanBodyActionCounter(TemporalTransformer):
         return counts[-1]
 
 
-@dataclass
-class _Tracker:
-    """The zig-zag's state: turning points so far and the leg in progress (times are stream indexes)."""
-
-    extremes: int = 0  # confirmed turning points since the last restart
-    anchor: np.ndarray | None = None  # shape at the last turning point (or where tracking began)
-    anchor_t: int = 0
-    left_t: int = 0  # the last frame still at the anchor: where the leg in progress began to move
-    peak: np.ndarray | None = None  # the shape farthest from the anchor in the leg in progress
-    peak_t: int = 0
-    before: np.ndarray | None = None  # the turning point before the anchor, while it can be taken back
-    before_t: int = 0
-    origin: np.ndarray | None = None  # the shape where the run's tracking began
-    way_in_t: int = 0  # where the way into the run began to move
-    last_swing: float = 0.0
-    t: int = -1  # the frame tracked last
-    legs: deque = field(default_factory=lambda: deque(maxlen=_RECENT))  # durations of the recent legs
-    swings: deque = field(default_factory=lambda: deque(maxlen=_RECENT))  # and their sizes
-    run: int = 0  # tracking runs: a gap in detection starts the next
-    book: LegBook | None = None  # the legs so far, judged (see legs.py)
-
-    _ARRAYS = ("anchor", "peak", "before", "origin")
-
-    def snapshot(self) -> dict[str, Any]:
-        state = {k: v for k, v in vars(self).items() if k not in self._ARRAYS}
-        state.update({k: None if getattr(self, k) is None else getattr(self, k).tolist() for k in self._ARRAYS})
-        state["legs"], state["swings"], state["book"] = list(self.legs), list(self.swings), self.book.snapshot()
-        return state
-
-    @classmethod
-    def restored(cls, state: dict[str, Any], book: LegBook) -> _Tracker:
-        tracker = cls(**{k: v for k, v in state.items() if k not in ("legs", "swings", "book", *cls._ARRAYS)})
-        book.restore(state["book"])
-        tracker.book = book
-        for k in cls._ARRAYS:
-            setattr(tracker, k, None if state[k] is None else np.asarray(state[k], dtype=np.float64))
-        tracker.legs.extend(int(x) for x in state["legs"])
-        tracker.swings.extend(float(x) for x in state["swings"])
-        return tracker
-
-
 def _stacked(vectors: deque) -> np.ndarray:
     """Vectors of one length as the rows of one array (no rows: an empty array)."""
     return np.array(list(vectors), dtype=np.float64) if vectors else np.zeros((0, 0))
@@ -192,7 +149,7 @@ class _CounterSession(TemporalSession):
         self.shot = 0  # and the shot it was in
         self.metric: np.ndarray | None = None  # weighted principal directions (rows)
         self.swing_threshold = params.minimum_amplitude
-        self.tracker = _Tracker(book=self._book())
+        self.tracker = ZigZag(book=self._book())
         self.count = 0.0
 
     # -- per window ------------------------------------------------------------------------
@@ -330,14 +287,14 @@ class _CounterSession(TemporalSession):
     def _distance(self, a: np.ndarray, b: np.ndarray) -> float:
         return float(np.linalg.norm(self.metric @ (a - b)))
 
-    def _run(self, z: _Tracker, frames: list) -> None:
+    def _run(self, z: ZigZag, frames: list) -> None:
         for index, shape in frames:
             if shape is None:
                 self._restart(z)
             else:
                 self._track(z, shape, index)
 
-    def _track(self, z: _Tracker, shape: np.ndarray, index: int) -> None:
+    def _track(self, z: ZigZag, shape: np.ndarray, index: int) -> None:
         z.t = index  # stream time: a leg across frames without a person keeps its real length
         if z.anchor is None:
             z.anchor, z.anchor_t, z.peak, z.peak_t, z.left_t = shape, index, shape, index, index
@@ -351,19 +308,19 @@ class _CounterSession(TemporalSession):
             else:
                 self._turn(z, shape)
 
-    def _turned_back(self, z: _Tracker, shape: np.ndarray, come_back: float) -> bool:
+    def _turned_back(self, z: ZigZag, shape: np.ndarray, come_back: float) -> bool:
         """Far enough from the farthest shape, and heading back: in one dimension the two are the
         same test, but two people's squats differ in shape as well as depth, so from the bottom of
         one the bottom of the next can be no nearer than the top between them was."""
         threshold = self.swing_threshold
         return come_back >= _BACK * threshold and self._distance(shape, z.peak) >= threshold
 
-    def _is_glitch(self, z: _Tracker) -> bool:
+    def _is_glitch(self, z: ZigZag) -> bool:
         """The leg now ending was too short beside the recent ones to be part of a repetition."""
         return (z.before is not None and len(z.legs) >= 4
                 and z.peak_t - z.anchor_t < self.p.glitch_share * float(np.median(z.legs)))
 
-    def _take_back(self, z: _Tracker, shape: np.ndarray) -> None:
+    def _take_back(self, z: ZigZag, shape: np.ndarray) -> None:
         """Undo the last turning point: the leg before it goes on, its extreme the anchor or now."""
         z.extremes -= 1
         z.legs.pop()  # (its size stays among the recent swings: it was a real excursion of the body)
@@ -375,7 +332,7 @@ class _CounterSession(TemporalSession):
         else:
             z.peak, z.peak_t = turned_at, turned_t
 
-    def _turn(self, z: _Tracker, now: np.ndarray) -> None:
+    def _turn(self, z: ZigZag, now: np.ndarray) -> None:
         if z.extremes == 0:  # the way from where tracking began (the start, or after a gap)
             z.book.start_fraction = self._fraction(z)
             z.book.start_size = self._distance(z.peak, z.anchor)
@@ -396,7 +353,7 @@ class _CounterSession(TemporalSession):
         z.left_t = self._still_at(z.peak, z.peak_t, z.t, self._distance(z.peak, z.anchor))[-1]
         z.anchor, z.anchor_t, z.peak, z.peak_t = z.peak, z.peak_t, now, z.t
 
-    def _restart(self, z: _Tracker) -> None:
+    def _restart(self, z: ZigZag) -> None:
         """After a gap in detection or a cut: what happened unseen is unknown, so the run ends where
         it was and the next starts where the person is seen again, never measured across the gap."""
         if z.anchor is not None and self.metric is not None and z.extremes > 0:
@@ -405,7 +362,7 @@ class _CounterSession(TemporalSession):
         z.extremes, z.run, z.book.start_fraction = 0, z.run + 1, None
         z.anchor = z.peak = z.before = z.origin = None
 
-    def _end_leg(self, z: _Tracker) -> None:
+    def _end_leg(self, z: ZigZag) -> None:
         """The run ends (a gap in detection, the stream's end) after its way in and before any turn
         back: the leg in progress, if it spans a whole swing, ended with the run and is judged like
         any first leg.  So a single squat between two gaps, or after a set (out and back to where it
@@ -413,12 +370,12 @@ class _CounterSession(TemporalSession):
         if z.extremes == 1 and self._distance(z.peak, z.anchor) >= self.swing_threshold:
             self._turn(z, z.peak)
 
-    def _fraction(self, z: _Tracker) -> float:
+    def _fraction(self, z: ZigZag) -> float:
         """The leg in progress as a share of a repetition: half of its size over the last swing's."""
         swing = z.last_swing or self.swing_threshold / self.p.threshold
         return 0.5 * min(1.0, self._distance(z.peak, z.anchor) / max(swing, 1e-9))
 
-    def _estimate(self, z: _Tracker) -> float:
+    def _estimate(self, z: ZigZag) -> float:
         """The count as it stands: what is confirmed and, after a confirmed leg, the share of the
         leg in progress (the next leg's credit is at least that once it is confirmed).  Legs not
         yet judged are not shown: a count shown can never be taken back."""
@@ -453,7 +410,7 @@ class _CounterSession(TemporalSession):
         metric = None if state["metric"] is None else np.asarray(state["metric"], dtype=np.float64)
         self.metric = None if metric is None or metric.shape[1] == POSITIONS else metric
         self.swing_threshold = float(state["swing_threshold"])
-        self.tracker = _Tracker.restored(state["tracker"], self._book())
-        for k in _Tracker._ARRAYS:
+        self.tracker = ZigZag.restored(state["tracker"], self._book())
+        for k in ZigZag._ARRAYS:
             if getattr(self.tracker, k) is not None:
                 setattr(self.tracker, k, with_angles(getattr(self.tracker, k)))

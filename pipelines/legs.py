@@ -28,7 +28,7 @@ confidence (how alike its legs were with their matches).
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -281,3 +281,44 @@ class LegBook:
                 setattr(self, k, list(v) if isinstance(v, list) else v)
         self.legs = deque((Leg(**leg) for leg in state["legs"]), maxlen=_RECENT)
         self.made = [Repetition(**repetition) for repetition in state.get("made", [])]
+
+
+@dataclass
+class ZigZag:
+    """The zig-zag's state: turning points so far and the leg in progress (times are stream indexes)."""
+
+    extremes: int = 0  # confirmed turning points since the last restart
+    anchor: np.ndarray | None = None  # shape at the last turning point (or where tracking began)
+    anchor_t: int = 0
+    left_t: int = 0  # the last frame still at the anchor: where the leg in progress began to move
+    peak: np.ndarray | None = None  # the shape farthest from the anchor in the leg in progress
+    peak_t: int = 0
+    before: np.ndarray | None = None  # the turning point before the anchor, while it can be taken back
+    before_t: int = 0
+    origin: np.ndarray | None = None  # the shape where the run's tracking began
+    way_in_t: int = 0  # where the way into the run began to move
+    last_swing: float = 0.0
+    t: int = -1  # the frame tracked last
+    legs: deque = field(default_factory=lambda: deque(maxlen=_RECENT))  # durations of the recent legs
+    swings: deque = field(default_factory=lambda: deque(maxlen=_RECENT))  # and their sizes
+    run: int = 0  # tracking runs: a gap in detection starts the next
+    book: LegBook | None = None  # the legs so far, judged (see legs.py)
+
+    _ARRAYS = ("anchor", "peak", "before", "origin")
+
+    def snapshot(self) -> dict[str, Any]:
+        state = {k: v for k, v in vars(self).items() if k not in self._ARRAYS}
+        state.update({k: None if getattr(self, k) is None else getattr(self, k).tolist() for k in self._ARRAYS})
+        state["legs"], state["swings"], state["book"] = list(self.legs), list(self.swings), self.book.snapshot()
+        return state
+
+    @classmethod
+    def restored(cls, state: dict[str, Any], book: LegBook) -> ZigZag:
+        tracker = cls(**{k: v for k, v in state.items() if k not in ("legs", "swings", "book", *cls._ARRAYS)})
+        book.restore(state["book"])
+        tracker.book = book
+        for k in cls._ARRAYS:
+            setattr(tracker, k, None if state[k] is None else np.asarray(state[k], dtype=np.float64))
+        tracker.legs.extend(int(x) for x in state["legs"])
+        tracker.swings.extend(float(x) for x in state["swings"])
+        return tracker
