@@ -5,15 +5,17 @@ train these are in :mod:`cadence.pipelines.classifiers`."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .audio import clip_vector
 from .base import AnnotatedFeature, Transformer
-from .errors import DataError
+from .errors import DataError, ModelFileError
 
 HELD_BACK = 0.1  # the share of the training data held back for validation when none is given
 
@@ -105,6 +107,25 @@ class ClassifierModel(Transformer):
         p = self.probabilities(as_vector(feature))[0]
         best = int(p.argmax())
         return Classification(self.classes[best], float(p[best]), dict(zip(self.classes, map(float, p))))
+
+    def save(self, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+        """Write the model to exactly ``path`` as safetensors (no pickle: any safetensors reader loads
+        its weights), with ``metadata`` (JSON) beside it; :meth:`load` reads it back."""
+        from .modelfile import save
+
+        return save(path, {"model": self}, metadata)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ClassifierModel:
+        """The model in a file :meth:`save` or ``cadence train`` wrote; :class:`ModelFileError` names
+        anything else."""
+        from .modelfile import load
+
+        models, _ = load(path)
+        if "model" not in models:
+            raise ModelFileError(path, "holds no trained model (a checkpoint?)",
+                                 "give a file written by save or cadence train --model")
+        return models["model"]
 
     def copy(self) -> ClassifierModel:
         return ClassifierModel(self.kind, self.classes, None if self.mean is None else self.mean.copy(),

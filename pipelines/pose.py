@@ -6,7 +6,7 @@ import functools
 import io
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -179,19 +179,39 @@ MINIMUM_CONFIDENCE = 0.5  # MediaPipe's detection, presence and tracking confide
 CONFIDENCE_THRESHOLD = 0.2  # a joint counts towards choosing and tracking people at this confidence
 
 
-class OneThread:
-    """Which thread first used a component's MediaPipe graphs: MediaPipe graphs must not be shared
-    across threads, so a use from any other is refused."""
+class PerThread:
+    """A component's MediaPipe graphs, one set per thread that uses it (graphs must not be shared
+    across threads): made by ``make`` on a thread's first use, and closed by ``close`` once that
+    thread has ended, so a pipeline runs with ``for`` and ``async for`` (a new worker thread each
+    run) any number of times, and threads come and go without leaking graphs."""
 
-    def __init__(self) -> None:
-        self.ident: int | None = None
+    def __init__(self, make: Callable[[], Any], close: Callable[[Any], None]):
+        self._make, self._close = make, close
+        self._values: dict[int, tuple[threading.Thread, Any]] = {}
+        self._lock = threading.Lock()
 
-    def check(self, owner: object) -> None:
-        if self.ident is None:
-            self.ident = threading.get_ident()
-        elif self.ident != threading.get_ident():
-            raise RuntimeError(f"{owner!r} was first used on another thread: MediaPipe graphs must not be "
-                               "shared across threads; create one extractor per stream and thread")
+    def get(self) -> Any:
+        me = threading.current_thread()
+        with self._lock:
+            ended = [k for k, (thread, _) in self._values.items() if not thread.is_alive() or k == me.ident
+                     and thread is not me]
+            gone = [self._values.pop(k)[1] for k in ended]
+            known = self._values.get(me.ident)
+        for value in gone:
+            self._close(value)
+        if known is not None:
+            return known[1]
+        value = self._make()
+        with self._lock:
+            self._values[me.ident] = (me, value)
+        return value
+
+    def close(self) -> None:
+        """Close every thread's graphs (a thread that uses the component again makes new ones)."""
+        with self._lock:
+            values, self._values = [v for _, v in self._values.values()], {}
+        for value in values:
+            self._close(value)
 
 
 class HumanBodyPoseExtractor(Transformer):
@@ -200,7 +220,7 @@ class HumanBodyPoseExtractor(Transformer):
     MediaPipe's ``PoseLandmarker`` runs in IMAGE mode: the person detector runs on every frame, so
     people entering the scene are found at once, there are no timestamps to keep increasing, and
     ``applied`` gives the same output for the same frame whatever came before.  Each extractor owns
-    one landmarker, created on first use and bound to the thread that created it.
+    landmarker per thread that uses it, created on first use there.
     """
 
     _parameter_constraints = {"maximum_person_count": [Interval(int, 1, 16)],
@@ -210,34 +230,32 @@ class HumanBodyPoseExtractor(Transformer):
                  minimum_confidence: float = MINIMUM_CONFIDENCE):
         self.maximum_person_count = maximum_person_count
         self.minimum_confidence = minimum_confidence
-        self._landmarker: Any = None
-        self._thread = OneThread()
+        self._landmarkers = PerThread(self._new_landmarker, lambda landmarker: landmarker.close())
 
-    def _get_landmarker(self) -> Any:
-        self._thread.check(self)
-        if self._landmarker is None:
-            from mediapipe.tasks.python import vision
+    def _new_landmarker(self) -> Any:
+        from mediapipe.tasks.python import vision
 
-            self.check_params()
-            options = landmarker_options(vision.RunningMode.IMAGE, self.maximum_person_count, self.minimum_confidence)
-            self._landmarker = vision.PoseLandmarker.create_from_options(options)
-        return self._landmarker
+        self.check_params()
+        options = landmarker_options(vision.RunningMode.IMAGE, self.maximum_person_count, self.minimum_confidence)
+        return vision.PoseLandmarker.create_from_options(options)
 
     def applied(self, frame: Frame | np.ndarray) -> list[Pose]:
         return in_shot(self.poses_in(rgb_image(frame, type(self).__name__)), frame)
 
     def poses_in(self, rgb: np.ndarray) -> list[Pose]:
         """Everyone in an RGB image (a frame already converted by :func:`rgb_image`)."""
-        return poses_found(self._get_landmarker().detect(mediapipe_image(rgb)))
+        return poses_found(self._landmarkers.get().detect(mediapipe_image(rgb)))
 
     def close(self) -> None:
-        if self._landmarker is not None:
-            self._landmarker.close()
-            self._landmarker = None
+        self._landmarkers.close()
 
     def __getstate__(self) -> dict:
         # A landmarker cannot travel to another process; the copy makes its own on first use.
-        return {**self.__dict__, "_landmarker": None, "_thread": OneThread()}
+        return {k: v for k, v in self.__dict__.items() if k != "_landmarkers"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._landmarkers = PerThread(self._new_landmarker, lambda landmarker: landmarker.close())
 
 
 def _bounding_box_area(xy: np.ndarray) -> float:
@@ -290,12 +308,12 @@ class PoseSelector(Transformer):
 
 # Groups of joints the command line accepts besides single names (``--joints arms``).
 JOINT_GROUPS: dict[str, tuple[str, ...]] = {
-    "face": JOINT_NAMES[:11],
-    "arms": JOINT_NAMES[11:23],
-    "legs": JOINT_NAMES[23:],
+    "face": JOINT_NAMES[:11],  # nose, eyes, ears, mouth
+    "arms": JOINT_NAMES[11:23],  # shoulders, elbows, wrists and hands
+    "legs": JOINT_NAMES[25:],  # knees, ankles, heels and feet
     "torso": ("left_shoulder", "right_shoulder", "left_hip", "right_hip"),
-    "upper_body": JOINT_NAMES[:25],
-    "lower_body": JOINT_NAMES[23:],
+    "upper_body": JOINT_NAMES[:23],  # above the hips: face and arms
+    "lower_body": JOINT_NAMES[23:],  # the hips and the legs
 }
 
 

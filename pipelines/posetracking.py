@@ -44,7 +44,7 @@ from .pose import (
     MAXIMUM_PERSON_COUNT,
     MINIMUM_CONFIDENCE,
     HumanBodyPoseExtractor,
-    OneThread,
+    PerThread,
     Pose,
     in_shot,
     landmarker_options,
@@ -119,8 +119,7 @@ class TrackingPoseExtractor(TemporalTransformer):
         self.minimum_confidence = minimum_confidence
         self.detection_interval = detection_interval
         self._detector: HumanBodyPoseExtractor | None = None
-        self._idle: list[_Tracker] = []  # trackers not lent to a session, the latest given back last
-        self._thread = OneThread()
+        self._idle = _idle_trackers()  # per thread: trackers not lent to a session, the latest given back last
 
     def session(self) -> TemporalSession:
         self.check_params()
@@ -139,33 +138,41 @@ class TrackingPoseExtractor(TemporalTransformer):
         return self._detector
 
     def _borrow(self, people: int) -> _Tracker:
-        self._thread.check(self)
-        lent = next((t for t in reversed(self._idle) if t.people == people), None)
+        idle = self._idle.get()
+        lent = next((t for t in reversed(idle) if t.people == people), None)
         if lent is None:
             lent = _Tracker(people, self.minimum_confidence)
         else:
-            self._idle.remove(lent)
+            idle.remove(lent)
         lent.reset()
         return lent
 
     def _give_back(self, tracker: _Tracker) -> None:
         """Keep it for the next segment; beyond ``IDLE_KEPT`` idle trackers (about 90 MB each), close
         the one given back longest ago (a crowd seen once costs nothing afterwards)."""
-        self._idle.append(tracker)
-        while len(self._idle) > self.IDLE_KEPT:
-            self._idle.pop(0).close()
+        idle = self._idle.get()
+        idle.append(tracker)
+        while len(idle) > self.IDLE_KEPT:
+            idle.pop(0).close()
 
     def close(self) -> None:
         """Close every MediaPipe graph this extractor made (sessions still running make new ones)."""
         if self._detector is not None:
             self._detector.close()
-        for tracker in self._idle:
-            tracker.close()
-        self._idle = []
+        self._idle.close()
 
     def __getstate__(self) -> dict:
         # MediaPipe graphs cannot travel to another process; the copy makes its own on first use.
-        return {**self.__dict__, "_detector": None, "_idle": [], "_thread": OneThread()}
+        return {**self.__dict__, "_detector": None, "_idle": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._idle = _idle_trackers()
+
+
+def _idle_trackers() -> PerThread:
+    """Each thread's idle trackers (a tracker is a MediaPipe graph: it stays on its thread)."""
+    return PerThread(list, lambda trackers: [tracker.close() for tracker in trackers])
 
 
 class _TrackingSession(TemporalSession):

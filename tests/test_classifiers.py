@@ -124,3 +124,19 @@ def test_the_composed_task_is_fitted_with_validation_and_updated_on_raw_audio_or
     assert from_audio.model == from_features.model  # the same model, whichever way the features came
     assert sorted(from_audio.model.classes) == sorted({n[0] for n in chosen})
     assert isinstance(from_audio.applied(clip).probability, float)
+
+
+def test_a_model_saves_and_loads_through_the_public_api(tmp_path):
+    import numpy as np
+
+    from cadence import AnnotatedFeature, ClassifierModel, LogisticRegressionClassifier, ModelFileError
+
+    rng = np.random.default_rng(0)
+    data = [AnnotatedFeature(rng.normal(label, 0.3, 4), str(label)) for label in (0, 1, 2) * 10]
+    model = LogisticRegressionClassifier(l2_penalty=0.01).fitted(data)
+    path = model.save(tmp_path / "digits.safetensors", {"note": "three blobs"})
+    loaded = ClassifierModel.load(path)
+    assert loaded == model and loaded.applied(np.ones(4)) == model.applied(np.ones(4))
+    (tmp_path / "not.safetensors").write_bytes(b"nothing")
+    with pytest.raises(ModelFileError, match="not.safetensors"):
+        ClassifierModel.load(tmp_path / "not.safetensors")

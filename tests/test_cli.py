@@ -288,3 +288,10 @@ def test_feeds_file_and_parquet_out(tmp_path):
         r["end_frame"] for s in summaries for r in s["repetitions"])
     missing = cadence("count", "--feeds", str(tmp_path / "nope.txt"))
     assert missing.returncode == 2 and "nope.txt" in missing.stderr
+
+
+def test_no_source_is_named_once():
+    result = cadence("count")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == ("cadence count: error: VIDEO: none given (give at least one "
+                                                      "video file, camera or stream URL, or --feeds FILE)")

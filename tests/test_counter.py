@@ -240,3 +240,14 @@ def test_a_snapshot_from_before_limb_angles_is_restored_and_counts_on():
     assert rest[-1] == pytest.approx(uninterrupted[-1], abs=1e-3)  # one frame's jolt measured before the refit
     assert uninterrupted[-1] == pytest.approx(12, abs=0.5)
 
+
+
+def test_joint_groups_mean_what_their_names_say():
+    from cadence.pipelines.pose import JOINT_GROUPS, JOINT_NAMES
+
+    hips = {"left_hip", "right_hip"}
+    assert not hips & set(JOINT_GROUPS["legs"]) and not hips & set(JOINT_GROUPS["upper_body"])
+    assert set(JOINT_GROUPS["lower_body"]) == hips | set(JOINT_GROUPS["legs"])
+    assert set(JOINT_GROUPS["upper_body"]) == set(JOINT_GROUPS["face"]) | set(JOINT_GROUPS["arms"])
+    assert set(JOINT_GROUPS["upper_body"]) | set(JOINT_GROUPS["lower_body"]) == set(JOINT_NAMES)
+    assert not set(JOINT_GROUPS["upper_body"]) & set(JOINT_GROUPS["lower_body"])

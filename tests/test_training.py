@@ -18,6 +18,7 @@ from cadence.cluster.audio.train import StoreError, evaluate, open_store, save_m
 from cadence.pipelines import AnnotatedFeature
 from cadence.pipelines.audio import AudioFeaturePrint, clip_vector, read_audio
 from cadence.pipelines.classifiers import FullyConnectedNetworkClassifier, LogisticRegressionClassifier
+from cadence.pipelines.errors import ParameterError
 from cadence.pipelines.modelfile import ModelFileError, load, save
 
 from .helpers import CADENCE, FSDD, ROOT, corpus, names
@@ -268,3 +269,13 @@ def test_the_network_shape_is_chosen_on_the_command_line(store, tmp_path):
     bad = subprocess.run([*CADENCE, "train", "--store", str(store.path), "--hidden", "0"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "--hidden" in bad.stderr
+
+
+def test_tune_searches_only_what_it_is_given():
+    from cadence.cluster.audio.tune import grid
+
+    given = grid(TrainSettings(), {"hidden_unit_counts": [(50,), (100,)]})
+    assert given == [{"hidden_unit_counts": (50,)}, {"hidden_unit_counts": (100,)}]
+    assert len(grid(TrainSettings(), {})) == 8  # nothing given: the default grid
+    with pytest.raises(ParameterError, match="dropout_probability"):
+        grid(TrainSettings(), {"dropout_probability": [0.1, 1.5]})

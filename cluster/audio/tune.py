@@ -58,11 +58,10 @@ class TuneResult:
 
 
 def grid(base: TrainSettings, given: dict[str, list]) -> list[dict]:
-    """Every combination of the values given (a setting not given takes the default grid's values,
-    or none when the default grid does not search it), each checked as the classifier checks its
-    parameters, so a bad value is refused before any trial starts."""
-    values = dict(DEFAULT_GRIDS[base.name])
-    values.update({k: v for k, v in given.items() if v})
+    """Every combination of the values given (the settings not given keep the classifier's own), or
+    of the default grid when none is given; each checked as the classifier checks its parameters,
+    so a bad value is refused before any trial starts."""
+    values = {k: v for k, v in given.items() if v} or dict(DEFAULT_GRIDS[base.name])
     names = sorted(values)
     configs = [dict(zip(names, combination)) for combination in itertools.product(*(values[n] for n in names))]
     for config in configs:

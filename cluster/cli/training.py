@@ -146,7 +146,8 @@ def add_tune(commands: argparse._SubParsersAction) -> None:
                     "of the cluster at --address, whose nodes must see the store at the same path), then write "
                     "the best (highest validation accuracy, then lowest validation loss) to --model and print a "
                     "table of every trial. Each trial is exactly a 'cadence train' with its settings; "
-                    f"{_options_of(SEARCHED)} take the values to try. Default grids: logreg {DEFAULT_GRIDS['logreg']}; "
+                    f"{_options_of(SEARCHED)} take the values to try; the grid is what they give (the "
+                    "other settings keep their defaults), or when none is given, the default grid: logreg {DEFAULT_GRIDS['logreg']}; "
                     f"mlp {DEFAULT_GRIDS['mlp']}.")
     _add_classifier(tune, searched=SEARCHED)
     tune.add_argument("--model", default="best.safetensors", metavar="OUT",

@@ -180,7 +180,7 @@ def count_sources(args: argparse.Namespace) -> bool:
     sources = list(args.sources) + [source for source, _ in listed]
     labels = {source: labels for source, labels in listed if labels}
     if not sources:
-        raise InputError("cadence count", "got no source", "give at least one VIDEO, or --feeds FILE")
+        raise InputError("VIDEO", "none given", "give at least one video file, camera or stream URL, or --feeds FILE")
     job = RepetitionCounting(window=args.window, stride=args.stride, strategy=args.strategy, live=args.live,
                              selected_joints=args.selected_joints, ignored_joints=args.ignored_joints,
                              per_person=args.per_person, detection_interval=args.detection_interval).check_params()
@@ -188,9 +188,9 @@ def count_sources(args: argparse.Namespace) -> bool:
     if runner == "inline" and labels:
         raise InputError(args.feeds, "gives node labels, which place feeds on Ray nodes", "leave out --runner inline")
     if runner == "ray" and args.annotate:
-        raise InputError("cadence count", "--annotate draws frames in this process", "use it with --runner inline")
+        raise InputError("--annotate", "draws frames in this process", "use it with --runner inline")
     if args.annotate and args.live:
-        raise InputError("cadence count", "--annotate reads each video twice", "leave out --live to annotate")
+        raise InputError("--annotate", "reads each video twice", "leave out --live to annotate")
     for option, path in (("--out", args.out), ("--annotate", args.annotate)):
         if path:
             check_folder_exists(path, option)
