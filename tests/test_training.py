@@ -279,3 +279,20 @@ def test_tune_searches_only_what_it_is_given():
     assert len(grid(TrainSettings(), {})) == 8  # nothing given: the default grid
     with pytest.raises(ParameterError, match="dropout_probability"):
         grid(TrainSettings(), {"dropout_probability": [0.1, 1.5]})
+
+
+def test_the_curve_shows_the_validation_loss_and_a_two_class_title_fits(tmp_path):
+    from cadence.cluster.audio.train import confusion_figure, curve_figure, plot_confusion
+
+    history = [{"epoch": e, "loss": 1 / e, "validation_loss": 1.2 / e, "validation_accuracy": 0.5 + e / 20}
+               for e in range(1, 6)]
+    figure = curve_figure(history)
+    labels = [line.get_label() for axis in figure.axes for line in axis.get_lines()]
+    assert labels == ["training loss", "validation loss", "validation accuracy"]
+    report = {"split": "test", "accuracy": 0.95, "confusion_matrix": [[9, 1], [0, 10]]}
+    figure = confusion_figure(report, ["yes", "no"])
+    figure.canvas.draw()
+    title, width = figure.axes[0].title.get_window_extent(), figure.bbox.width
+    assert 0 <= title.x0 and title.x1 <= width, (title, width)
+    plot_confusion(report, ["yes", "no"], tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 1000

@@ -250,23 +250,30 @@ def load_model(path: str | os.PathLike) -> tuple[ClassifierModel, AudioFeaturePr
 
 
 def plot_curve(history: list[dict], path: str | os.PathLike) -> None:
-    import matplotlib
+    _saved(curve_figure(history), path)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def curve_figure(history: list[dict]):
+    """Training and validation loss by epoch (the validation loss is what stops training), with the
+    validation accuracy on its own axis."""
+    from matplotlib.figure import Figure  # no pyplot: no display, no global state
 
     epochs = [h["epoch"] for h in history]
-    figure, loss_axis = plt.subplots(figsize=(7, 4))
+    figure = Figure(figsize=(7, 4))
+    loss_axis = figure.subplots()
     loss_axis.plot(epochs, [h["loss"] for h in history], color="tab:blue", label="training loss")
+    loss_axis.plot(epochs, [np.nan if h.get("validation_loss") is None else h["validation_loss"] for h in history],
+                   color="tab:blue", linestyle="--", label="validation loss")
     loss_axis.set_xlabel("epoch")
-    loss_axis.set_ylabel("training loss", color="tab:blue")
+    loss_axis.set_ylabel("loss", color="tab:blue")
     accuracy_axis = loss_axis.twinx()
     accuracy_axis.plot(epochs, [np.nan if h["validation_accuracy"] is None else h["validation_accuracy"]
-                                for h in history], color="tab:orange")
+                                for h in history], color="tab:orange", label="validation accuracy")
     accuracy_axis.set_ylabel("validation accuracy", color="tab:orange")
+    lines = loss_axis.get_lines() + accuracy_axis.get_lines()
+    loss_axis.legend(lines, [line.get_label() for line in lines], loc="center right")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    return figure
 
 
 def evaluate(model: ClassifierModel, store: FeatureStore, split: str, level: str = "clip",
@@ -304,13 +311,16 @@ def evaluate(model: ClassifierModel, store: FeatureStore, split: str, level: str
 
 
 def plot_confusion(report: dict, classes: list[str], path: str | os.PathLike) -> None:
-    import matplotlib
+    _saved(confusion_figure(report, classes), path)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def confusion_figure(report: dict, classes: list[str]):
+    from matplotlib.figure import Figure
 
     matrix = np.array(report["confusion_matrix"])
-    figure, axis = plt.subplots(figsize=(1 + 0.5 * len(classes), 1 + 0.5 * len(classes)))
+    side = max(4.0, 1 + 0.5 * len(classes))  # room for the title with two classes too
+    figure = Figure(figsize=(side, side))
+    axis = figure.subplots()
     axis.imshow(matrix, cmap="Blues")
     axis.set_xticks(range(len(classes)), classes)
     axis.set_yticks(range(len(classes)), classes)
@@ -320,8 +330,11 @@ def plot_confusion(report: dict, classes: list[str], path: str | os.PathLike) ->
         axis.text(j, i, str(v), ha="center", va="center", fontsize=8, color="white" if v > matrix.max() / 2 else "black")
     axis.set_title(f"{report['split']}: accuracy {report['accuracy']:.3f}")
     figure.tight_layout()
+    return figure
+
+
+def _saved(figure, path: str | os.PathLike) -> None:
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def predict_files(model: ClassifierModel, extractor: AudioFeaturePrint, paths: list[str],
