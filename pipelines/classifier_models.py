@@ -65,6 +65,16 @@ class TrainingState:
     feature_mean: np.ndarray | None = None  # float64
     feature_m2: np.ndarray | None = None  # float64
 
+    @classmethod
+    def fitted_on(cls, model: ClassifierModel, x: np.ndarray) -> TrainingState:
+        """The state of a model fitted in one go on ``x``: the features' running statistics are
+        those of ``x`` and Adam starts afresh, so updates carry on from the fitted model."""
+        params = model.weights + model.biases
+        x = np.asarray(x, np.float64)
+        mean = x.mean(axis=0)
+        return cls([np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params], 0, len(x), mean,
+                   ((x - mean) ** 2).sum(axis=0))
+
     def copy(self) -> TrainingState:
         return TrainingState([a.copy() for a in self.m], [a.copy() for a in self.v], self.step, self.rows,
                              None if self.feature_mean is None else self.feature_mean.copy(),

@@ -333,6 +333,7 @@ class LogisticRegressionClassifier(_NetworkEstimator):
         if l2 is None:
             l2, scores = self.choose_l2_penalty(x, y, validation)
         model = self._solve(x, y, l2)
+        model.training = TrainingState.fitted_on(model, x)  # updatable, as the network's fitted models are
         model.params["chosen_l2_penalty"] = l2
         if scores:
             model.params["l2_validation_accuracy"] = {str(k): round(v, 4) for k, v in scores.items()}

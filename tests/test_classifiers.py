@@ -140,3 +140,19 @@ def test_a_model_saves_and_loads_through_the_public_api(tmp_path):
     (tmp_path / "not.safetensors").write_bytes(b"nothing")
     with pytest.raises(ModelFileError, match="not.safetensors"):
         ClassifierModel.load(tmp_path / "not.safetensors")
+
+
+def test_a_fitted_logistic_regression_takes_updates_as_the_network_does():
+    import numpy as np
+
+    from cadence import AnnotatedFeature, FullyConnectedNetworkClassifier, LogisticRegressionClassifier
+
+    rng = np.random.default_rng(0)
+    data = [AnnotatedFeature(rng.normal(label, 0.3, 4), str(label)) for label in (0, 1, 2) * 10]
+    more = [AnnotatedFeature(rng.normal(label, 0.3, 4), str(label)) for label in (0, 1, 2, 3) * 5]
+    for estimator in (LogisticRegressionClassifier(l2_penalty=0.01), FullyConnectedNetworkClassifier(random_seed=1)):
+        model = estimator.fitted(data)
+        before = model.probabilities(np.ones((1, 4)))
+        loss = estimator.update(model, more)  # a new label, 3, among them
+        assert np.isfinite(loss) and "3" in model.classes, estimator
+        assert model.probabilities(np.ones((1, 4))).shape == (1, 4) and before.shape == (1, 3)

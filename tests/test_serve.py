@@ -194,6 +194,7 @@ def test_a_restart_brings_back_the_running_feeds_with_their_counts(tmp_path):
         feed = running.add(source=playlist, name="three sets")
         wait_for(lambda: running.feed(feed)["count"] >= 1, 240, "a first count")
         running.stop()  # SIGTERM: the service snapshots its running feeds before it exits
+        assert running.process.returncode == 0, running.process.stderr.read()  # a supervisor's normal stop
     with sqlite3.connect(store / "counts.sqlite") as db:
         state, stored = db.execute("SELECT state, count FROM feeds WHERE id = ?", (feed,)).fetchone()
     assert state == "running" and stored >= 1

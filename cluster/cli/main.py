@@ -47,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except KeyboardInterrupt as e:
+        if isinstance(e, Terminated) and args.command == "serve":  # a supervisor's normal stop
+            print(f"{name}: stopped (SIGTERM)", file=sys.stderr)
+            return 0
         print(f"{name}: interrupted" + (f"; {e}" if e.args else ""), file=sys.stderr)
         return EXIT_INTERRUPTED
     except CadenceError as e:  # bad input, named with what to do: no traceback
@@ -92,13 +95,18 @@ def _quiet_native_logging() -> None:
     sys.stderr = os.fdopen(saved, "w", buffering=1)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stops a command as Ctrl-C does (exit 130, what was done kept), and ``cadence serve``
+    as a service manager expects of a normal stop (exit 0)."""
+
+
 def _stop_on_sigterm() -> None:
     """SIGTERM (kill, a service manager, a container stopping) stops as cleanly as Ctrl-C: what was
     done is kept and reported (`connected` keeps it when Ray starts)."""
     import signal
 
     def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt("terminated (SIGTERM)")
+        raise Terminated("terminated (SIGTERM)")
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, stop)
