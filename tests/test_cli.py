@@ -43,11 +43,18 @@ def test_json_counts_and_annotated_video(tmp_path):
 
 @pytest.mark.ray
 @pytest.mark.mediapipe
-def test_running_counts_are_printed_as_they_come():
-    result = cadence("count", str(video("jumpingjack_correct_001.mp4")), "--stride", "45")
+def test_running_counts_are_printed_as_they_come(tmp_path):
+    import re
+
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "counts.parquet"
+    result = cadence("count", str(video("jumpingjack_correct_001.mp4")), "--stride", "45", "--out", str(out))
     assert result.returncode == 0, result.stderr
     running = [line for line in result.stdout.splitlines() if ": frame " in line]
     assert len(running) >= 3  # every 45 frames over 159 frames
+    printed = [int(re.search(r": frame (\d+) ", line).group(1)) for line in running]
+    assert printed == pq.read_table(out).column("frame_index").to_pylist()  # one numbering
     assert "repetitions in 159 frames" in result.stdout
 
 

@@ -151,7 +151,7 @@ class _Report:
         self.bar.set_postfix(count=f"{update.count:.2f}")
         if not self.args.json:
             people = "".join(f", person {p} {c:.2f}" for p, c in (update.people or {}).items())
-            self.bar.write(f"{update.feed}: frame {update.frame_index + 1} ({update.timestamp:.1f} s): "
+            self.bar.write(f"{update.feed}: frame {update.frame_index} ({update.timestamp:.1f} s): "
                            f"count {update.count:.2f}{people}")
 
     def result(self, result: CountResult) -> None:
