@@ -80,10 +80,12 @@ def _quiet_native_logging() -> None:
     """Send native (C++) stderr to /dev/null; Python's own messages keep the real stderr.
 
     MediaPipe and TensorFlow Lite print start-up chatter from C++ threads straight to file
-    descriptor 2, which no Python setting reaches.  ``--verbose`` keeps it.
+    descriptor 2, which no Python setting reaches.  Ray's notice that token authentication is on
+    (it stays on) is left out too.  ``--verbose`` keeps it all.
     """
     warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype")
     logging.getLogger("absl").setLevel(logging.ERROR)
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
         saved = os.dup(2)
         devnull = os.open(os.devnull, os.O_WRONLY)
