@@ -70,3 +70,22 @@ def test_counting_inline_never_imports_ray(tmp_path):
                  + NO_RAY, ROOT)
     assert run.returncode == 0, run.stderr
     assert '"count"' in run.stdout
+
+
+@pytest.mark.slow
+def test_the_wheel_builds_without_a_packaging_warning_and_carries_the_page(tmp_path):
+    import shutil
+    import zipfile
+
+    source = tmp_path / "source"  # a copy: a build writes into the tree it builds
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "cadence", "pipelines", "actors", "cluster"):
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
+        copy(ROOT / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                            if (ROOT / name).is_dir() else {}))
+    run = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", str(source), "-w", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "absent from the `packages` configuration" not in run.stdout + run.stderr
+    names = zipfile.ZipFile(next(tmp_path.glob("cadence-*.whl"))).namelist()
+    assert "cadence/cluster/serve/static/index.html" in names and "cadence/cluster/cli/main.py" in names
