@@ -184,6 +184,22 @@ def test_a_camera_that_reboots_is_reconnected_and_its_count_carries_on(served):
         camera.kill()
 
 
+def test_a_camera_down_when_added_is_tried_until_it_comes_up(served):
+    camera = Camera(video("pushup_incorrect_001.mp4"))  # not started: nothing listens on its port yet
+    try:
+        feed = served.add(source=camera.url, name="still booting")
+        waiting = served.wait_state(feed, ("reconnecting", "failed"), 60)
+        assert waiting["state"] == "reconnecting", waiting  # it used to fail at once, never tried again
+        time.sleep(2)
+        camera.start()
+        up = wait_for(lambda: (f := served.feed(feed))["state"] == "running" and f["frames"] > 30 and f, 120,
+                      "the camera to be read once it is up")
+        assert up["error"] is None
+        served.http.delete(f"/feeds/{feed}")
+    finally:
+        camera.kill()
+
+
 def test_a_restart_brings_back_the_running_feeds_with_their_counts(tmp_path):
     from cadence import RepetitionCounting, concatenate
 

@@ -127,8 +127,9 @@ class Feed:
 
     ``start`` and ``state`` resume a feed: its source from frame ``start`` (a file), its counting
     session from a snapshot.  With ``settings.reconnect``, a camera or stream URL that ends, fails or stays
-    silent for ``settings.live_timeout`` seconds once it has delivered is reopened with backoff
-    (``state`` is then ``reconnecting``) while its counting session, and so its count, carries on.
+    silent for ``settings.live_timeout`` seconds once it has delivered, or cannot be opened at all
+    (a camera still booting), is reopened with backoff (``state`` is then ``reconnecting``, and its
+    warnings say why) while its counting session, and so its count, carries on.
     """
 
     def __init__(self, name: str, source: Source, job: RepetitionCounting, settings: PipelineSettings,
@@ -161,7 +162,7 @@ class Feed:
         self.progress_time = time.monotonic()
         self.stall_seconds = settings.stall_seconds
         self.ended = self.finishing = self.done = False
-        self.has_delivered_frames = False  # a live source that never delivered fails instead of reconnecting
+        self.has_delivered_frames = False  # "starting" until it has
         self.last_frames_at = time.monotonic()
         self.reopen_at: float | None = None  # when a dropped live source is due to be reopened
         self.backoff = BACKOFF[0]
@@ -234,7 +235,7 @@ class Feed:
         except RayTaskError as e:  # a component raised (a bad source, say): the other feeds go on
             cause = getattr(e, "cause", None)
             error = cause if isinstance(cause, CadenceError) else CadenceError(f"{self.result.source}: {cause or e}")
-            if self.reconnect and self.has_delivered_frames:
+            if self.reconnect:  # also a camera still booting when added: it is tried again, as a dropped one
                 self._dropped(str(error))
             else:
                 self.fail(error)
