@@ -297,3 +297,26 @@ def test_the_page_lists_the_feeds_and_a_running_count_changes_on_screen(served, 
         print(f"screenshot: {screenshot}")
     finally:
         driver.quit()
+
+
+def test_a_restart_keeps_a_camera_s_reconnections_and_downtime(tmp_path):
+    camera = Camera(video("pushup_incorrect_001.mp4"))
+    camera.start()
+    store = tmp_path / "store"
+    try:
+        with service(store) as running:
+            feed = running.add(source=camera.url, name="door")
+            wait_for(lambda: running.feed(feed)["frames"] > 30, 180, "the camera to be read")
+            camera.kill()
+            running.wait_state(feed, ("reconnecting",), 60)
+            time.sleep(2)
+            camera.start()
+            back = wait_for(lambda: (f := running.feed(feed))["state"] == "running" and f["reconnections"] == 1
+                            and f, 120, "the camera to be read again")
+        with service(store) as restarted:
+            again = wait_for(lambda: (f := restarted.feed(feed))["state"] == "running" and f["frames"] > 0 and f,
+                             180, "the camera to be read after the restart")
+            assert again["reconnections"] == 1  # a restart used to set both back to 0
+            assert again["downtime_seconds"] >= back["downtime_seconds"] > 1
+    finally:
+        camera.kill()

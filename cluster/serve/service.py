@@ -129,6 +129,7 @@ class CountingService:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._saved: dict[str, float] = {}  # when each feed's figures were last written
+        self._before_restart: dict[str, tuple[int, float]] = {}  # reconnections and downtime before a restart
         self._snapshots: dict[str, tuple] = {}  # the snapshot last written of each feed
         self._delivered: dict[str, int] = {}  # count batches each feed had when its latencies were summarised
         self._depths: dict[str, dict[str, int]] = {}  # running feeds' batches in flight per stage
@@ -143,6 +144,7 @@ class CountingService:
         self.pipeline.start()
         for stored in self.store.feeds():
             self._views[stored.id] = self._view_of_stored(stored)
+            self._before_restart[stored.id] = (stored.reconnections, stored.downtime)
             if stored.state in RUNNING:
                 self._resume(stored)
         self._thread = threading.Thread(target=self._drive, name="cadence-serve-driver", daemon=True)
@@ -302,9 +304,11 @@ class CountingService:
             if self._delivered.get(feed_id) != len(result.latencies) and result.latencies:
                 self._delivered[feed_id] = len(result.latencies)
                 p50, p95 = np.percentile(result.latencies[-RECENT:], [50, 95]).round(3).tolist()
+            reconnections, downtime = self._before_restart.get(feed_id, (0, 0.0))
             view = FeedView(old.id, old.name, old.source, old.live, status.state, round(result.count, 3),
                             result.people or old.people, result.frames, result.frames_dropped, p50, p95,
-                            status.reconnections, round(status.downtime_seconds, 3), status.node, status.moves,
+                            reconnections + status.reconnections, round(downtime + status.downtime_seconds, 3),
+                            status.node, status.moves,
                             str(result.error) if result.error else None, old.created, old.settings)
             self._views[feed_id] = view
             if status.running:
@@ -326,7 +330,8 @@ class CountingService:
         view = self._views[feed_id]
         values: dict[str, Any] = {"state": view.state, "count": view.count, "people": view.people,
                                   "frames": view.frames, "frames_dropped": view.frames_dropped,
-                                  "downtime": view.downtime_seconds, "error": view.error}
+                                  "downtime": view.downtime_seconds, "reconnections": view.reconnections,
+                                  "error": view.error}
         if view.state in RUNNING:
             snapshot = self.pipeline.snapshot(feed_id)
             if not figures_only and snapshot is not self._snapshots.get(feed_id):  # (each written once)
@@ -341,5 +346,6 @@ class CountingService:
     def _view_of_stored(stored: StoredFeed) -> FeedView:
         return FeedView(stored.id, stored.name, stored.source, bool(stored.settings.get("live")), stored.state,
                         stored.count, stored.people or {}, stored.frames, stored.frames_dropped,
-                        downtime_seconds=stored.downtime, error=stored.error, created=stored.created,
+                        reconnections=stored.reconnections, downtime_seconds=stored.downtime, error=stored.error,
+                        created=stored.created,
                         settings=stored.settings)

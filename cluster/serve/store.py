@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS feeds (
     created REAL NOT NULL, state TEXT NOT NULL, count REAL NOT NULL DEFAULT 0,
     people TEXT NOT NULL DEFAULT '{}', frames INTEGER NOT NULL DEFAULT 0,
     frames_dropped INTEGER NOT NULL DEFAULT 0, downtime REAL NOT NULL DEFAULT 0, error TEXT,
-    resume_index INTEGER NOT NULL DEFAULT 0, snapshot BLOB, snapshot_row INTEGER NOT NULL DEFAULT 0
+    resume_index INTEGER NOT NULL DEFAULT 0, snapshot BLOB, snapshot_row INTEGER NOT NULL DEFAULT 0,
+    reconnections INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS updates (
     row INTEGER PRIMARY KEY AUTOINCREMENT, feed TEXT NOT NULL, at REAL NOT NULL,
@@ -68,6 +69,7 @@ class StoredFeed:
     error: str | None = None
     resume_index: int = 0
     snapshot: dict | None = None
+    reconnections: int = 0
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -89,9 +91,17 @@ class CountStore:
         try:
             self._db = _connect(self.path)
             self._db.executescript(_SCHEMA)
+            self._add_missing_columns()
         except sqlite3.DatabaseError as e:
             raise InputError(self.path, f"is not a cadence store SQLite can read ({e})",
                              "give --store another folder, or move this file away") from e
+
+    def _add_missing_columns(self) -> None:
+        """A store written before a column was added gets it, with its default."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(feeds)")}
+        if "reconnections" not in columns:
+            with self._db:
+                self._db.execute("ALTER TABLE feeds ADD COLUMN reconnections INTEGER NOT NULL DEFAULT 0")
 
     # -- feeds --------------------------------------------------------------------------------
     def add_feed(self, feed: StoredFeed) -> None:
@@ -118,13 +128,15 @@ class CountStore:
 
     def feeds(self) -> list[StoredFeed]:
         rows = self._db.execute("SELECT id, name, source, settings, created, state, count, people, frames, "
-                                "frames_dropped, downtime, error, resume_index, snapshot FROM feeds ORDER BY created")
+                                "frames_dropped, downtime, error, resume_index, snapshot, reconnections FROM feeds "
+                                "ORDER BY created")
         feeds = []
         for (fid, name, source, settings, created, state, count, people, frames, dropped, downtime, error,
-             resume, snapshot) in rows.fetchall():
+             resume, snapshot, reconnections) in rows.fetchall():
             feeds.append(StoredFeed(fid, name, json.loads(source), json.loads(settings), created, state, count,
                                     json.loads(people), frames, dropped, downtime, error, resume,
-                                    decode_snapshot(zlib.decompress(snapshot)) if snapshot else None))
+                                    decode_snapshot(zlib.decompress(snapshot)) if snapshot else None,
+                                    reconnections))
         return feeds
 
     def rewind(self, feed_id: str) -> None:
