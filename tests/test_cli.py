@@ -186,10 +186,11 @@ NOISY = """
 import os, sys, threading, time
 from cadence.cluster.cli import main
 
-def noise():  # as a native library or one of Ray's processes writing to file descriptor 1 while it runs
-    time.sleep(2)
+def noise():  # as a native library or one of Ray's processes writing to file descriptor 1 while it runs,
+    time.sleep(2)  # and as Ray's messages printed in this process (a worker that died, say)
     for _ in range(20):
         os.write(1, b"(raylet) something to say\\n")
+        print("(raylet) printed here", flush=True)
         time.sleep(0.5)
 
 threading.Thread(target=noise, daemon=True).start()
@@ -205,7 +206,7 @@ def test_json_output_is_only_json_whatever_else_writes_to_stdout():
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["count"] > 0
-    assert "(raylet) something to say" in run.stderr  # not lost: on standard error
+    assert "(raylet) something to say" in run.stderr and "(raylet) printed here" in run.stderr  # on stderr
 
 
 @pytest.mark.ray

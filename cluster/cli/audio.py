@@ -11,7 +11,7 @@ from pathlib import Path
 from cadence.pipelines.audio import AudioFeaturePrint
 from cadence.pipelines.files import check_folder_exists
 
-from .options import EXIT_BAD_INPUT, add_address, add_json, default, note
+from .options import emit, EXIT_BAD_INPUT, add_address, add_json, default, note
 
 
 def add_features(commands: argparse._SubParsersAction) -> None:
@@ -68,7 +68,7 @@ def run_features(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             raise KeyboardInterrupt("every file extracted so far is kept, run again to finish") from None
     if args.json:
-        print(json.dumps(summary.to_dict()))
+        emit(json.dumps(summary.to_dict()))
     else:
         print(f"{summary.extracted} extracted, {summary.skipped} skipped (already in the store), "
               f"{summary.failed} failed, in {summary.seconds:.1f} s -> {summary.store}")
@@ -109,7 +109,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     picture = args.confusion or str(Path(args.model).with_name(f"{Path(args.model).stem}-confusion-{args.split}.png"))
     plot_confusion(report, model.classes, picture)
     if args.json:
-        print(json.dumps(report | {"confusion_png": picture}))
+        emit(json.dumps(report | {"confusion_png": picture}))
         return 0
     print(f"{args.split}: accuracy {report['accuracy']:.4f} over {report['rows']} files")
     print(f"{'label':>12} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}")
@@ -141,10 +141,10 @@ def run_predict(args: argparse.Namespace) -> int:
         if isinstance(result, Exception):
             note("predict", f"error: {result}")
             if args.json:
-                print(json.dumps({"file": path, "error": str(result)}))
+                emit(json.dumps({"file": path, "error": str(result)}))
             return
         if args.json:
-            print(json.dumps(result.summary(path)))
+            emit(json.dumps(result.summary(path)))
             return
         print(f"{path}: {result.classification.label} ({result.classification.probability:.3f})")
         for w in result.windows:

@@ -8,7 +8,7 @@ import os
 from cadence.pipelines.pose import JOINT_GROUPS, STRATEGIES
 from cadence.pipelines.repetitions import RepetitionCounting
 
-from .options import (EXIT_BAD_INPUT, add_address, add_detect_every, add_json, add_pose_actors, add_windows, default,
+from .options import (EXIT_BAD_INPUT, emit, add_address, add_detect_every, add_json, add_pose_actors, add_windows, default,
                       joints)
 
 
@@ -64,7 +64,7 @@ def add_count(commands: argparse._SubParsersAction) -> None:
 def run_count(args: argparse.Namespace) -> int:
     from cadence.cluster.counting.count import count_sources
 
-    return 0 if count_sources(args) else EXIT_BAD_INPUT
+    return 0 if count_sources(args, emit) else EXIT_BAD_INPUT
 
 
 def add_serve(commands: argparse._SubParsersAction) -> None:

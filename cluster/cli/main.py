@@ -18,6 +18,7 @@ from cadence.pipelines.errors import CadenceError, ParameterError
 from .audio import add_evaluate, add_export, add_features, add_predict
 from .bench import add_bench
 from .counting import add_count, add_serve
+from . import options
 from .options import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from .training import add_train, add_tune
 
@@ -116,14 +117,15 @@ def _stop_on_sigterm() -> None:
 
 def _only_json_on_stdout() -> None:
     """With ``--json``, standard output carries the documented JSON lines and nothing else: file
-    descriptor 1 is pointed at the real standard error, so what native libraries, Ray's processes
-    (started after this) or anything else write there lands on stderr, and ``print`` writes to a
-    private copy of the real stdout."""
+    descriptor 1 is pointed at the real standard error, so what native libraries, Ray (its
+    processes, and its messages printed in this one) or anything else writes there, ``print``
+    included, lands on stderr; the JSON lines go through ``options.emit`` to a private copy of the
+    real stdout."""
     sys.stdout.flush()
     sys.stderr.flush()
     real = os.dup(1)
     os.dup2(sys.stderr.fileno(), 1)
-    sys.stdout = os.fdopen(real, "w", buffering=1)
+    options._json_out = os.fdopen(real, "w", buffering=1)
 
 
 

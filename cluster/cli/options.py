@@ -113,12 +113,21 @@ def data_folder(args: argparse.Namespace, holding: str) -> Path:
 def report(args: argparse.Namespace, figures: dict, lines: Callable[[dict], list[str]] | None = None) -> None:
     """A benchmark's figures: JSON with --json, else ``lines(figures)`` (or key: value lines); and to --out."""
     if args.json:
-        print(json.dumps(figures))
+        emit(json.dumps(figures))
     else:
         for line in (lines(figures) if lines else [f"{k}: {v}" for k, v in figures.items()]):
             print(line)
     if args.out:
         Path(args.out).write_text(json.dumps(figures, indent=1))
+
+
+_json_out = None  # with --json: the real standard output, which nothing but emit() writes to
+
+
+def emit(line: str) -> None:
+    """One line of a command's documented output: with ``--json`` on the real standard output, which
+    nothing else reaches (see ``main._only_json_on_stdout``); else as ``print`` writes it."""
+    print(line, file=_json_out or sys.stdout, flush=True)
 
 
 def note(command: str, message: str) -> None:

@@ -16,7 +16,7 @@ from cadence.pipelines.files import check_folder_exists
 
 from cadence.cluster.audio.settings import CLASSIFIERS, DEFAULT_GRIDS, SEARCHED, TrainSettings
 
-from .options import add_address, add_json, default, layers, note, positive
+from .options import emit, add_address, add_json, default, layers, note, positive
 
 # option: (the mlp's parameter, its type, what it sets); logistic regression is fitted in one go and takes none
 MLP_OPTIONS = {
@@ -130,7 +130,7 @@ def run_train(args: argparse.Namespace) -> int:
         plot_curve(result.history, Path(path).with_name(Path(path).stem + "-curve.png"))
     metrics = result.metrics() | {"model": str(path)}
     if args.json:
-        print(json.dumps(metrics))
+        emit(json.dumps(metrics))
     else:
         shown = {k: "n/a" if metrics[k] is None else f"{metrics[k]:.4f}" for k in ("validation_accuracy", "test_accuracy")}
         print(f"{metrics['classifier']}: best epoch {metrics['best_epoch']} of {metrics['epochs']}, validation "
@@ -179,7 +179,7 @@ def run_tune(args: argparse.Namespace) -> int:
         result = tune(args.store, base, values, args.model, on_trial)
     if args.json:
         shown = lambda trial: {k: v for k, v in asdict(trial).items() if k != "model"}  # noqa: E731 (trial files are gone)
-        print(json.dumps({"best": shown(result.best), "model": result.model, "seconds": round(result.seconds, 2),
+        emit(json.dumps({"best": shown(result.best), "model": result.model, "seconds": round(result.seconds, 2),
                           "cpus": result.cpus, "trials": [shown(t) for t in result.trials]}, default=list))
         return 0
     print(trial_table(result))

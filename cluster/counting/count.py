@@ -144,8 +144,8 @@ def annotation_path(out: str, source: str, several: bool) -> Path:
 class _Report:
     """What the user sees: a progress bar, running counts (or nothing but JSON), summaries."""
 
-    def __init__(self, args: argparse.Namespace, bar: tqdm):
-        self.args, self.bar = args, bar
+    def __init__(self, args: argparse.Namespace, bar: tqdm, emit: Callable[[str], None]):
+        self.args, self.bar, self.emit = args, bar, emit
 
     def update(self, update: CountUpdate) -> None:
         self.bar.set_postfix(count=f"{update.count:.2f}")
@@ -161,7 +161,7 @@ class _Report:
         for warning in summary.get("warnings", []):
             self.bar.write(f"cadence count: warning: {warning}", file=sys.stderr)
         if self.args.json:
-            print(json.dumps(summary), flush=True)
+            self.emit(json.dumps(summary))
         elif "error" not in summary:
             dropped = f", {summary['frames_dropped']} dropped" if summary["frames_dropped"] else ""
             self.bar.write(f"{summary['source']}: {summary['count']:.2f} repetitions in {summary['frames']} frames"
@@ -171,11 +171,12 @@ class _Report:
         for source, count in counts.items():
             self.bar.write(f"cadence count: interrupted; {source}: {count:.2f} repetitions so far", file=sys.stderr)
             if self.args.json:
-                print(json.dumps({"source": source, "count": round(count, 3), "interrupted": True}), flush=True)
+                self.emit(json.dumps({"source": source, "count": round(count, 3), "interrupted": True}))
 
 
-def count_sources(args: argparse.Namespace) -> bool:
-    """Count every source of ``args``; True when each one was counted."""
+def count_sources(args: argparse.Namespace, emit: Callable[[str], None] = print) -> bool:
+    """Count every source of ``args``; True when each one was counted.  ``emit`` writes each line of
+    the documented output (with ``--json``, the JSON objects)."""
     listed = read_feeds(args.feeds) if args.feeds else []
     sources = list(args.sources) + [source for source, _ in listed]
     labels = {source: labels for source, labels in listed if labels}
@@ -198,7 +199,7 @@ def count_sources(args: argparse.Namespace) -> bool:
     try:
         with tqdm(total=None, unit="frame", leave=False, file=sys.stderr, disable=None) as bar:
             run = _count_inline if runner == "inline" else _count_on_ray
-            results = run(sources, job, args, _Report(args, bar), table, labels)
+            results = run(sources, job, args, _Report(args, bar, emit), table, labels)
     finally:
         if table is not None:
             table.close()
