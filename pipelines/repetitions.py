@@ -412,6 +412,8 @@ class RepetitionCounting:
         """
         extractor, counting = self.check_params().extractor(), self.feed_counting(source)
         posing, session = extractor.session(), counting.session()
+        if isinstance(frames, LiveStream):  # its clock starts at the first read: the models load first
+            extractor.prepare()
         result = CountResult(source, source)
         started = time.perf_counter()
 
