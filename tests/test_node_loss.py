@@ -122,13 +122,13 @@ def test_the_service_moves_its_feeds_off_a_lost_node_a_file_exactly_and_a_camera
             service = CountingService(store, PipelineSettings(reconnect=True, snapshot_seconds=2.0))
             service.start()
             try:
-                file = service.add(FeedSpec(source=str(path), per_person=False)).id
                 live = service.add(FeedSpec(source=camera.url, per_person=False)).id
+                wait_for(lambda: service.feed(live).frames > 30, 180, "the camera under way")
+                file = service.add(FeedSpec(source=str(path), per_person=False)).id  # (far from its end below)
                 first = service.feed(file).node
                 assert first is not None and service.feed(live).node == first
                 add_local_node(cluster, num_cpus=1)  # a node joins ...
-                wait_for(lambda: service.feed(file).frames >= 100 and service.feed(live).frames > 30, 180,
-                         "both feeds under way")
+                wait_for(lambda: service.feed(file).frames >= 100, 180, "the file under way")
                 shown = service.feed(live).count
                 _remove(cluster, first)  # ... and the first one is lost
                 moved = wait_for(lambda: (f := service.feed(live)).moves == 1 and f.state == "running" and f, 120,
