@@ -64,9 +64,15 @@ class Component:
             if name not in known:
                 raise ParameterError(type(self).__name__, name, "is not a parameter",
                                      f"the parameters are {', '.join(known)}")
+        before = {name: getattr(self, name) for name in values}
         for name, value in values.items():
             setattr(self, name, value)
-        return self.check_params()
+        try:
+            return self.check_params()
+        except ParameterError:
+            for name, value in before.items():  # refused: the component stays as it was
+                setattr(self, name, value)
+            raise
 
     def check_params(self) -> Component:
         """Raise :class:`ParameterError` naming the first parameter out of range; return the component."""

@@ -367,6 +367,16 @@ class JointsSelector(Transformer):
             raise ParameterError(type(self).__name__, "selected_joints" if self.selected_joints is not None
                                  else "ignored_joints", "leaves no joint to count on")
 
+    def _mask(self) -> np.ndarray:
+        """The joints left out, checked and worked out once per selection (not once per pose)."""
+        key = tuple(tuple(v) if isinstance(v, (list, tuple)) else v
+                    for v in (self.selected_joints, self.ignored_joints))
+        cached = self.__dict__.get("_cached_mask")
+        if cached is None or cached[0] != key:
+            self.check_params()
+            cached = self._cached_mask = (key, self._left_out())
+        return cached[1]
+
     def _left_out(self) -> np.ndarray:
         if self.selected_joints is None and self.ignored_joints is None:
             return np.zeros(len(JOINT_NAMES), bool)
@@ -378,5 +388,5 @@ class JointsSelector(Transformer):
         if pose is None:
             return None
         keypoints = pose.keypoints.copy()
-        keypoints[self.check_params()._left_out()] = np.nan
+        keypoints[self._mask()] = np.nan
         return replace(pose, keypoints=keypoints)

@@ -79,7 +79,8 @@ def _add_chaos(benches: argparse._SubParsersAction) -> None:
 
 def _add_cluster(benches: argparse._SubParsersAction) -> None:
     cluster = _benchmark(
-        benches, "cluster", run_cluster, help="the counting job on a real multi-node Ray on this machine: placement, locality, node loss",
+        benches, "cluster", run_cluster,
+        help="the counting job on a real multi-node Ray on this machine: placement, locality, node loss",
         description="Count --feeds playlists of real clips inline (the expected counts), then on a Ray of --nodes "
                     "nodes started on this machine (ray.cluster_utils.Cluster: each node its own raylet, object "
                     "store and workers, all on loopback; the driver on the head node), optionally removing the "
