@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import ROOT, Camera, free_port, video, wait_for
+from cadence.cluster.bench.serve import listening_port
+from tests.helpers import ROOT, Camera, video, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.mediapipe]
 
@@ -28,11 +29,16 @@ class Service:
     """A ``cadence serve`` process and a client for it."""
 
     def __init__(self, store: Path, *options: str, host: str = "127.0.0.1", token: str | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = [*CADENCE, "serve", "--store", str(store), "--port", str(self.port), "--host", host, *options]
+        # --port 0: the service takes a free port before Ray starts and prints it (a port picked
+        # here could be taken by one of Ray's processes in between: seen once in CI)
+        command = [*CADENCE, "serve", "--store", str(store), "--port", "0", "--host", host, *options]
         self.process = subprocess.Popen(command + (["--token", token] if token else []), cwd=ROOT,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            self.port = listening_port(self.process)
+        except RuntimeError as error:
+            raise AssertionError(f"{error}: {self.process.stderr.read()}") from None
+        self.url = f"http://127.0.0.1:{self.port}"
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=60)
         wait_for(self._healthy, 180, "the service to answer /health")
@@ -225,6 +231,18 @@ def test_a_restart_brings_back_the_running_feeds_with_their_counts(tmp_path):
     assert final["count"] == pytest.approx(uninterrupted, abs=1e-3)
     history = [r["count"] for r in rows]
     assert history == sorted(history) and history[-1] == pytest.approx(final["count"], abs=1e-3)
+
+
+def test_a_port_in_use_is_refused_before_ray_starts(tmp_path):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        refused = subprocess.run([*CADENCE, "serve", "--port", str(port), "--store", str(tmp_path / "s")], cwd=ROOT,
+                                 capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2, refused.stderr
+    assert f"--port {port}: cannot listen there" in refused.stderr and "--port 0" in refused.stderr
+    assert "Ray" not in refused.stdout + refused.stderr  # refused before it started
 
 
 def test_beyond_loopback_a_token_is_required(tmp_path):

@@ -13,12 +13,17 @@ SERVE_CLIPS = ("squat_correct_010.mp4", "pushup_incorrect_001.mp4", "jumpingjack
                "pullup_correct_002.mp4")
 
 
-def _free_port() -> int:
-    import socket
+def listening_port(service) -> int:
+    """The port a ``cadence serve --port 0`` process listens on, from the line it prints once it
+    does; its standard output (a pipe) is then drained in a thread, so it never blocks on a full one."""
+    import re
+    import threading
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for line in service.stdout:
+        if found := re.search(r"^cadence serve: http://\S+:(\d+)/", line):
+            threading.Thread(target=service.stdout.read, daemon=True).start()
+            return int(found[1])
+    raise RuntimeError(f"cadence serve exited with status {service.wait()} before it listened")
 
 
 def _start_process(command: list[str], **kwargs):
@@ -47,10 +52,10 @@ def bench_serve(data: Path, feeds: int, minutes: float, work: Path, address: str
     import httpx
 
     clips = [data / "videos" / SERVE_CLIPS[k % len(SERVE_CLIPS)] for k in range(feeds)]
-    cameras, port = [], _free_port()
+    cameras = []
     service = _start_process([sys.executable, "-m", "cadence.cluster.cli", "serve", "--store", str(work / "store"),
-                              "--port", str(port)] + (["--address", address] if address else []))
-    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+                              "--port", "0"] + (["--address", address] if address else []))
+    http = httpx.Client(base_url=f"http://127.0.0.1:{listening_port(service)}", timeout=60)
     try:
         for clip in clips:
             cameras.append(_start_process([sys.executable, "-m", "cadence.cluster.bench.camera_server", str(clip),

@@ -79,7 +79,8 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
                "-H 'Content-Type: application/json' -d '{\"source\": \"rtsp://camera/stream\"}'")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default %(default)s; any other needs a token)")
-    serve.add_argument("--port", type=int, default=8000, help="default %(default)s")
+    serve.add_argument("--port", type=int, default=8000,
+                       help="port to listen on (default %(default)s; 0 picks a free one, printed at start)")
     serve.add_argument("--store", metavar="DIR", default="cadence-serve",
                        help="folder of the store (counts.sqlite; created if missing; default %(default)s)")
     serve.add_argument("--token", default=os.environ.get("CADENCE_TOKEN"),

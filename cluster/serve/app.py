@@ -204,6 +204,21 @@ def _site_routes(service: CountingService, token: str | None) -> APIRouter:
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+def _listen(host: str, port: int):
+    """A socket listening on ``host:port`` (port 0: one the system picks), or an error a user can act on."""
+    import socket
+
+    from cadence.pipelines.errors import InputError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as error:
+        raise InputError(f"--host {host} --port {port}", f"cannot listen there ({error.strerror})",
+                         "give another --port (--port 0 picks a free one and prints it), or stop the "
+                         "process that holds it") from None
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, store: str = "cadence-serve", address: str | None = None,
           token: str | None = None, pose_actors: int | None = None) -> None:
     """Run the service until interrupted: Ray (local, or the cluster at ``address``), the store, the
@@ -219,8 +234,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000, store: str = "cadence-serve
     if host not in LOOPBACK and not token:
         raise InputError(f"--host {host}", "exposes the service beyond this machine without a token",
                          "give --token TOKEN (or set CADENCE_TOKEN), or keep --host 127.0.0.1")
+    listening = _listen(host, port)  # before Ray starts: none of its processes can take the port
+    port = listening.getsockname()[1]
     counts = CountStore(store)
-    with connected(address) as where:
+    with listening, connected(address) as where:
         settings = PipelineSettings(reconnect=True, preview_seconds=1.0, pose_actors=pose_actors)
         service = CountingService(counts, settings)
         service.start()
@@ -233,7 +250,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, store: str = "cadence-serve
                   flush=True)
             config = uvicorn.Config(create_app(service, token), host=host, port=port, log_level="warning",
                                     timeout_graceful_shutdown=2)
-            uvicorn.Server(config).run()
+            uvicorn.Server(config).run(sockets=[listening])
         finally:
             service.stop()
             counts.close()
