@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from cadence.cluster.bench.features import fsdd_manifest
-from cadence.cluster.audio.features import default_sample_rate, extract_corpus, read_manifest
+from cadence.cluster.audio.features import extract_corpus, read_manifest
 from cadence.cluster.audio.settings import CLASSIFIERS, TrainSettings
 from cadence.cluster.audio.train import open_store, train
-from cadence.pipelines.audio import AudioFeaturePrint
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
@@ -29,10 +28,7 @@ SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
 
 def store_for(path: Path, folder: Path):
     """The store `cadence features` makes with its defaults."""
-    rows = read_manifest(path)
-    defaults = AudioFeaturePrint()
-    rate, _ = default_sample_rate(rows, folder, defaults.window_duration, defaults.overlap_factor)
-    extract_corpus(rows, folder, AudioFeaturePrint(sample_rate=rate), use_ray=False)
+    extract_corpus(read_manifest(path), folder, use_ray=False)
     return open_store(folder)
 
 

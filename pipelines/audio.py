@@ -38,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
@@ -53,6 +53,16 @@ from .errors import DataError, AudioNotFoundError, EmptyAudioError, InputError, 
 from .params import Interval
 
 FEATURE_VERSION = 3  # bump when the vector's content changes: stores made by another version are not reused
+HIGHEST_FEATURE_RATE = 16000  # Hz: features never need more (speech and most sound events lie under 8 kHz)
+
+
+def feature_rate(source_rates: Iterable[int]) -> int:
+    """The rate features are made at by default, for audio at these rates: the highest of them, at
+    most :data:`HIGHEST_FEATURE_RATE`.  Audio is never resampled up to it: 8 kHz speech at 16 kHz
+    gains only an empty upper band, whose features then describe the recording, not the sound.
+    One rule for :func:`read_audio`, :class:`AudioFeaturePrint` and ``cadence features``."""
+    rates = [int(r) for r in source_rates]
+    return min(max(rates), HIGHEST_FEATURE_RATE) if rates else HIGHEST_FEATURE_RATE
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,12 +77,13 @@ class AudioBuffer:
 
 @dataclass(frozen=True, eq=False)
 class AudioFeature:
-    """The feature vector of one window of a stream."""
+    """The feature vector of one window of a stream, made from samples at ``sample_rate``."""
 
     index: int
     start_time: float
     duration: float
     vector: np.ndarray
+    sample_rate: int = 0
 
 
 class AudioStream:
@@ -118,9 +129,10 @@ def _resample(samples: np.ndarray, up: int, down: int) -> np.ndarray:
     return resample_poly(samples, up, down).astype(np.float32)
 
 
-def read_audio(path: str | os.PathLike, sample_rate: int = 16000, buffer_duration: float = 1.0) -> AudioStream:
-    """Open an audio file (any format and channel count soundfile reads) as mono buffers resampled to
-    ``sample_rate``.  Checks the file now, so a bad one fails here with its name and the reason."""
+def read_audio(path: str | os.PathLike, sample_rate: int | None = None, buffer_duration: float = 1.0) -> AudioStream:
+    """Open an audio file (any format and channel count soundfile reads) as mono buffers at
+    ``sample_rate``: by default the file's own rate, at most 16 kHz (:func:`feature_rate`).
+    Checks the file now, so a bad one fails here with its name and the reason."""
     p = Path(path)
     if not p.exists():
         raise AudioNotFoundError(p, "no such file", "check the path")
@@ -137,7 +149,8 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 16000, buffer_duratio
         raise InvalidAudioError(p, "cannot be read (permission denied)") from e
     if info.frames <= 0:
         raise EmptyAudioError(p, "holds no samples")
-    return AudioStream(str(p), info.samplerate, info.channels, info.frames, sample_rate, buffer_duration)
+    rate = feature_rate([info.samplerate]) if sample_rate is None else sample_rate
+    return AudioStream(str(p), info.samplerate, info.channels, info.frames, rate, buffer_duration)
 
 
 # -- the feature print ------------------------------------------------------------------------
@@ -159,17 +172,22 @@ def _mel_filterbank(sample_rate: int, n_fft: int, bands: int) -> np.ndarray:
 class AudioFeaturePrint(TemporalTransformer):
     """Audio buffers in, one :class:`AudioFeature` per window out (see the module docstring).
 
+    ``sample_rate`` is the rate features are made at; by default (None) that of the audio it is
+    given, which :func:`read_audio` reads at the file's own rate, at most 16 kHz: the rule
+    ``cadence features`` follows too.  A fitted composition keeps the rate it was fitted at, and
+    clips of several rates in one fit are refused (give ``sample_rate`` then).
+
     >>> import numpy as np
-    >>> AudioFeaturePrint().vector(np.zeros(15600, np.float32)).shape  # one window of 0.975 s at 16 kHz
+    >>> AudioFeaturePrint().vector(np.zeros(15600, np.float32), 16000).shape  # one window of 0.975 s at 16 kHz
     (178,)
     """
 
     DIMENSION = 19 + 20 + _SEGMENTS * _SEG_CEPS + 20 + _MELS + 1
 
     _parameter_constraints = {"window_duration": [Interval(float, 0.5, 15)],
-                              "overlap_factor": [Interval(float, 0, 1, "left")], "sample_rate": [Interval(int, 8000)]}
+                              "overlap_factor": [Interval(float, 0, 1, "left")], "sample_rate": [None, Interval(int, 8000)]}
 
-    def __init__(self, *, window_duration: float = 0.975, overlap_factor: float = 0.5, sample_rate: int = 16000):
+    def __init__(self, *, window_duration: float = 0.975, overlap_factor: float = 0.5, sample_rate: int | None = None):
         self.window_duration = window_duration
         self.overlap_factor = overlap_factor
         self.sample_rate = sample_rate
@@ -208,8 +226,21 @@ class AudioFeaturePrint(TemporalTransformer):
         return extractor
 
     def read(self, path: str | os.PathLike) -> AudioStream:
-        """The file as buffers at this extractor's sample rate."""
+        """The file as buffers at this extractor's sample rate (by default the file's, at most 16 kHz)."""
         return read_audio(path, self.sample_rate)
+
+    def resolved(self, outputs: Iterable[Any]) -> AudioFeaturePrint:
+        """This extractor with the rate its ``outputs`` (lists of windows) were made at, so a model
+        fitted on them is applied at that rate; an error if they were made at several."""
+        rates = {f.sample_rate for clip in outputs for f in (clip if isinstance(clip, (list, tuple)) else [clip])
+                 if isinstance(f, AudioFeature)}
+        if len(rates) > 1:
+            raise DataError(f"{self!r}: the clips' features were made at {' and '.join(map(str, sorted(rates)))} "
+                            f"Hz; features of one model need one rate: give AudioFeaturePrint(sample_rate="
+                            f"{feature_rate(rates)}) (clips at other rates are resampled to it)")
+        if self.sample_rate is not None or not rates:
+            return self
+        return type(self)(**{**self.get_params(), "sample_rate": rates.pop()})
 
     def clip_features(self, path: str | os.PathLike) -> list[AudioFeature]:
         """Every window's feature of one file (an error for a file shorter than one 25 ms analysis frame)."""
@@ -219,9 +250,12 @@ class AudioFeaturePrint(TemporalTransformer):
                                         f"{_FRAME * 1000:.0f} ms analysis frame", "give a longer recording")
         return list(self.applied(stream))
 
-    def vector(self, samples: np.ndarray) -> np.ndarray:
-        """The feature vector of one window of samples at ``sample_rate``."""
-        return _vector(samples, self.sample_rate)
+    def vector(self, samples: np.ndarray, sample_rate: int | None = None) -> np.ndarray:
+        """The feature vector of one window of samples at ``sample_rate`` (default: the extractor's)."""
+        rate = sample_rate or self.sample_rate
+        if rate is None:
+            raise DataError(f"{self!r}.vector: the samples' rate is not known: give vector(samples, sample_rate)")
+        return _vector(samples, rate)
 
 
 def clip_vector(features: list[AudioFeature]) -> np.ndarray:
@@ -236,24 +270,31 @@ def clip_vector(features: list[AudioFeature]) -> np.ndarray:
 class _FeaturePrintSession(TemporalSession):
     def __init__(self, p: AudioFeaturePrint):
         self.p = p
-        self.window = int(round(p.window_duration * p.sample_rate))
-        self.hop = max(1, int(round(self.window * (1 - p.overlap_factor))))
+        self._at(p.sample_rate or 0)
         self.buffer = np.zeros(0, np.float32)
         self.buffer_start = 0  # sample index of buffer[0]
         self.emitted = 0
         self.covered = 0  # samples before this index were in an emitted window
 
+    def _at(self, rate: int) -> None:
+        """Work at ``rate`` Hz (0: not known before the first buffer)."""
+        self.rate = rate
+        self.window = int(round(self.p.window_duration * rate))
+        self.hop = max(1, int(round(self.window * (1 - self.p.overlap_factor))))
+
     def _emit(self, start: int, samples: np.ndarray) -> AudioFeature:
-        feature = AudioFeature(self.emitted, start / self.p.sample_rate, len(samples) / self.p.sample_rate,
-                               _vector(samples, self.p.sample_rate))
+        feature = AudioFeature(self.emitted, start / self.rate, len(samples) / self.rate,
+                               _vector(samples, self.rate), self.rate)
         self.emitted += 1
         self.covered = start + len(samples)
         return feature
 
     def push(self, buffer: AudioBuffer) -> list:
-        if buffer.sample_rate != self.p.sample_rate:
-            raise DataError(f"{self.p!r}: got {buffer.sample_rate} Hz buffers; read the audio with "
-                             f"read_audio(path, sample_rate={self.p.sample_rate})")
+        if not self.rate:
+            self._at(buffer.sample_rate)
+        if buffer.sample_rate != self.rate:
+            raise DataError(f"{self.p!r}: got {buffer.sample_rate} Hz buffers in a stream at {self.rate} Hz; "
+                            f"read the audio with read_audio(path, sample_rate={self.rate})")
         self.buffer = np.concatenate([self.buffer, buffer.samples.astype(np.float32, copy=False)])
         out = []
         while len(self.buffer) >= self.window:
@@ -272,11 +313,12 @@ class _FeaturePrintSession(TemporalSession):
 
     def snapshot(self) -> dict[str, Any]:
         return {"buffer": self.buffer.copy(), "buffer_start": self.buffer_start, "emitted": self.emitted,
-                "covered": self.covered}
+                "covered": self.covered, "sample_rate": self.rate}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.buffer = np.asarray(state["buffer"], np.float32)
         self.buffer_start, self.emitted, self.covered = (int(state[k]) for k in ("buffer_start", "emitted", "covered"))
+        self._at(int(state.get("sample_rate", self.rate)))
 
 
 _FILTERBANKS: dict[int, np.ndarray] = {}

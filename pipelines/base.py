@@ -146,6 +146,12 @@ class TemporalTransformer(Component, ABC):
         """The output stream; iterate it with ``for`` or ``async for``."""
         return Stream(self.session, stream, event_handler, origin=type(self).__name__)
 
+    def resolved(self, outputs: Iterable[Any]) -> TemporalTransformer:
+        """This transformer with any setting it takes from its input (``None`` meaning "as the
+        input is") fixed as it was for ``outputs``, its outputs a model is fitted on; itself when
+        it has none (see ``AudioFeaturePrint.sample_rate``)."""
+        return self
+
 
 class Stream:
     """A lazily transformed stream that works with both ``for`` and ``async for``.
@@ -323,7 +329,8 @@ class ComposedEstimator(Estimator):
         """Fit the estimator on the output of :meth:`preprocessed`; return the whole transformer."""
         if not isinstance(self.second, Estimator):
             raise TypeError(f"{self!r}: the last step is not an estimator")
-        return self._joined(self.first, self._fit_second(list(data), event_handler, validate_on))
+        data = list(data)
+        return self._joined(_resolved(self.first, data), self._fit_second(data, event_handler, validate_on))
 
     def fitted(self, data: Iterable[AnnotatedFeature], event_handler: EventHandler | None = None,
                validate_on: Iterable[AnnotatedFeature] | None = None) -> Transformer:
@@ -334,6 +341,7 @@ class ComposedEstimator(Estimator):
         features = _preprocessed(first, data)
         if validate_on is not None:
             validate_on = _preprocessed(first, validate_on)
+        first = _resolved(first, features + (validate_on or []))
         second = self.second
         if isinstance(second, Estimator):
             second = self._fit_second(features, event_handler, validate_on)
@@ -375,6 +383,11 @@ class ComposedEstimator(Estimator):
 def _preprocessed(first: Component, data: Iterable[AnnotatedFeature]) -> list[AnnotatedFeature]:
     """The examples with ``first`` applied to their features."""
     return [AnnotatedFeature(_apply(first, d.feature), d.annotation) for d in data]
+
+
+def _resolved(first: Component, features: list[AnnotatedFeature]) -> Component:
+    """``first`` as it made these features (see :meth:`TemporalTransformer.resolved`)."""
+    return first.resolved([d.feature for d in features]) if isinstance(first, TemporalTransformer) else first
 
 
 def _is_preprocessed(feature: Any) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -95,3 +97,47 @@ def test_snapshot_mid_stream_resumes_to_the_same_features(tmp_path):
     second.restore(first.snapshot())
     out += [f for b in buffers[5:] for f in second.push(b)] + second.finish()
     assert len(out) == len(whole) and all(np.array_equal(f.vector, v) for f, v in zip(out, whole))
+
+
+def test_the_python_api_and_cadence_features_make_the_same_features_by_default(tmp_path):
+    import json
+    import subprocess
+
+    import pyarrow.parquet as pq
+
+    from cadence.pipelines.audio import clip_vector
+
+    from .helpers import CADENCE, ROOT, corpus, names
+
+    manifest = corpus(tmp_path / "audio", names(10))
+    run = subprocess.run([*CADENCE, "features", str(manifest), "--store", str(tmp_path / "store"), "--inline", "--json"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "features at 8000 Hz, the files' own rate" in run.stderr  # FSDD's own, as the command says
+    parts = sorted(Path(json.loads(run.stdout)["store"]).glob("part-*.parquet"))
+    stored = pq.ParquetDataset(parts).read().to_pylist()
+    clips = {Path(r["path"]).name: np.asarray(r["vector"], np.float32) for r in stored if r["window_index"] == -1}
+    assert len(clips) == 10
+    for name, vector in clips.items():
+        stream = read_audio(tmp_path / "audio" / name)  # the Python API's defaults
+        assert stream.sample_rate == 8000
+        assert np.array_equal(clip_vector(list(AudioFeaturePrint().applied(stream))), vector), name
+
+
+def test_a_fitted_composition_keeps_the_rate_it_was_fitted_at_and_one_fit_takes_one_rate(tmp_path):
+    from cadence import AnnotatedFeature, LogisticRegressionClassifier
+    from cadence.pipelines.errors import DataError
+
+    def clips(rate: int) -> list:
+        return [AnnotatedFeature(read_audio(tone(tmp_path / f"{f}-{rate}.wav", 1.0, rate, 1, f)), "high" if f > 1000 else "low")
+                for f in (300, 400, 500, 600, 1500, 1800, 2100, 2400)]
+
+    task = AudioFeaturePrint().appending(LogisticRegressionClassifier(l2_penalty=0.01))
+    fitted = task.fitted(clips(8000))
+    assert fitted.extractor.sample_rate == 8000 and task.first.sample_rate is None  # the task itself unchanged
+    assert fitted.applied(read_audio(tone(tmp_path / "q.wav", 1.0, 8000, 1, 2000))).label == "high"
+    with pytest.raises(DataError, match=r"got 16000 Hz buffers in a stream at 8000 Hz.*sample_rate=8000"):
+        fitted.applied(read_audio(tone(tmp_path / "wide.wav", 1.0, 22050, 1, 2000)))  # read at 16 kHz: refused
+    assert fitted.applied(read_audio(tmp_path / "wide.wav", sample_rate=8000)).label == "high"
+    with pytest.raises(DataError, match=r"made at 8000 and 16000 Hz.*sample_rate=16000"):
+        task.fitted(clips(8000) + clips(16000))

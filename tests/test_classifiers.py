@@ -109,8 +109,8 @@ def test_the_composed_task_is_fitted_with_validation_and_updated_on_raw_audio_or
     if not FSDD.exists():
         pytest.skip(f"{FSDD} is absent")
     chosen = names(60)
-    raw = [AnnotatedFeature(read_audio(FSDD / n, sample_rate=8000), n[0]) for n in chosen]
-    task = AudioFeaturePrint(sample_rate=8000).appending(estimator(random_seed=2))
+    raw = [AnnotatedFeature(read_audio(FSDD / n), n[0]) for n in chosen]  # at their own 8 kHz
+    task = AudioFeaturePrint().appending(estimator(random_seed=2))
     fitted = task.fitted(raw[:40], validate_on=raw[40:])
     assert isinstance(fitted, StreamClassifier)
     clip = read_audio(FSDD / "5_lucas_40.wav", sample_rate=8000)

@@ -20,6 +20,8 @@ from cadence.pipelines.errors import InputError
 
 from .helpers import CADENCE, FSDD, ROOT, corpus, names
 
+FSDD_FEATURES = AudioFeaturePrint(sample_rate=8000)  # what extraction makes of FSDD by default: its own rate
+
 def stored_hashes(store: FeatureStore) -> list[str]:
     return store.table(columns=["content_hash"]).column("content_hash").to_pylist()
 
@@ -34,7 +36,7 @@ def test_rerun_extracts_nothing_and_new_files_only_are_extracted(tmp_path):
     manifest = corpus(tmp_path / "audio", first + names(20, start=4))
     more = extract_corpus(manifest, tmp_path / "store", use_ray=False)
     assert (more.extracted, more.skipped) == (20, 40)
-    store = FeatureStore(tmp_path / "store", AudioFeaturePrint())
+    store = FeatureStore(tmp_path / "store", FSDD_FEATURES)
     hashes = stored_hashes(store)
     assert len(hashes) == len(set(hashes)) == 60  # one clip row per file, each file once
     assert store.count_rows(level="window") >= 60 and set(store.table(columns=["split"]).column("split").to_pylist()) \
@@ -45,7 +47,7 @@ def test_rerun_extracts_nothing_and_new_files_only_are_extracted(tmp_path):
 def test_a_corrupt_part_is_named_with_its_repair_and_a_corrupt_hash_cache_is_rebuilt(tmp_path):
     manifest = corpus(tmp_path / "audio", names(20))
     extract_corpus(manifest, tmp_path / "store", files_per_task=10, use_ray=False)
-    store = FeatureStore(tmp_path / "store", AudioFeaturePrint())
+    store = FeatureStore(tmp_path / "store", FSDD_FEATURES)
     parts = sorted(store.path.glob("part-*.parquet"))
     assert len(parts) == 2
     parts[0].write_bytes(parts[0].read_bytes()[:300])  # cut short, as a full disk would leave it
@@ -59,7 +61,7 @@ def test_a_corrupt_part_is_named_with_its_repair_and_a_corrupt_hash_cache_is_reb
     assert run.returncode == 0 and "hashes.parquet" in run.stderr, run.stderr
     summary = json.loads(run.stdout.splitlines()[-1])
     assert (summary["extracted"], summary["skipped"]) == (10, 10)  # only the lost part's files again
-    assert len(set(stored_hashes(FeatureStore(tmp_path / "store", AudioFeaturePrint())))) == 20
+    assert len(set(stored_hashes(FeatureStore(tmp_path / "store", FSDD_FEATURES)))) == 20
 
 
 def test_the_store_follows_edits_to_the_manifest_without_extracting_again(tmp_path):
@@ -77,7 +79,7 @@ def test_the_store_follows_edits_to_the_manifest_without_extracting_again(tmp_pa
     manifest.write_text("\n".join([header, *edited]) + "\n")
     again = extract_corpus(manifest, tmp_path / "store", use_ray=False)
     assert (again.extracted, again.skipped) == (0, 9)
-    store = FeatureStore(tmp_path / "store", AudioFeaturePrint())
+    store = FeatureStore(tmp_path / "store", FSDD_FEATURES)
     by_path = {Path(p).name: (label, split) for p, label, split in zip(
         *store.table(columns=["path", "label", "split"]).to_pydict().values())}
     assert len(by_path) == 9 and removed not in by_path
@@ -102,7 +104,7 @@ def test_audio_with_nan_or_infinite_samples_is_a_bad_file_and_the_rest_is_extrac
     manifest.write_text(manifest.read_text() + "nan.wav,x,train\ninf.wav,x,train\nall-nan.wav,x,train\n")
     summary = extract_corpus(manifest, tmp_path / "store", use_ray=False)
     assert (summary.extracted, summary.failed) == (2, 3)
-    errors = FeatureStore(tmp_path / "store", AudioFeaturePrint()).errors().to_pydict()
+    errors = FeatureStore(tmp_path / "store", FSDD_FEATURES).errors().to_pydict()
     assert sorted(Path(p).name for p in errors["path"]) == ["all-nan.wav", "inf.wav", "nan.wav"]
     assert all("NaN or infinite" in e for e in errors["error"])
 
@@ -114,7 +116,7 @@ def test_two_runs_on_one_store_at_once_store_each_file_once(tmp_path):
     manifest = corpus(tmp_path / "audio", names(300))
     store_dir = tmp_path / "store"
     command = [*CADENCE, "features", str(manifest), "--store", str(store_dir), "--inline", "--json"]
-    with FeatureStore(store_dir, AudioFeaturePrint()).writing():  # a run is writing it now
+    with FeatureStore(store_dir, FSDD_FEATURES).writing():  # a run is writing it now
         refused = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "being written by another cadence features run" in refused.stderr
     assert f"process {os.getpid()}" in refused.stderr
@@ -122,11 +124,11 @@ def test_two_runs_on_one_store_at_once_store_each_file_once(tmp_path):
             for _ in range(2)]  # two at once: one writes, the other is refused or finds it all done
     results = [(run.wait(timeout=300), run.stderr.read()) for run in runs]
     assert sorted(code for code, _ in results) in ([0, 0], [0, 2]), results
-    store = FeatureStore(store_dir, AudioFeaturePrint())
+    store = FeatureStore(store_dir, FSDD_FEATURES)
     assert len(stored_hashes(store)) == len(set(stored_hashes(store))) == 300
     part = min(store.path.glob("part-*.parquet"))  # a part stored twice, as racing runs used to leave it
     sh.copy(part, part.with_name("part-copy.parquet"))
-    store = FeatureStore(store_dir, AudioFeaturePrint())
+    store = FeatureStore(store_dir, FSDD_FEATURES)
     assert len(stored_hashes(store)) == len(set(stored_hashes(store))) == 300 == store.count_rows()
 
 
@@ -134,7 +136,7 @@ def test_another_extractor_never_reuses_the_features(tmp_path):
     manifest = corpus(tmp_path / "audio", names(10))
     extract_corpus(manifest, tmp_path / "store", use_ray=False)
     other = extract_corpus(manifest, tmp_path / "store", AudioFeaturePrint(window_duration=2.0), use_ray=False)
-    assert other.extracted == 10 and other.store != str(FeatureStore(tmp_path / "store", AudioFeaturePrint()).path)
+    assert other.extracted == 10 and other.store != str(FeatureStore(tmp_path / "store", FSDD_FEATURES).path)
 
 
 def test_bad_files_go_to_the_errors_table_and_the_rest_is_extracted(tmp_path):
@@ -149,7 +151,7 @@ def test_bad_files_go_to_the_errors_table_and_the_rest_is_extracted(tmp_path):
     (audio / "empty.wav").touch()
     summary = extract_corpus(manifest, tmp_path / "store", use_ray=False)
     assert (summary.extracted, summary.failed) == (10, 4)
-    errors = FeatureStore(tmp_path / "store", AudioFeaturePrint()).errors().to_pylist()
+    errors = FeatureStore(tmp_path / "store", FSDD_FEATURES).errors().to_pylist()
     by_file = {Path(e["path"]).name: e["error"] for e in errors}
     assert "no such file" in by_file["missing.wav"] and "empty" in by_file["empty.wav"]
     assert "not audio" in by_file["notes.wav"] and "not audio" in by_file["corrupt.wav"]
@@ -208,7 +210,7 @@ def test_extraction_on_a_two_node_cluster(tmp_path):
             assert where["nodes"] == 2
             summary = extract_corpus(manifest, tmp_path / "store", files_per_task=10)
         assert (summary.extracted, summary.failed) == (60, 0)
-        assert len(set(stored_hashes(FeatureStore(tmp_path / "store", AudioFeaturePrint())))) == 60
+        assert len(set(stored_hashes(FeatureStore(tmp_path / "store", FSDD_FEATURES)))) == 60
     finally:
         cluster.shutdown()
     assert not ray.is_initialized()

@@ -169,8 +169,8 @@ def test_a_saved_model_predicts_the_same_and_the_cli_uses_its_extractor(store, t
 def test_a_model_is_not_evaluated_on_features_of_another_extractor(store, tmp_path):
     result = train(store, logreg())
     path = save_model(tmp_path / "digits.safetensors", result, store, logreg())
-    other = extract_corpus(corpus(tmp_path / "audio", names(20)), tmp_path / "store8k",
-                           AudioFeaturePrint(sample_rate=8000), use_ray=False)
+    other = extract_corpus(corpus(tmp_path / "audio", names(20)), tmp_path / "store16k",
+                           AudioFeaturePrint(sample_rate=16000), use_ray=False)
     run = subprocess.run([*CADENCE, "evaluate", "--model", str(path), "--store", other.store],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr

@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cadence.pipelines.audio import AudioFeaturePrint, clip_vector
+from cadence.pipelines.audio import HIGHEST_FEATURE_RATE, AudioFeaturePrint, clip_vector, feature_rate
 from cadence.pipelines.errors import CadenceError, InputError
 from cadence.pipelines.files import write_parquet_atomically
 
@@ -65,14 +65,12 @@ def read_manifest(manifest: str | os.PathLike) -> list[ManifestRow]:
 
 
 def default_sample_rate(rows: Sequence[ManifestRow], root: str | os.PathLike, window_duration: float,
-                        overlap_factor: float, most: int = 16000, looked_at: int = 1000) -> tuple[int, str]:
+                        overlap_factor: float, looked_at: int = 1000) -> tuple[int, str]:
     """The rate to extract at when none is given, and why.
 
     A store already under ``root`` for these windows keeps its rate (so a re-run adds to it).
-    Otherwise the rate follows the files, up to ``most``: resampling 8 kHz speech to 16 kHz adds
-    nothing but an empty upper band, whose features then say more about the recording than the
-    sound.  The files' rates are read from their headers, ``looked_at`` of them spread over the
-    manifest; the highest is taken.
+    Otherwise the rate follows the files as in the Python API (:func:`feature_rate`: the highest,
+    at most 16 kHz), read from the headers of ``looked_at`` files spread over the manifest.
     """
     import soundfile as sf
 
@@ -89,11 +87,12 @@ def default_sample_rate(rows: Sequence[ManifestRow], root: str | os.PathLike, wi
     for row in rows[::step]:
         with contextlib.suppress(Exception):  # a bad file is reported when it is extracted
             rates.append(int(sf.info(row.path).samplerate))
+    rate = feature_rate(rates)
     if not rates:
-        return most, "the default (no file's rate could be read)"
-    if max(rates) >= most:
-        return most, f"the most features use (files at up to {max(rates)} Hz)"
-    return max(rates), f"the files' own rate ({most} Hz is the most features use; resampling up adds nothing)"
+        return rate, "the default (no file's rate could be read)"
+    if max(rates) > rate:
+        return rate, f"the most features use (files at up to {max(rates)} Hz)"
+    return rate, f"the files' own rate ({HIGHEST_FEATURE_RATE} Hz is the most features use; resampling up adds nothing)"
 
 
 def content_hash(path: str) -> str:
@@ -216,9 +215,12 @@ def extract_corpus(manifest: str | os.PathLike | Sequence[ManifestRow], store_ro
     a local one) or, with ``use_ray=False``, in this process.  ``files_per_task`` defaults to an eighth
     of the files per CPU (16 to 1024): few, large parts, and still a task queue to balance."""
     started = time.perf_counter()
-    extractor = extractor or AudioFeaturePrint()
-    store = FeatureStore(store_root, extractor).create()
     rows = read_manifest(manifest) if isinstance(manifest, (str, os.PathLike)) else list(manifest)
+    extractor = extractor or AudioFeaturePrint()
+    if extractor.sample_rate is None:  # the rule of the Python API, over the whole corpus
+        rate, _ = default_sample_rate(rows, store_root, extractor.window_duration, extractor.overlap_factor)
+        extractor = AudioFeaturePrint(**{**extractor.get_params(), "sample_rate": rate})
+    store = FeatureStore(store_root, extractor).create()
     summary = ExtractionSummary(store=str(store.path))
 
     def skip() -> None:

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from cadence.pipelines.audio import AudioFeaturePrint
+from cadence.pipelines.audio import HIGHEST_FEATURE_RATE, AudioFeaturePrint
 from cadence.pipelines.files import check_folder_exists
 
 from .options import emit, EXIT_BAD_INPUT, add_address, add_json, default, note
@@ -32,7 +32,7 @@ def add_features(commands: argparse._SubParsersAction) -> None:
                           help="share of a window the next one overlaps, 0..<1 (default %(default)s)")
     features.add_argument("--sample-rate", type=int, default=None,
                           help="rate the audio is resampled to before features (default: the files' own rate, "
-                               f"at most {default(AudioFeaturePrint, 'sample_rate')}; or the rate of the store "
+                               f"at most {HIGHEST_FEATURE_RATE}, as in the Python API; or the rate of the store "
                                "already in --store, so a re-run adds to it)")
     add_address(features)
     features.add_argument("--inline", action="store_true", help="extract in this process, without Ray")
