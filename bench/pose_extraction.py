@@ -42,11 +42,9 @@ class Image4:
 
 class Video1:
     def __init__(self):
-        from mediapipe.tasks.python import vision
+        from cadence.pipelines.pose import new_landmarker
 
-        from cadence.pipelines.pose import landmarker_options
-
-        self.tracker = vision.PoseLandmarker.create_from_options(landmarker_options(vision.RunningMode.VIDEO, 1, 0.5))
+        self.tracker = new_landmarker("VIDEO", 1, 0.5)
         self.clock = 0  # VIDEO-mode timestamps must increase across clips too
 
     def __call__(self, images: list, fps: float) -> list[int]:

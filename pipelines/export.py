@@ -82,6 +82,12 @@ def export(model: ClassifierModel, path: str | os.PathLike, format: str = "onnx"
 
 def _coreml_bytes(model: ClassifierModel, metadata: dict | None) -> bytes:
     """A Core ML neural-network classifier (built with coremltools' builder, no conversion step)."""
+    import logging
+
+    # coremltools warns on import about what this export never uses: its scikit-learn converter
+    # (a newer scikit-learn than it knows) and the native runtime that only macOS has (8 lines)
+    chatty, level = logging.getLogger("coremltools"), logging.getLogger("coremltools").level
+    chatty.setLevel(logging.ERROR)
     try:
         import coremltools as ct
         from coremltools.models import datatypes
@@ -89,6 +95,8 @@ def _coreml_bytes(model: ClassifierModel, metadata: dict | None) -> bytes:
     except ImportError as e:
         raise InputError("--format coreml", f"needs coremltools, which is not installed here ({e})",
                          "pip install coremltools (it installs on macOS and on Linux x86-64), or export to onnx") from e
+    finally:
+        chatty.setLevel(level)
     builder = NeuralNetworkBuilder([("features", datatypes.Array(len(model.mean)))], [("probabilities", None)],
                                    mode="classifier")
     builder.add_bias("centre", -np.asarray(model.mean, np.float32), "features", "centred", shape_bias=[len(model.mean)])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
 import threading
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -17,6 +19,9 @@ from .base import Transformer
 from .errors import ParameterError
 from .params import Interval, Names, OneOf
 from .video import Frame
+
+if os.environ.get("CADENCE_VERBOSE") != "1":  # MediaPipe 0.10.14 reads every result with a deprecated protobuf call
+    warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype\(\) is deprecated", category=UserWarning)
 
 # MediaPipe BlazePose's 33 landmarks, in model order.
 JOINT_NAMES: tuple[str, ...] = (
@@ -136,15 +141,51 @@ def _pose_landmarker_bundle() -> bytes:
     return out.getvalue()
 
 
-def landmarker_options(mode: Any, people: int, minimum_confidence: float) -> Any:
-    """``PoseLandmarkerOptions`` for the bundle above, in IMAGE or VIDEO ``mode``."""
+def new_landmarker(mode: str, people: int, minimum_confidence: float) -> Any:
+    """A ``PoseLandmarker`` on the bundle above in ``mode`` ("IMAGE" or "VIDEO"), made without
+    MediaPipe's start-up chatter on stderr (see :func:`_native_chatter_hidden`)."""
     from mediapipe.tasks.python import vision
     from mediapipe.tasks.python.core.base_options import BaseOptions
 
-    return vision.PoseLandmarkerOptions(
-        base_options=BaseOptions(model_asset_buffer=_pose_landmarker_bundle()), running_mode=mode,
-        num_poses=people, min_pose_detection_confidence=minimum_confidence,
-        min_pose_presence_confidence=minimum_confidence)
+    with _native_chatter_hidden():
+        options = vision.PoseLandmarkerOptions(
+            base_options=BaseOptions(model_asset_buffer=_pose_landmarker_bundle()),
+            running_mode=getattr(vision.RunningMode, mode), num_poses=people,
+            min_pose_detection_confidence=minimum_confidence, min_pose_presence_confidence=minimum_confidence)
+        return vision.PoseLandmarker.create_from_options(options)
+
+
+@contextlib.contextmanager
+def _native_chatter_hidden() -> Iterator[None]:
+    """While a landmarker is made (a tenth of a second), what C++ writes to file descriptor 2 is
+    dropped: MediaPipe, absl and TensorFlow Lite print eight lines of INFO and warnings there that
+    no setting reaches ("GPU support is not available", "Created TensorFlow Lite XNNPACK delegate",
+    "Feedback manager requires ...") Python's ``sys.stderr``
+    keeps the real stderr meanwhile, so nothing this process means to say is lost.  With
+    ``CADENCE_VERBOSE=1`` (the CLI's ``--verbose``) it is all kept.  (Protobuf's deprecation
+    warning, which MediaPipe's result reading raises on every frame, is filtered at import.)"""
+    import sys
+
+    if os.environ.get("CADENCE_VERBOSE") == "1":
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):  # no descriptor 2 (an embedding host): leave it
+        yield
+        return
+    python_stderr = sys.stderr
+    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, closefd=True)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        sys.stderr.close()
+        sys.stderr = python_stderr
 
 
 def rgb_image(frame: Frame | np.ndarray, owner: str) -> np.ndarray:
@@ -233,11 +274,8 @@ class HumanBodyPoseExtractor(Transformer):
         self._landmarkers = PerThread(self._new_landmarker, lambda landmarker: landmarker.close())
 
     def _new_landmarker(self) -> Any:
-        from mediapipe.tasks.python import vision
-
         self.check_params()
-        options = landmarker_options(vision.RunningMode.IMAGE, self.maximum_person_count, self.minimum_confidence)
-        return vision.PoseLandmarker.create_from_options(options)
+        return new_landmarker("IMAGE", self.maximum_person_count, self.minimum_confidence)
 
     def applied(self, frame: Frame | np.ndarray) -> list[Pose]:
         return in_shot(self.poses_in(rgb_image(frame, type(self).__name__)), frame)

@@ -47,7 +47,7 @@ from .pose import (
     PerThread,
     Pose,
     in_shot,
-    landmarker_options,
+    new_landmarker,
     mediapipe_image,
     poses_found,
     rgb_image,
@@ -71,11 +71,8 @@ class _Tracker:
     VISIBILITY_ALPHA = 0.1  # MediaPipe's pose graph: VisibilitySmoothingCalculator, low_pass_filter alpha
 
     def __init__(self, people: int, minimum_confidence: float):
-        from mediapipe.tasks.python import vision
-
         self.people = people
-        options = landmarker_options(vision.RunningMode.VIDEO, people, minimum_confidence)
-        self.landmarker = vision.PoseLandmarker.create_from_options(options)
+        self.landmarker = new_landmarker("VIDEO", people, minimum_confidence)
         self.clock = 0
         self.visibility: np.ndarray | None = None  # the one-person visibility filter's state
 

@@ -18,6 +18,7 @@ sessions of many feeds in one counting actor.  Both end with the same :class:`Co
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -34,7 +35,7 @@ from .pose import CONFIDENCE_THRESHOLD, STRATEGIES, JointsSelector, Pose, PoseSe
 from .posetracking import DETECTION_INTERVAL, TrackingPoseExtractor
 from .tracking import PersonTracker
 from .temporal import SlidingWindow
-from .video import Frame, LiveStream
+from .video import Frame, LiveStream, read_video
 
 STRIDE = 15  # a count every half second at 30 fps (see the class)
 
@@ -401,15 +402,18 @@ class RepetitionCounting:
         counting = self.feed_counting()
         return self.extractor().appending(counting.selector).appending(counting.window).appending(counting.counter)
 
-    def run(self, frames: Iterable[Frame], source: str = "stream",
+    def run(self, frames: Iterable[Frame] | str | os.PathLike, source: str = "stream",
             on_update: Callable[[CountUpdate], None] | None = None,
             on_frame: Callable[[Frame, Pose | None, float], None] | None = None) -> CountResult:
-        """Count the repetitions of one person in a stream of frames, in this process.
+        """Count the repetitions of one person in a stream of frames (or a video file's path),
+        in this process.
 
         ``on_update`` receives every count as it comes; ``on_frame`` every frame with the pose
         followed on it and the count so far (for drawing).  Raises :class:`NoPersonError` when
         nobody was found in any frame.
         """
+        if isinstance(frames, (str, os.PathLike)):  # a path, not the characters of one
+            frames, source = read_video(frames), str(frames) if source == "stream" else source
         extractor, counting = self.check_params().extractor(), self.feed_counting(source)
         posing, session = extractor.session(), counting.session()
         if isinstance(frames, LiveStream):  # its clock starts at the first read: the models load first

@@ -12,14 +12,12 @@ from __future__ import annotations
 import ast
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
 
 from .helpers import REPCOUNT
 
-warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype")
 
 FAST_TIER = os.environ.get("CADENCE_TEST_TIER") == "fast"
 HEAVY = {"ray": "ray", "mediapipe": "mediapipe"}  # module -> the marker a test loading it needs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import cv2
@@ -185,3 +186,19 @@ def test_threads_that_ended_leave_no_graph_behind():
     list(extractor.applied(frames))  # this thread's use closes what the ended threads made
     assert len(extractor.detector()._landmarkers._values) == 1 and len(extractor._idle._values) == 1
     extractor.close()
+
+
+def test_the_python_api_says_nothing_on_stderr_unless_asked(tmp_path):
+    import subprocess
+    import sys
+
+    from .helpers import ROOT
+
+    script = ("from cadence import RepetitionCounting\n"
+              f"print(RepetitionCounting().run({str(video('pushup_incorrect_001.mp4'))!r}).count)\n")
+    quiet = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0 and float(quiet.stdout) > 0, quiet.stderr
+    assert quiet.stderr == ""  # MediaPipe's INFO, absl's W0000 lines, protobuf's deprecation: none
+    verbose = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "CADENCE_VERBOSE": "1"})
+    assert "XNNPACK" in verbose.stderr and verbose.stdout == quiet.stdout  # kept when asked for

@@ -10,7 +10,6 @@ import logging
 import os
 import sys
 import threading
-import warnings
 from collections.abc import Sequence
 
 from cadence.pipelines.errors import CadenceError, ParameterError
@@ -39,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.verbose:
+    if args.verbose:
+        os.environ["CADENCE_VERBOSE"] = "1"  # the pose components keep MediaPipe's chatter too
+    else:
         _quiet_native_logging()
     _stop_on_sigterm()
     if getattr(args, "json", False):
@@ -84,7 +85,6 @@ def _quiet_native_logging() -> None:
     descriptor 2, which no Python setting reaches.  Ray's notice that token authentication is on
     (it stays on) is left out too.  ``--verbose`` keeps it all.
     """
-    warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype")
     logging.getLogger("absl").setLevel(logging.ERROR)
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
