@@ -51,6 +51,7 @@ bench: install
 	$(BIN)/python bench/pose_extraction.py $(DATA)
 	$(BIN)/cadence bench repcount --poses $(DATA)/repcount-dev/poses --labels $(DATA)/repcount-dev/labels.csv
 	$(BIN)/cadence bench repcount --poses $(DATA)/repcount-dev/poses --labels $(DATA)/repcount-dev/labels.csv --stride 90
+	$(BIN)/cadence bench startup --data $(DATA)
 	$(BIN)/cadence bench pipeline --data $(DATA) --feeds 1 --seconds 30
 	$(BIN)/cadence bench pipeline --data $(DATA) --feeds 2 --seconds 30
 	for n in 1 2 8 24 40; do $(BIN)/cadence bench pipeline --data $(DATA) --feeds $$n --seconds 30 --skip-inline || exit; done

@@ -201,7 +201,8 @@ sys.exit(main(sys.argv[1:]))
 @pytest.mark.ray
 @pytest.mark.mediapipe
 def test_json_output_is_only_json_whatever_else_writes_to_stdout():
-    run = subprocess.run([sys.executable, "-c", NOISY, "count", str(video("jumpingjack_correct_001.mp4")), "--json"],
+    run = subprocess.run([sys.executable, "-c", NOISY, "count", str(video("jumpingjack_correct_001.mp4")), "--json",
+                          "--runner", "ray"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
@@ -216,8 +217,8 @@ def test_a_count_killed_outright_leaves_no_ray_process_behind():
 
     import psutil
 
-    process = subprocess.Popen([*CADENCE, "count", str(video("pushup_incorrect_001.mp4")), "--live"], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen([*CADENCE, "count", str(video("pushup_incorrect_001.mp4")), "--live", "--runner", "ray"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert ": frame " in process.stdout.readline()  # Ray is up and counting
     ray_processes = [p for p in psutil.Process(process.pid).children(recursive=True)
                      if "ray" in p.name() or "ray" in " ".join(p.cmdline())]
@@ -236,8 +237,8 @@ def test_a_local_ray_listens_on_loopback_only():
 
     import psutil
 
-    process = subprocess.Popen([*CADENCE, "count", str(video("pushup_incorrect_001.mp4")), "--live"], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen([*CADENCE, "count", str(video("pushup_incorrect_001.mp4")), "--live", "--runner", "ray"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert ": frame " in process.stdout.readline()  # Ray is up, every stage's actor is counting
         tree = {process.pid} | {p.pid for p in psutil.Process(process.pid).children(recursive=True)}
@@ -266,12 +267,20 @@ def test_a_ray_left_behind_by_an_earlier_run_does_not_stop_the_next():
     try:
         (temp / "ray").mkdir()
         (temp / "ray" / "ray_current_cluster").write_text("127.0.0.1:9")  # nothing listens there
-        result = subprocess.run([*CADENCE, "count", str(video("squat_correct_016.mp4")), "--json"], cwd=ROOT,
+        result = subprocess.run([*CADENCE, "count", str(video("squat_correct_016.mp4")), "--json", "--runner", "ray"], cwd=ROOT,
                                 capture_output=True, text=True, timeout=180, env=os.environ | {"RAY_TMPDIR": str(temp)})
         assert result.returncode == 0, result.stderr
         assert json_lines(result.stdout)[0]["count"] == pytest.approx(1, abs=0.5)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.mediapipe
+def test_one_local_source_is_counted_in_this_process_without_starting_ray():
+    result = cadence("count", str(video("squat_correct_016.mp4")), "--json")
+    assert result.returncode == 0, result.stderr
+    (summary,) = json_lines(result.stdout)
+    assert summary["count"] == pytest.approx(1, abs=0.5) and "node" not in summary  # no Ray node counted it
 
 
 @pytest.mark.ray
@@ -289,6 +298,7 @@ def test_feeds_file_and_parquet_out(tmp_path):
     summaries = json_lines(result.stdout)
     assert len(summaries) == 2 and all(s["count"] == pytest.approx(1, abs=0.5) for s in summaries)
     assert all("frames_dropped" in s and "latency_p95_seconds" in s for s in summaries)
+    assert all(s["node"] for s in summaries)  # two sources: counted at once, on Ray
     table = pq.read_table(out)
     assert table.num_rows == 2 and table.column("count").to_pylist()[0] == pytest.approx(summaries[0]["count"], abs=1e-3)
     repetitions = pq.read_table(tmp_path / "counts-repetitions.parquet")

@@ -64,6 +64,25 @@ def test_a_corrupt_part_is_named_with_its_repair_and_a_corrupt_hash_cache_is_reb
     assert len(set(stored_hashes(FeatureStore(tmp_path / "store", FSDD_FEATURES)))) == 20
 
 
+def test_ray_starts_only_when_the_audio_to_extract_is_worth_its_start(tmp_path):
+    from cadence.cluster.audio.features import plan, ray_break_even, worth_ray
+
+    assert ray_break_even(8000, 1) == float("inf")  # one CPU: Ray never pays
+    assert ray_break_even(8000, 2) > ray_break_even(8000, 16) > ray_break_even(16000, 16) > 0
+    manifest = corpus(tmp_path / "audio", names(20))  # about 9 s of speech
+    store = FeatureStore(tmp_path / "store", FSDD_FEATURES).create()
+    everything = list(plan(read_manifest(manifest), store))
+    busy, todo = worth_ray(iter(everything), limit=2.0)
+    assert busy and list(todo) == everything  # decided after a few files, none lost, in order
+    idle, todo = worth_ray(iter(everything), limit=ray_break_even(8000, 2))
+    assert not idle and list(todo) == everything
+    run = subprocess.run([*CADENCE, "features", str(manifest), "--store", str(tmp_path / "store"), "--json"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["runner"] == "inline" and summary["extracted"] == 20  # no Ray started for seconds of audio
+
+
 def test_the_store_follows_edits_to_the_manifest_without_extracting_again(tmp_path):
     manifest = corpus(tmp_path / "audio", names(10))
     extract_corpus(manifest, tmp_path / "store", use_ray=False)

@@ -24,7 +24,8 @@ def add_bench(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser("bench", help="benchmarks that print figures",
                                 description="Benchmarks that print figures (nothing is asserted).")
     benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
-    for add in (_add_repcount, _add_pipeline, _add_chaos, _add_cluster, _add_serve, _add_tune, _add_features):
+    for add in (_add_repcount, _add_pipeline, _add_chaos, _add_cluster, _add_serve, _add_tune, _add_features,
+                _add_startup):
         add(benches)
 
 
@@ -138,6 +139,17 @@ def _add_features(benches: argparse._SubParsersAction) -> None:
                           help="feature sample rate (default %(default)s, FSDD's own)")
     _add_work(features, "the corpus and its store")
     _add_bench_options(features, "fsdd/recordings/")
+
+
+def _add_startup(benches: argparse._SubParsersAction) -> None:
+    startup = _benchmark(
+        benches, "startup", run_startup, help="short jobs end to end: the default runner against Ray forced",
+        description="Time, as a user runs them, cadence count on a one-second clip and cadence features on 12 "
+                    "FSDD files, each with the default runner (Ray only when the work needs it) and with "
+                    "--runner ray, --repeats times (medians), and how long cadence serve takes to answer /health.")
+    startup.add_argument("--repeats", type=positive, default=3, help="runs of each command (default %(default)s)")
+    add_data(startup, "videos/ and fsdd/recordings/")
+    add_figures(startup)
 
 
 def _benchmark(benches: argparse._SubParsersAction, name: str, run, help: str,
@@ -270,6 +282,15 @@ def run_features(args: argparse.Namespace) -> int:
     with _work_folder(args.work) as work:
         figures = bench_features(data_folder(args, "fsdd/recordings"), args.hours, args.sample_rate, args.address,
                                  work)
+    report(args, figures)
+    return 0
+
+
+def run_startup(args: argparse.Namespace) -> int:
+    from cadence.cluster.bench.startup import bench_startup
+
+    with _work_folder(None) as work:
+        figures = bench_startup(data_folder(args, "videos"), work, args.repeats)
     report(args, figures)
     return 0
 

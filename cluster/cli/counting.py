@@ -51,11 +51,12 @@ def add_count(commands: argparse._SubParsersAction) -> None:
                             "and every counted repetition to FILE-repetitions.parquet beside it (rows are kept "
                             "in FILE.parquet.parts/ as they come, readable even after a kill, and joined at the end)")
     count.add_argument("--runner", choices=("ray", "inline"), default=None,
-                       help="ray (default): every feed at once through Ray actors with bounded queues, each feed "
-                            "read, posed and counted on one node of the cluster (the one with the most pose "
-                            "capacity left), so its frames never cross the network; a node lost hands its feeds to "
-                            "the others, files resuming exactly; "
-                            "inline: one source after another in this process (the default with --annotate)")
+                       help="ray: every feed at once through Ray actors with bounded queues, each feed read, posed "
+                            "and counted on one node of the cluster (the one with the most pose capacity left), so "
+                            "its frames never cross the network; a node lost hands its feeds to the others, files "
+                            "resuming exactly. inline: one source after another in this process. Default: ray when "
+                            "the work needs it (several sources, --address or $RAY_ADDRESS, --feeds with labels, "
+                            "--pose-actors), else inline (one source counts sooner than Ray starts; --annotate)")
     add_address(count)
     add_pose_actors(count)
     count.set_defaults(run=run_count)
