@@ -193,7 +193,7 @@ def test_a_run_killed_midway_then_rerun_stores_each_file_once(tmp_path):
     manifest, _ = tile_corpus(FSDD, tmp_path / "audio", copies=3)  # 9,000 distinct files: seconds of work
     total = len(read_manifest(manifest))
     store_dir = tmp_path / "store"
-    command = [*CADENCE, "features", str(manifest), "--store", str(store_dir), "--json"]
+    command = [*CADENCE, "features", str(manifest), "--store", str(store_dir), "--json", "--runner", "ray"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     store = FeatureStore(store_dir, AudioFeaturePrint(sample_rate=8000))  # FSDD's own rate, which the command takes
