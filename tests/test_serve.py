@@ -273,6 +273,8 @@ def test_the_page_lists_the_feeds_and_a_running_count_changes_on_screen(served, 
     from selenium.webdriver.common.by import By
 
     browser, driver_path = _chromium()
+    short = served.add(source=str(video("squat_correct_016.mp4")), name="over already")  # one update, at its end
+    assert served.wait_state(short, ("ended",))["count"] > 0
     feed = served.add(source=str(video("pushup_incorrect_001.mp4")), live=True, name="page test")
     options = webdriver.ChromeOptions()
     options.binary_location = browser
@@ -293,6 +295,10 @@ def test_the_page_lists_the_feeds_and_a_running_count_changes_on_screen(served, 
                 shown.append(text)
             return len(shown) >= 3
 
+        ended = driver.find_element(By.CSS_SELECTOR, f'.feed[data-id="{short}"] canvas')
+        wait_for(lambda: driver.execute_script(  # a feed's chart shows its count, even a single update
+            "const c = arguments[0]; return c.getContext('2d').getImageData(0, 0, c.width, c.height).data"
+            ".some(v => v !== 0)", ended), 30, "the ended feed's chart to show its count")
         wait_for(count_changed, 180, "the count on screen to change twice")
         assert [float(t) for t in shown] == sorted(float(t) for t in shown)  # live, and never down
         wait_for(lambda: driver.execute_script(
