@@ -24,6 +24,7 @@ On one machine this is one node: the same actors as ever, beside one NodeCountin
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import time
 from collections.abc import Callable, Sequence
@@ -114,9 +115,11 @@ class CountingPipeline(Stepped):
         self.reports = 0  # node reports taken
 
     # -- life ---------------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, warm: bool = False) -> None:
         """Place every feed given, start a NodeCounting on each node that got one, and wait until
-        each has its pose pool ready."""
+        each has its pose pool ready.  With ``warm`` and no feeds yet (a service), start the node a
+        first feed would go to now, without waiting for it: that feed then starts at once instead
+        of after a pool's start (3.5 s here)."""
         self.here = ray.get_runtime_context().get_node_id()
         self._look_at_nodes(force=True)
         self._starting = {}
@@ -129,6 +132,11 @@ class CountingPipeline(Stepped):
         self._starting = None
         started = [node.started for node in self._nodes.values()]
         ray.wait(started, num_returns=len(started))  # (a node that failed to start: see _check_started)
+        if warm and not self._nodes:
+            with contextlib.suppress(NoNodeError):  # none with CPUs yet: the first feed waits for one
+                info = choose_node(self._known, {}, self.settings.pose_frames_per_cpu)
+                actor = NodeCounting.options(**pinned(info.id)).remote(self.settings)
+                self._nodes[info.id] = _Node(info, actor, actor.start.remote())
 
     def close(self) -> None:
         stopping = [node.actor.stop.remote() for node in self._nodes.values()]

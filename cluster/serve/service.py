@@ -141,7 +141,7 @@ class CountingService:
     def start(self) -> None:
         """Start the pose pool, bring back the stored feeds, and start the driver thread."""
         self.pipeline = CountingPipeline({}, self.settings)
-        self.pipeline.start()
+        self.pipeline.start(warm=True)
         for stored in self.store.feeds():
             self._views[stored.id] = self._view_of_stored(stored)
             self._before_restart[stored.id] = (stored.reconnections, stored.downtime)
