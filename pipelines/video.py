@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
@@ -209,9 +210,9 @@ class CameraStream(_ThreadedAsyncIteration):
                 ok, image = capture.read()
                 if not ok:
                     if index == 0:
-                        raise CameraError(self.source, "delivered no frame")
+                        raise CameraError(shown(self.source), "delivered no frame")
                     break
-                yield Frame(image, index, time.monotonic() - start, str(self.source), time.time(),
+                yield Frame(image, index, time.monotonic() - start, str(shown(self.source)), time.time(),
                             shots.of(image))
                 index += 1
         finally:
@@ -225,10 +226,10 @@ def read_camera(source: int | str) -> CameraStream:
     capture = _open(source)
     if not capture.isOpened():
         capture.release()
-        what = f"camera {source}" if isinstance(source, int) else f"stream {source}"
-        raise CameraError(source, f"could not open {what}",
-                          "no camera at that index on this machine?" if isinstance(source, int)
-                          else "is the URL right and the stream up?")
+        if isinstance(source, int):
+            raise CameraError(f"camera {source}", "could not be opened", "no camera at that index on this machine?")
+        raise CameraError(shown(source), "could not be opened",
+                          "is the URL right, with the user and password the camera asks for, and the stream up?")
     return CameraStream(source, capture)
 
 
@@ -398,6 +399,25 @@ class LiveStream:
 Source = str | int | Sequence[str]  # a file, a camera index or stream URL, or files played back to back
 
 
+def shown(source: Source) -> Source:
+    """A source as it may be shown (messages, logs, an API, a page): a URL's password replaced by
+    ``***`` (``rtsp://admin:***@camera/stream``), a playlist's files each so; anything else as is."""
+    if isinstance(source, (list, tuple)):
+        return [shown(s) for s in source]
+    if not isinstance(source, str) or "@" not in source or "://" not in source:
+        return source
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(source)
+        if parts.password is None:
+            return source
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    except ValueError:  # not a URL after all (a port that is no number, say): hide what may be one
+        return re.sub(r"//[^/@]*@", "//***@", source)
+
+
 def is_camera(source: Source) -> bool:
     """Camera indexes (``0``, ``"0"``) and stream URLs (``rtsp://...``) rather than files."""
     return isinstance(source, int) or (isinstance(source, str) and (source.isdigit() or "://" in source))
@@ -414,7 +434,7 @@ def open_source(source: Source, live: bool = False, capacity: int = 2,
     """
     if is_camera(source):
         if not live:
-            raise InputError(source, "looks like a camera or stream URL", "add --live to read it")
+            raise InputError(shown(source), "looks like a camera or stream URL", "add --live to read it")
         return LiveStream(read_camera(source), capacity=capacity)
     video = concatenate(*source) if isinstance(source, (list, tuple)) else read_video(source)
     return LiveStream(video, capacity=capacity, pace=True, start=start) if live else video

@@ -164,6 +164,30 @@ def wait_for(check: Callable[[], object], seconds: float, what: str, every: floa
     raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
 
 
+class RtspCamera:
+    """A stand-in RTSP camera on a fixed loopback port (``cluster/bench/rtsp_camera.py``), behind a
+    user name and password; ``loops`` times the clip for each client (None: forever); restartable."""
+
+    def __init__(self, clip: Path, user: str = "door", password: str = "s3cret-Pa55", loops: int | None = None):
+        self.clip, self.port, self.loops = clip, free_port(), loops
+        self.credentials = (user, password)
+        self.url = f"rtsp://{user}:{password}@127.0.0.1:{self.port}/live"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        user, password = self.credentials
+        loops = [] if self.loops is None else ["--loops", str(self.loops)]
+        self.process = subprocess.Popen([sys.executable, "-m", "cadence.cluster.bench.rtsp_camera", str(self.clip),
+                                         "--port", str(self.port), "--user", user, "--password", password, *loops],
+                                        stdout=subprocess.PIPE, text=True)
+        assert int(self.process.stdout.readline()) == self.port
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
 class Camera:
     """An MJPEG camera on a fixed loopback port, looping a clip for every client; restartable."""
 

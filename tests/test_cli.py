@@ -94,7 +94,7 @@ def test_an_output_in_a_folder_that_does_not_exist_is_refused_before_counting(tm
 def test_a_camera_that_is_not_there_is_a_clear_error():
     result = cadence("count", "5", "--live")
     assert result.returncode == 2
-    assert "could not open camera 5" in result.stderr and "Traceback" not in result.stderr
+    assert "camera 5: could not be opened" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.ray

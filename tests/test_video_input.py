@@ -129,7 +129,7 @@ def test_video_with_no_person(tmp_path):
 
 
 def test_no_camera_on_this_machine():
-    with pytest.raises(CameraError, match="could not open camera 7"):
+    with pytest.raises(CameraError, match="camera 7: could not be opened"):
         read_camera(7)
 
 
@@ -156,3 +156,17 @@ def test_a_video_cut_short_is_counted_as_far_as_it_decodes(tmp_path):
     assert 0 < result.frames < stream.frame_count == 75
     (warning,) = result.warnings
     assert f"decoding stopped at frame {result.frames} of the 75" in warning and "cut.avi" in warning
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("rtsp://admin:hunter2@10.0.0.7:554/stream1", "rtsp://admin:***@10.0.0.7:554/stream1"),
+    ("http://cam:p%40ss@host/video.mjpg", "http://cam:***@host/video.mjpg"),
+    ("rtsp://10.0.0.7/stream1", "rtsp://10.0.0.7/stream1"),  # nothing to hide
+    ("rtsp://viewer@10.0.0.7/stream1", "rtsp://viewer@10.0.0.7/stream1"),  # a user without a password
+    ("clips/me@gym.mp4", "clips/me@gym.mp4"), (0, 0),
+    (["rtsp://a:b@h/x", "f.mp4"], ["rtsp://a:***@h/x", "f.mp4"]),
+])
+def test_a_source_is_shown_without_its_password(source, expected):
+    from cadence.pipelines.video import shown
+
+    assert shown(source) == expected

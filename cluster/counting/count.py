@@ -25,7 +25,7 @@ from cadence.pipelines.drawing import write_annotated
 from cadence.pipelines.errors import CadenceError, InputError
 from cadence.pipelines.files import check_folder_exists, write_parquet_atomically
 from cadence.pipelines.repetitions import CountResult, CountUpdate, RepetitionCounting
-from cadence.pipelines.video import is_camera, open_source
+from cadence.pipelines.video import is_camera, open_source, shown
 
 COUNT_TABLE = pa.schema([("feed", pa.string()), ("frame_index", pa.int64()), ("timestamp", pa.float64()),
                          ("count", pa.float64()), ("people", pa.map_(pa.string(), pa.float64()))])
@@ -233,15 +233,16 @@ def _count_inline(sources: list[str], job: RepetitionCounting, args: argparse.Na
 
     for source in sources:
         annotate = annotation_path(args.annotate, source, len(sources) > 1) if args.annotate else None
+        name = shown(source)  # what the output says: a URL without its password
         try:
             frames = open_source(source, args.live)
             report.bar.reset(total=operator.length_hint(frames) or None)
-            report.bar.set_description(source if is_camera(source) else Path(source).name)
-            result = _count_one(job, source, frames, report, on_update, annotate)
+            report.bar.set_description(name if is_camera(source) else Path(source).name)
+            result = _count_one(job, name, frames, report, on_update, annotate)
         except CadenceError as e:
-            result = CountResult(source, source, error=e)
+            result = CountResult(name, name, error=e)
         except KeyboardInterrupt:
-            report.interrupted({source: latest.get(source, 0.0)})
+            report.interrupted({name: latest.get(name, 0.0)})
             raise
         report.result(result)
         results.append(result)

@@ -8,7 +8,7 @@ it (a frozen copy); :class:`FeedOrder` is what starts one (its source, job, and 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,7 @@ from cadence.actors.queues import ActorPool, BoundedQueue
 from cadence.actors.stages import StateLost
 from cadence.pipelines.errors import CadenceError
 from cadence.pipelines.repetitions import CountResult, FeedCounting, RepetitionCounting
-from cadence.pipelines.video import Source, is_camera
+from cadence.pipelines.video import Source, is_camera, shown
 
 if TYPE_CHECKING:
     from .settings import PipelineSettings
@@ -96,10 +96,22 @@ def _fetch(ref: ray.ObjectRef) -> Any:
 
 
 def describe(source: Source) -> str:
-    """A source as results name it: a playlist by its first file."""
+    """A source as results name it: a playlist by its first file; a URL without its password."""
     if isinstance(source, (list, tuple)):
-        return f"{source[0]} (x{len(source)})"
-    return str(source)
+        return f"{shown(source[0])} (x{len(source)})"
+    return str(shown(source))
+
+
+def feed_names(sources: Sequence[str]) -> dict[str, str]:
+    """Name feeds by their sources, numbering repeats so every name is unique."""
+    names: dict[str, str] = {}
+    for source in sources:
+        name, k = shown(source), 1  # a name is shown: never a URL's password
+        while name in names:
+            k += 1
+            name = f"{shown(source)}#{k}"
+        names[name] = source
+    return names
 
 
 def whole_segments(batch_size: int, job: RepetitionCounting) -> int:

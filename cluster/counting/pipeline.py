@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import pickle
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import ray
@@ -37,7 +37,7 @@ from cadence.pipelines.errors import CadenceError
 from cadence.pipelines.repetitions import CountResult, CountUpdate, FeedCounting
 from cadence.pipelines.video import Source, is_camera
 
-from .feed import FeedOrder, FeedStatus, describe, whole_segments
+from .feed import FeedOrder, FeedStatus, describe, feed_names, whole_segments
 from .node import NodeCounting, NodePipeline, NodeReport, Stepped, pinned
 from .placement import NodeInfo, NoNodeError, choose_node, live_nodes, need_of
 from .settings import PipelineSettings
@@ -440,15 +440,3 @@ def count_feeds(feeds: dict[str, Source], settings: PipelineSettings | None = No
         return pipeline.run(on_update)
     finally:
         pipeline.close()
-
-
-def feed_names(sources: Sequence[str]) -> dict[str, str]:
-    """Name feeds by their sources, numbering repeats so every name is unique."""
-    names: dict[str, str] = {}
-    for source in sources:
-        name, k = source, 1
-        while name in names:
-            k += 1
-            name = f"{source}#{k}"
-        names[name] = source
-    return names

@@ -33,7 +33,7 @@ import ray
 
 from cadence.pipelines.errors import InputError, ParameterError
 from cadence.pipelines.repetitions import CountUpdate, RepetitionCounting
-from cadence.pipelines.video import Source, is_camera
+from cadence.pipelines.video import Source, is_camera, shown
 
 from cadence.cluster.serve.store import CountStore, StoredFeed
 from cadence.cluster.counting.feed import RUNNING
@@ -101,7 +101,9 @@ class FeedView:
     settings: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As the API shows it: a URL's password left out (the store keeps the source whole, to
+        reopen it)."""
+        return asdict(self) | {"source": shown(self.source)}
 
 
 class _Subscriber:
