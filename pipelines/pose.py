@@ -155,37 +155,41 @@ def new_landmarker(mode: str, people: int, minimum_confidence: float) -> Any:
         return vision.PoseLandmarker.create_from_options(options)
 
 
+_STDERR_SWAP = threading.Lock()  # one swap at a time: two threads interleaving would lose stderr
+
+
 @contextlib.contextmanager
 def _native_chatter_hidden() -> Iterator[None]:
     """While a landmarker is made (a tenth of a second), what C++ writes to file descriptor 2 is
     dropped: MediaPipe, absl and TensorFlow Lite print eight lines of INFO and warnings there that
     no setting reaches ("GPU support is not available", "Created TensorFlow Lite XNNPACK delegate",
-    "Feedback manager requires ...") Python's ``sys.stderr``
-    keeps the real stderr meanwhile, so nothing this process means to say is lost.  With
-    ``CADENCE_VERBOSE=1`` (the CLI's ``--verbose``) it is all kept.  (Protobuf's deprecation
+    "Feedback manager requires ...").  Python's ``sys.stderr`` keeps the real stderr meanwhile, so
+    nothing this process means to say is lost, and threads making landmarkers at once take turns.
+    With ``CADENCE_VERBOSE=1`` (the CLI's ``--verbose``) it is all kept.  (Protobuf's deprecation
     warning, which MediaPipe's result reading raises on every frame, is filtered at import.)"""
     import sys
 
     if os.environ.get("CADENCE_VERBOSE") == "1":
         yield
         return
-    try:
-        sys.stderr.flush()
-        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    except (OSError, ValueError, AttributeError):  # no descriptor 2 (an embedding host): leave it
-        yield
-        return
-    python_stderr = sys.stderr
-    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, closefd=True)
-    os.dup2(devnull, 2)
-    os.close(devnull)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        sys.stderr.close()
-        sys.stderr = python_stderr
+    with _STDERR_SWAP:
+        try:
+            sys.stderr.flush()
+            saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        except (OSError, ValueError, AttributeError):  # no descriptor 2 (an embedding host): leave it
+            yield
+            return
+        python_stderr = sys.stderr
+        sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, closefd=True)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sys.stderr.close()
+            sys.stderr = python_stderr
 
 
 def rgb_image(frame: Frame | np.ndarray, owner: str) -> np.ndarray:
