@@ -9,12 +9,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, RtspCamera, video, wait_for
+from tests.helpers import ROOT, RtspCamera, video
 
 pytestmark = [pytest.mark.ray, pytest.mark.mediapipe]
 
@@ -46,7 +45,7 @@ def test_cadence_count_reads_an_rtsp_camera_and_never_shows_its_password(camera)
 
 
 def test_cadence_serve_follows_an_rtsp_camera_through_a_drop_and_never_shows_its_password(tmp_path, monkeypatch):
-    from tests.test_serve import service
+    from tests.test_serve import dropped_and_back, service
 
     pytest.importorskip("imageio_ffmpeg")
     camera = RtspCamera(video("pushup_incorrect_001.mp4"))  # looped: a camera that runs until it drops
@@ -56,14 +55,7 @@ def test_cadence_serve_follows_an_rtsp_camera_through_a_drop_and_never_shows_its
     camera.start()
     try:
         with service(tmp_path / "store") as running:
-            feed = running.add(source=camera.url, name="door camera")
-            wait_for(lambda: running.feed(feed)["frames"] > 30, 180, "the RTSP camera to be read")
-            camera.kill()
-            running.wait_state(feed, ("reconnecting",), 60)
-            time.sleep(2)
-            camera.start()
-            back = wait_for(lambda: (f := running.feed(feed))["state"] == "running" and f["reconnections"] == 1
-                            and f, 120, "the RTSP camera to be read again")
+            feed, back = dropped_and_back(running, camera, "door camera")
             shown = [running.http.get(path).text for path in
                      ("/feeds", f"/feeds/{feed}", f"/feeds/{feed}/history", "/metrics", "/")]
             with running.http.stream("GET", f"/feeds/{feed}/events", timeout=30) as events:

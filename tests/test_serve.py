@@ -83,6 +83,20 @@ def service(store: Path, *options: str, **kwargs) -> Iterator[Service]:
         running.stop()
 
 
+def dropped_and_back(running: Service, camera, name: str) -> tuple[str, dict]:
+    """A feed of ``camera`` (started) read, the camera killed and started again: the feed's id,
+    and its view once it reads again."""
+    feed = running.add(source=camera.url, name=name)
+    wait_for(lambda: running.feed(feed)["frames"] > 30, 180, "the camera to be read")
+    camera.kill()
+    running.wait_state(feed, ("reconnecting",), 60)
+    time.sleep(2)
+    camera.start()
+    back = wait_for(lambda: (f := running.feed(feed))["state"] == "running" and f["reconnections"] == 1 and f,
+                    120, "the camera to be read again")
+    return feed, back
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> Iterator[Service]:
     video("pushup_incorrect_001.mp4")  # skips when the shared clips are absent
@@ -329,14 +343,7 @@ def test_a_restart_keeps_a_camera_s_reconnections_and_downtime(tmp_path):
     store = tmp_path / "store"
     try:
         with service(store) as running:
-            feed = running.add(source=camera.url, name="door")
-            wait_for(lambda: running.feed(feed)["frames"] > 30, 180, "the camera to be read")
-            camera.kill()
-            running.wait_state(feed, ("reconnecting",), 60)
-            time.sleep(2)
-            camera.start()
-            back = wait_for(lambda: (f := running.feed(feed))["state"] == "running" and f["reconnections"] == 1
-                            and f, 120, "the camera to be read again")
+            feed, back = dropped_and_back(running, camera, "door")
         with service(store) as restarted:
             again = wait_for(lambda: (f := restarted.feed(feed))["state"] == "running" and f["frames"] > 0 and f,
                              180, "the camera to be read after the restart")
