@@ -195,6 +195,7 @@ class CameraStream(_ThreadedAsyncIteration):
 
     def __init__(self, source: int | str, capture: cv2.VideoCapture):
         self.source = source
+        self.name = str(shown(source))  # what frames and messages name it: never a URL's password
         self._capture = capture
         self.fps = capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS
 
@@ -210,9 +211,9 @@ class CameraStream(_ThreadedAsyncIteration):
                 ok, image = capture.read()
                 if not ok:
                     if index == 0:
-                        raise CameraError(shown(self.source), "delivered no frame")
+                        raise CameraError(self.name, "delivered no frame")
                     break
-                yield Frame(image, index, time.monotonic() - start, str(shown(self.source)), time.time(),
+                yield Frame(image, index, time.monotonic() - start, self.name, time.time(),
                             shots.of(image))
                 index += 1
         finally:
