@@ -61,7 +61,7 @@ def bench_serve(data: Path, feeds: int, minutes: float, work: Path, address: str
             cameras.append(_start_process([sys.executable, "-m", "cadence.cluster.bench.camera_server", str(clip),
                                            "--forever"]))
         urls = [f"http://127.0.0.1:{int(c.stdout.readline())}/stream.mjpg" for c in cameras]
-        _wait_healthy(http, service)
+        wait_healthy(http, service)
         ids, first_count = [], []
         for url, clip in zip(urls, clips):
             added = time.monotonic()
@@ -76,7 +76,9 @@ def bench_serve(data: Path, feeds: int, minutes: float, work: Path, address: str
             process.wait()
 
 
-def _wait_healthy(http, service, timeout: float = 180.0) -> None:
+def wait_healthy(http, service, timeout: float = 180.0, every: float = 0.5) -> None:
+    """Until ``cadence serve`` (the process ``service``) answers /health; an error if it exits or
+    does not answer within ``timeout`` seconds.  ``every``: seconds between two tries."""
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -88,7 +90,7 @@ def _wait_healthy(http, service, timeout: float = 180.0) -> None:
                 return
         except httpx.TransportError:
             pass
-        time.sleep(0.5)
+        time.sleep(every)
     raise RuntimeError("cadence serve did not answer /health")
 
 

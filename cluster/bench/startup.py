@@ -37,19 +37,15 @@ def _serve_answers(work: Path) -> float:
     """Seconds from starting ``cadence serve --port 0`` to its first answer on /health."""
     import httpx
 
-    from cadence.cluster.bench.serve import listening_port
+    from cadence.cluster.bench.serve import listening_port, wait_healthy
 
     started = time.perf_counter()
     service = subprocess.Popen([*CADENCE, "serve", "--port", "0", "--store", str(work / "serve")],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        url = f"http://127.0.0.1:{listening_port(service)}/health"
-        while True:
-            try:
-                if httpx.get(url, timeout=5).status_code == 200:
-                    return round(time.perf_counter() - started, 2)
-            except httpx.TransportError:
-                time.sleep(0.05)
+        with httpx.Client(base_url=f"http://127.0.0.1:{listening_port(service)}", timeout=5) as http:
+            wait_healthy(http, service, every=0.05)
+        return round(time.perf_counter() - started, 2)
     finally:
         service.terminate()
         service.wait(timeout=60)
