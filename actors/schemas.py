@@ -24,7 +24,8 @@ import numpy as np
 import pyarrow as pa
 
 from cadence.pipelines.pose import JOINT_NAMES, Pose
-from cadence.pipelines.repetitions import CountUpdate, PeopleInFrame, RepetitionEvent
+from cadence.pipelines.repetitions import PeopleInFrame
+from cadence.pipelines.results import CountUpdate, RepetitionEvent
 from cadence.pipelines.video import Frame
 
 KEYPOINT_VALUES = len(JOINT_NAMES) * 4

@@ -22,7 +22,6 @@ twice, and no host carries on from an empty state unnoticed.
 
 from __future__ import annotations
 
-import itertools
 import operator
 from collections.abc import Iterator
 from typing import Any
@@ -31,8 +30,9 @@ import pyarrow as pa
 import ray
 
 from cadence.pipelines.drawing import preview_jpeg
-from cadence.pipelines.posetracking import DETECTION_INTERVAL, TrackingPoseExtractor
+from cadence.pipelines.posetracking import DETECTION_SECONDS, TrackingPoseExtractor, segment_batches
 from cadence.pipelines.repetitions import FeedCounting
+from cadence.pipelines.temporal import frame_step
 from cadence.pipelines.base import TemporalSession
 from cadence.pipelines.video import Frame, LiveStream, Source, is_camera, open_source
 
@@ -80,19 +80,26 @@ class CaptureHost(_Local):
 
     def __init__(self, batch_size: int = 8):
         self.batch_size = batch_size
-        self.feeds: dict[str, tuple[Any, Iterator[Frame], int]] = {}
+        self.feeds: dict[str, tuple[Any, Iterator[list[Frame]], int]] = {}
+        self.positions: dict[str, int] = {}  # per feed: where its source was at the last batch
 
-    def open(self, feed: str, source: Source, live: bool, start: int = 0, batch_size: int | None = None) -> dict:
+    def open(self, feed: str, source: Source, live: bool, start: int = 0, batch_size: int | None = None,
+             rate: float | None = None, detection_seconds: float = DETECTION_SECONDS) -> dict:
         """Open the feed's source (a typed error names a bad one); a file feed resumed after a
-        restart skips to frame ``start``.  The feed's batches hold up to ``batch_size`` frames (the
-        host's by default); a live feed also keeps at most that many waiting.  Returns its frame
-        rate and frame count (0: unknown)."""
+        restart skips to frame ``start``.  At most ``rate`` frames a second are read into batches
+        (one in :func:`frame_step`; the others are skipped before they become images).  A live feed's batches hold up to
+        ``batch_size`` frames (the host's by default), and it keeps at most that many waiting; a
+        file's hold whole pose-tracking segments of ``detection_seconds``, at least ``batch_size``
+        frames.  Returns its frame rate and frame count (0: unknown)."""
         self.close(feed)
         batch = batch_size or self.batch_size
-        stream = open_source(source, live, capacity=batch, start=0 if is_camera(source) else start)
-        # a file skips to the frame without converting the ones before
-        frames = iter(stream) if isinstance(stream, LiveStream) else stream.frames(start)
+        stream = open_source(source, live, capacity=batch, start=0 if is_camera(source) else start, rate=rate)
+        if isinstance(stream, LiveStream):
+            frames = iter(())
+        else:  # a file skips to the frame without converting the ones before
+            frames = segment_batches(stream.frames(start, frame_step(stream.fps, rate)), batch, detection_seconds)
         self.feeds[feed] = (stream, frames, batch)
+        self.positions[feed] = start if not is_camera(source) else 0
         return {"fps": stream.fps, "frames": operator.length_hint(stream)}
 
     @ray.method(num_returns=2)
@@ -106,15 +113,18 @@ class CaptureHost(_Local):
             batch = stream.take(size, gather=0.05, wait=self.LIVE_WAIT)
             end, dropped = not batch and stream.finished, stream.dropped
         else:
-            batch = list(itertools.islice(frames, size))
+            batch = next(frames, [])
             end, dropped = not batch, 0
-        meta = {"frames": len(batch), "end": end, "dropped": dropped,
+        position = stream.position  # where the source is: frames read since the last batch, posed, skipped or dropped
+        read, self.positions[feed] = max(0, position - self.positions.get(feed, 0)), position
+        meta = {"frames": read, "position": position, "posed": len(batch), "end": end, "dropped": dropped,
                 "last_index": batch[-1].index if batch else None,
                 "warnings": list(getattr(stream, "warnings", [])) if end else []}
         return schemas.stamped(schemas.frames_to_batch(feed, batch), self._here()), meta
 
     def close(self, feed: str) -> None:
         stream, _, _ = self.feeds.pop(feed, (None, None, 0))
+        self.positions.pop(feed, None)
         if isinstance(stream, LiveStream):
             stream.close()
 
@@ -134,26 +144,26 @@ class PoseExtraction(_Local):
         self.extractors: dict[int, TrackingPoseExtractor] = {}  # by detection interval
         self.live: dict[str, TemporalSession] = {}  # live feeds' sessions
 
-    def _extractor(self, detection_interval: int) -> TrackingPoseExtractor:
-        if detection_interval not in self.extractors:
-            self.extractors[detection_interval] = TrackingPoseExtractor(detection_interval=detection_interval)
-        return self.extractors[detection_interval]
+    def _extractor(self, detection_seconds: float) -> TrackingPoseExtractor:
+        if detection_seconds not in self.extractors:
+            self.extractors[detection_seconds] = TrackingPoseExtractor(detection_seconds=detection_seconds)
+        return self.extractors[detection_seconds]
 
     def ready(self) -> bool:
         """Build the graphs before frames arrive (before a live feed's clock starts): the detector and
         trackers for one and two people.  With the one-person tracker alone, a live two-person clip's
         first call took 0.85-1.0 s here, its frames dropped meanwhile; with both, 0.25-0.38 s."""
-        self._extractor(DETECTION_INTERVAL).prepare((1, 2))
+        self._extractor(DETECTION_SECONDS).prepare((1, 2))
         return True
 
     def node(self) -> str:
         """The id of the node this actor runs on (to see how a pool spread)."""
         return ray.get_runtime_context().get_node_id()
 
-    def _posed(self, frames: pa.RecordBatch, feed: str | None, detection_interval: int) -> tuple[list, list]:
+    def _posed(self, frames: pa.RecordBatch, feed: str | None, detection_seconds: float) -> tuple[list, list]:
         self._check(frames)
         decoded = schemas.batch_to_frames(frames)
-        extractor = self._extractor(detection_interval)
+        extractor = self._extractor(detection_seconds)
         session = extractor.session() if feed is None else self.live.setdefault(feed, extractor.session())
         people = [posed for frame in decoded for posed in session.push(frame)]
         if feed is None:
@@ -161,17 +171,17 @@ class PoseExtraction(_Local):
         return decoded, people
 
     def extract(self, frames: pa.RecordBatch, feed: str | None = None,
-                detection_interval: int = DETECTION_INTERVAL) -> pa.RecordBatch:
+                detection_seconds: float = DETECTION_SECONDS) -> pa.RecordBatch:
         """Everyone's poses on each frame: a file's batch with ``feed`` None, a live feed's by name."""
-        return schemas.stamped(schemas.people_to_batch(frames, self._posed(frames, feed, detection_interval)[1]),
+        return schemas.stamped(schemas.people_to_batch(frames, self._posed(frames, feed, detection_seconds)[1]),
                                self._here())
 
     @ray.method(num_returns=2)
     def extract_with_preview(self, frames: pa.RecordBatch, feed: str | None = None,
-                             detection_interval: int = DETECTION_INTERVAL) -> tuple[pa.RecordBatch, bytes]:
+                             detection_seconds: float = DETECTION_SECONDS) -> tuple[pa.RecordBatch, bytes]:
         """As :meth:`extract`, and a JPEG of the batch's last frame with everyone's skeleton drawn
         (for a live page; the frames are here already, so the preview costs no transfer)."""
-        decoded, people = self._posed(frames, feed, detection_interval)
+        decoded, people = self._posed(frames, feed, detection_seconds)
         preview = preview_jpeg(decoded[-1].image, people[-1]) if decoded else b""
         return schemas.stamped(schemas.people_to_batch(frames, people), self._here()), preview
 

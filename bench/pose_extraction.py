@@ -9,8 +9,9 @@ Modes:
   mode, up to 4 people); cadence's extractor before issue 17, and ``--detect-every 1`` now.
 - ``video1``: VIDEO mode, one person: the landmark model tracks its own region and the detector
   runs only when the person is lost. It finds one person at most: a bound, not a candidate.
-- ``tracking-K``: ``TrackingPoseExtractor(detection_interval=K)``, cadence's default (K = 30): the
-  full detection on the first frame of every K, VIDEO-mode tracking of the people found in between.
+- ``tracking-K``: ``TrackingPoseExtractor(detection_seconds=K / 30)``, cadence's default (K = 30, a
+  second of these 30 fps clips): the full detection on the first frame of every K, VIDEO-mode
+  tracking of the people found in between.
 
 Frames are decoded before the clock starts (the conversion to RGB is timed, as cadence does it),
 and every landmarker is made before it starts. Prints figures; asserts nothing.
@@ -62,10 +63,10 @@ class Tracking:
     def __init__(self, every: int):
         from cadence.pipelines import TrackingPoseExtractor
 
-        self.extractor = TrackingPoseExtractor(detection_interval=every)
+        self.extractor = TrackingPoseExtractor(detection_seconds=every / 30)
         self.extractor.prepare(people=(1, 2))  # set-up outside the clock (the trackers it keeps)
 
-    def __call__(self, images: list, fps: float) -> list[int]:
+    def __call__(self, images: list, fps: float) -> list[int]:  # (bare images are taken 1/30 s apart)
         return [len(people) for people in self.extractor.applied(images)]
 
 

@@ -23,8 +23,8 @@ from .errors import (AudioNotFoundError, CadenceError, CameraError, DataError, E
 from .events import Event, EventHandler
 from .pose import JOINT_GROUPS, JOINT_NAMES, STRATEGIES, HumanBodyPoseExtractor, JointsSelector, Pose, PoseSelector
 from .posetracking import TrackingPoseExtractor
-from .repetitions import (CountResult, CountUpdate, FeedCounting, FeedTally, PeopleInFrame, RepetitionCounting,
-                          RepetitionEvent)
+from .repetitions import FeedCounting, PeopleInFrame, RepetitionCounting
+from .results import CountResult, CountUpdate, FeedTally, RepetitionEvent
 from .temporal import Downsample, SlidingWindow, Window
 from .video import Frame, LiveStream, concatenate, is_camera, open_source, read_camera, read_video
 

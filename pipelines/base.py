@@ -58,21 +58,20 @@ class Component:
 
     def set_params(self, **values: Any) -> Component:
         """Change parameters by name; returns the component, checked (:class:`ParameterError` if a
-        value is out of range or a name unknown)."""
+        value is out of range or a name unknown: the component then stays as it was)."""
+        self.with_params(**values)
+        for name, value in values.items():
+            setattr(self, name, value)
+        return self
+
+    def with_params(self, **values: Any) -> Component:
+        """A copy made from this component's parameters with ``values`` changed, checked."""
         known = self._parameter_names()
         for name in values:
             if name not in known:
                 raise ParameterError(type(self).__name__, name, "is not a parameter",
                                      f"the parameters are {', '.join(known)}")
-        before = {name: getattr(self, name) for name in values}
-        for name, value in values.items():
-            setattr(self, name, value)
-        try:
-            return self.check_params()
-        except ParameterError:
-            for name, value in before.items():  # refused: the component stays as it was
-                setattr(self, name, value)
-            raise
+        return type(self)(**(self.get_params() | values)).check_params()
 
     def check_params(self) -> Component:
         """Raise :class:`ParameterError` naming the first parameter out of range; return the component."""

@@ -28,18 +28,24 @@ equally large, the top principal axis can swap between them from one window to t
 tracker reading positions along it sees false turns; the weighted distance barely changes.
 
 Streaming: only frames not seen in an earlier window are consumed, and the tracker's state lives
-across windows, so a rep that spans several windows is counted once.  The first ``warm_up``
-frames with a person are held until the directions of motion can be estimated from them (their
-count meanwhile is provisional).  The directions are refitted every ``REFIT`` (15) frames of the
-stream, whatever the windows, and the leg in progress is measured again each time: windows whose
-stride is a multiple of 15 count alike (90/90 and 90/15 give the same count at the same frame),
-and the windows only set how often a count is shown.  Memory is bounded by ``history``.
+across windows, so a rep that spans several windows is counted once.  The first
+``warm_up_seconds`` of poses with a person are held until the directions of motion can be
+estimated from them (their count meanwhile is provisional).  The directions are refitted every
+``refit_seconds`` (half a second) of the stream, whatever the windows, and the leg in progress is
+measured again each time: windows whose stride is a multiple of that count alike (3 s windows
+every 3 s or every 0.5 s give the same count at the same frame), and the windows only set how
+often a count is shown.  Memory is bounded by ``history_seconds``.
+
+Every time span is a setting in seconds, turned into poses at ``rate``, the poses a second the
+counter is fed (30 for every frame of a 30 fps video; the counting job sets it to the rate it
+poses at): the same motion filmed at 24, 30 or 60 fps, or posed 15 times a second, is judged on
+the same spans of time.
 """
 
 from __future__ import annotations
 
 import copy
-from collections import deque
+from collections import deque, namedtuple
 from typing import Any
 
 import numpy as np
@@ -52,29 +58,31 @@ from .params import Interval
 from .legs import CumulativeCount, Leg, LegBook, ZigZag
 from .bodyshape import POSITIONS, body_shape, unseen_between, with_angles
 from .pose import Pose
-from .temporal import Window
+from .temporal import Window, poses_in
 
 _DIRECTIONS = 8  # principal directions kept in the distance; later ones weigh (s_i / s_0)^2 ~ 0
 _BACK = 0.75  # share of the threshold the body must come back toward the anchor for a turn
 _STILL = 0.1  # share of a leg's size within which the body is still at its turning point
+_JOLT_RATE = 30.0  # jolts are measured per (1/30 s) squared, the rate the roughness limit was set at
 _RANGE = 10  # the motion's range runs from this percentile of the recent frames to its complement
-REFIT = 15  # frames (half a second at 30 fps) between refits of the directions of motion, whatever the windows
 _BLAS = ThreadpoolController()  # the directions' eigendecomposition (74 x 74) runs on one thread
 
 
 class HumanBodyActionCounter(TemporalTransformer):
     """Windows of poses (``Pose`` or None per frame) in, one cumulative fractional count per window out.
 
-    ``threshold`` is the share of the recent motion's range (10th to 90th percentile) a swing must
-    cover to count;
+    ``rate``: the poses a second it is fed (the time spans below are in seconds and become poses
+    at that rate).  ``threshold`` is the share of the recent motion's range (10th to 90th
+    percentile) a swing must cover to count;
     ``minimum_amplitude`` (in body-size units) keeps still holds and jitter at zero;
-    ``history`` frames are kept for the directions of motion, and the first ``warm_up`` frames
-    with a person are needed before they are trusted; ``smoothing`` frames are averaged against
-    jitter; a swing out and back whose outward leg lasts less than ``glitch_share`` of the median
+    ``history_seconds`` of poses are kept for the directions of motion, and the first
+    ``warm_up_seconds`` with a person are needed before they are trusted; ``smoothing_seconds`` of
+    poses are averaged against jitter, and ``trend_seconds`` make the slow trend taken out of the
+    motion; a swing out and back whose outward leg lasts less than ``glitch_share`` of the median
     recent leg is a glitch (a pose error, a twitch) and is taken back rather than counted; once
     reps are under way the bar is at most ``swing_share`` of their median swing, so reps smaller
     than the motion's overall range (arms only, after whole-body moves) still count; after more
-    than ``gap`` frames without a person, or at a cut (a pose of another shot, see ``Pose.shot``), the
+    than ``gap_seconds`` without a person, or at a cut (a pose of another shot, see ``Pose.shot``), the
     tracker starts a new leg, keeping the count, since a change seen across a gap in detection or a
     cut is no evidence of a swing.  Legs are confirmed when alike
     within ``rhythm_ratio`` in duration and size, and rejected as jitter when their raw frames jolt
@@ -93,25 +101,31 @@ class HumanBodyActionCounter(TemporalTransformer):
     """
 
     _parameter_constraints = {
-        "history": [Interval(int, 30)], "threshold": [Interval(float, 0, 1, "neither")],
-        "minimum_amplitude": [Interval(float, 0)], "smoothing": [Interval(int, 1)],
-        "trend_window": [Interval(int, 1)], "glitch_share": [Interval(float, 0, 1)],
-        "swing_share": [Interval(float, 0, 1)], "gap": [Interval(int, 1)], "warm_up": [Interval(int, 3)],
+        "rate": [Interval(float, 1, 1000)],
+        "history_seconds": [Interval(float, 1, 600)], "threshold": [Interval(float, 0, 1, "neither")],
+        "minimum_amplitude": [Interval(float, 0)], "smoothing_seconds": [Interval(float, 0, 10)],
+        "trend_seconds": [Interval(float, 0, 600)], "glitch_share": [Interval(float, 0, 1)],
+        "swing_share": [Interval(float, 0, 1)], "gap_seconds": [Interval(float, 0, 600, "neither")],
+        "warm_up_seconds": [Interval(float, 0, 600, "neither")], "refit_seconds": [Interval(float, 0, 60, "neither")],
         "rhythm_ratio": [Interval(float, 1)], "roughness_limit": [Interval(float, 0)],
     }
 
-    def __init__(self, *, history: int = 450, threshold: float = 0.33, minimum_amplitude: float = 0.25,
-                 smoothing: int = 5, trend_window: int = 241, glitch_share: float = 0.4, swing_share: float = 0.4,
-                 gap: int = 30, warm_up: int = 120, rhythm_ratio: float = 2.0, roughness_limit: float = 0.7):
-        self.history = history
+    def __init__(self, *, rate: float = 30.0, history_seconds: float = 15.0, threshold: float = 0.33,
+                 minimum_amplitude: float = 0.25, smoothing_seconds: float = 0.17, trend_seconds: float = 8.0,
+                 glitch_share: float = 0.4, swing_share: float = 0.4, gap_seconds: float = 1.0,
+                 warm_up_seconds: float = 4.0, refit_seconds: float = 0.5, rhythm_ratio: float = 2.0,
+                 roughness_limit: float = 0.7):
+        self.rate = rate
+        self.history_seconds = history_seconds
         self.threshold = threshold
         self.minimum_amplitude = minimum_amplitude
-        self.smoothing = smoothing
-        self.trend_window = trend_window
+        self.smoothing_seconds = smoothing_seconds
+        self.trend_seconds = trend_seconds
         self.glitch_share = glitch_share
         self.swing_share = swing_share
-        self.gap = gap
-        self.warm_up = warm_up
+        self.gap_seconds = gap_seconds
+        self.warm_up_seconds = warm_up_seconds
+        self.refit_seconds = refit_seconds
         self.rhythm_ratio = rhythm_ratio
         self.roughness_limit = roughness_limit
 
@@ -120,14 +134,28 @@ class HumanBodyActionCounter(TemporalTransformer):
         return _CounterSession(self)
 
     def _check_relations(self) -> None:
-        if self.warm_up > self.history:
-            raise ParameterError(type(self).__name__, "warm_up", f"must not exceed history ({self.history})")
+        if self.warm_up_seconds > self.history_seconds:
+            raise ParameterError(type(self).__name__, "warm_up_seconds",
+                                 f"must not exceed history_seconds ({self.history_seconds})")
+
+    def in_poses(self) -> _Spans:
+        """The time spans as poses at :attr:`rate` (at 30 a second: history 450, smoothing 5,
+        trend 241, gap 30, warm-up 120, refit 15)."""
+        n = lambda seconds: poses_in(seconds, self.rate)  # noqa: E731
+        return _Spans(history=max(30, n(self.history_seconds)), smoothing=n(self.smoothing_seconds),
+                      trend=n(self.trend_seconds) | 1, gap=n(self.gap_seconds),
+                      warm_up=min(max(3, n(self.warm_up_seconds)), max(30, n(self.history_seconds))),
+                      refit=n(self.refit_seconds))
 
     def count(self, poses: list[Pose | None]) -> float:
         """The count of a whole sequence at once (one window holding it all)."""
         session = self.session()
         counts = session.push(Window(0, list(poses))) + session.finish() if poses else [0.0]
         return counts[-1]
+
+
+# the counter's time spans in poses (see HumanBodyActionCounter.in_poses); the trend's is odd, to be centred
+_Spans = namedtuple("_Spans", "history smoothing trend gap warm_up refit")
 
 
 def _stacked(vectors: deque) -> np.ndarray:
@@ -138,11 +166,13 @@ def _stacked(vectors: deque) -> np.ndarray:
 class _CounterSession(TemporalSession):
     def __init__(self, params: HumanBodyActionCounter):
         self.p = params
+        self.n = n = params.in_poses()
+        self.jolt_unit = (params.rate / _JOLT_RATE) ** 2  # a second difference per pose, in steps of 1/30 s
         self.seen = 0  # stream index of the next unseen frame
-        self.raw: deque = deque(maxlen=max(1, params.smoothing))  # for the moving average
-        self.shapes: deque = deque(maxlen=params.history)
-        self.times: deque = deque(maxlen=params.history)  # their stream indexes
-        self.jolts: deque = deque(maxlen=params.history)  # and how hard each frame's raw shape jolted
+        self.raw: deque = deque(maxlen=n.smoothing)  # for the moving average
+        self.shapes: deque = deque(maxlen=n.history)
+        self.times: deque = deque(maxlen=n.history)  # their stream indexes
+        self.jolts: deque = deque(maxlen=n.history)  # and how hard each frame's raw shape jolted
         self.pending: list = []  # (index, shape) not yet tracked, (index, None) for a gap
         self.fresh = False  # frames taken since the last advance
         self.last_seen = -1  # stream index of the last frame with a person
@@ -158,7 +188,7 @@ class _CounterSession(TemporalSession):
         self.seen = max(self.seen, window.stop)
         for index, pose in new:
             self._take(index, pose)
-            if (index + 1) % REFIT == 0:
+            if (index + 1) % self.n.refit == 0:
                 self._advance(shown=False)
         self._advance(shown=True)
         return [CumulativeCount(self.count, self.tracker.book.repetitions())]
@@ -168,7 +198,7 @@ class _CounterSession(TemporalSession):
         shape = body_shape(pose)
         if shape is None:
             return
-        if self.last_seen >= 0 and unseen_between(self.last_seen, self.shot, index, pose.shot, self.p.gap):
+        if self.last_seen >= 0 and unseen_between(self.last_seen, self.shot, index, pose.shot, self.n.gap):
             self.raw.clear()
             self.pending.append((index, None))
         self.last_seen, self.shot = index, pose.shot
@@ -182,14 +212,14 @@ class _CounterSession(TemporalSession):
 
     def _advance(self, shown: bool) -> None:
         """Refit the directions of motion to the frames so far and track the frames held: every
-        :data:`REFIT` frames of the stream, and at the end of each window, whose count is ``shown``.
+        ``refit_seconds`` of the stream, and at the end of each window, whose count is ``shown``.
         Before the warm-up only at the end of a window: a provisional count is shown then, and one
         looked at every half second would only have more chances to show a spurious swing."""
-        if not self.fresh or len(self.shapes) < 3 or (not shown and len(self.shapes) < self.p.warm_up):
+        if not self.fresh or len(self.shapes) < 3 or (not shown and len(self.shapes) < self.n.warm_up):
             return
         self.fresh = False
         self._update_metric()
-        if len(self.shapes) >= self.p.warm_up:
+        if len(self.shapes) >= self.n.warm_up:
             self._remeasure_leg()
             self._run(self.tracker, self.pending)
             self.pending = []
@@ -223,12 +253,14 @@ class _CounterSession(TemporalSession):
         frame (jitter, a lost person).  On consecutive frames it is the second difference; across
         frames without a person each step is taken per frame, so a body moving steadily while
         detection drops in and out has not jolted, though it moved further from one pose seen to
-        the next."""
+        the next.  It is a change of velocity over time, measured in steps of 1/30 s whatever the
+        rate: a smooth swing posed 15 times a second jolts as little as at 30 (per pose, its second
+        difference is four times as large)."""
         if len(self.raw) < 2:
             return 0.0
         before, last = index - self.times[-1], self.times[-1] - self.times[-2]  # frames in each step
         second = (shape - self.raw[-1]) / before - (self.raw[-1] - self.raw[-2]) / last
-        return float(np.linalg.norm(second if self.metric is None else self.metric @ second))
+        return float(np.linalg.norm(second if self.metric is None else self.metric @ second)) * self.jolt_unit
 
     def _still_at(self, at: np.ndarray, start: int, end: int, size: float) -> list[int]:
         """The frames from ``start`` to ``end`` at which the body was still at the shape ``at``
@@ -256,7 +288,7 @@ class _CounterSession(TemporalSession):
         data = np.asarray(self.shapes)
         # The directions of motion: PCA of the shapes less their slow trend, so that a change of
         # person, view or stance (an offset) cannot take them over from the repeated motion.
-        trend = uniform_filter1d(data, size=min(self.p.trend_window, len(data)), axis=0, mode="nearest")
+        trend = uniform_filter1d(data, size=min(self.n.trend, len(data)), axis=0, mode="nearest")
         motion = data - trend
         with _BLAS.limit(limits=1, user_api="blas"):  # threads only contend at this size: ~40x slower when busy
             # the principal directions from the (74 x 74) scatter matrix: a third of an SVD's time

@@ -7,8 +7,10 @@ little, so the region a person's landmarks give on one frame is a good region fo
 how MediaPipe's VIDEO mode tracks, running the detector only while it follows fewer people than it
 was asked for.
 
-:class:`TrackingPoseExtractor` cuts the stream into **segments** of ``detection_interval`` frames by
-frame index (the frames whose ``index // detection_interval`` is the same):
+:class:`TrackingPoseExtractor` cuts the stream into **segments** of ``detection_seconds`` of the
+stream by frame time (the frames whose ``timestamp // detection_seconds`` is the same; a bare image
+is taken to come 1/30 s after the one before), so whatever frame rate the stream has, and however
+many of its frames are posed, the detector runs about once a second:
 
 1. The segment's first frame gets the full extraction (detector, then up to
    ``maximum_person_count`` people): exactly what ``HumanBodyPoseExtractor`` gives for it.
@@ -16,8 +18,7 @@ frame index (the frames whose ``index // detection_interval`` is the same):
    found (one when it found nobody, so that someone walking into an empty view is found at once).
    A person lost in between makes MediaPipe run its detector again on the next frames, until it
    follows as many people as it was asked for.
-3. A new person among others is found at the next segment's start: within ``detection_interval``
-   frames.
+3. A new person among others is found at the next segment's start: within ``detection_seconds``.
 4. A cut (an edited video going to another shot, another person, a jump in time) starts a segment
    at once: the regions followed belong to the shot before.  A frame's shot is the one its reader
    numbered (:attr:`~.video.Frame.shot`, see :class:`~.video.Shots`); bare images are numbered
@@ -26,7 +27,8 @@ frame index (the frames whose ``index // detection_interval`` is the same):
 The trackers are reset at each segment start (one blank frame empties the regions they follow; this
 was checked to give exactly a new landmarker's output), so **a frame's poses depend only on the
 frames of its segment**.  Any process can pose a batch that holds whole segments, repeatably, which
-is what lets the Ray pose pool share one video's batches and redo a dead actor's calls exactly.  A
+is what lets the Ray pose pool share one video's batches (cut by :func:`segment_batches`) and redo
+a dead actor's calls exactly.  A
 session that starts or resumes mid-segment starts a segment at its first frame.
 
 The landmarkers are MediaPipe graphs: they live in the extractor (one pool per extractor, lent to its
@@ -35,6 +37,8 @@ sessions a segment at a time), are made on first use, and belong to the thread t
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -52,9 +56,10 @@ from .pose import (
     poses_found,
     rgb_image,
 )
-from .video import Frame, Shots
+from .shots import Shots
+from .video import DEFAULT_FPS, Frame
 
-DETECTION_INTERVAL = 30  # one second at 30 fps: a new person is found within it
+DETECTION_SECONDS = 1.0  # a new person is found within a second, whatever the frame or analysis rate
 _BLANK = np.zeros((64, 64, 3), np.uint8)
 _STEP_MS = 33  # the trackers' own clock: their output does not depend on it, and it always increases
 
@@ -100,21 +105,21 @@ class _Tracker:
 class TrackingPoseExtractor(TemporalTransformer):
     """Frames in, everyone's poses out (a list of :class:`Pose` per frame, as
     :class:`~.pose.HumanBodyPoseExtractor` gives): the person detector runs on the first frame of
-    every ``detection_interval`` frames and people are tracked in between (see the module).
+    every ``detection_seconds`` of the stream and people are tracked in between (see the module).
 
-    ``detection_interval=1`` runs the detector on every frame, as ``HumanBodyPoseExtractor`` does.
+    ``detection_seconds=0`` runs the detector on every frame, as ``HumanBodyPoseExtractor`` does.
     """
 
     IDLE_KEPT = 2
 
     _parameter_constraints = {**HumanBodyPoseExtractor._parameter_constraints,
-                              "detection_interval": [Interval(int, 1)]}
+                              "detection_seconds": [Interval(float, 0, 600)]}
 
     def __init__(self, *, maximum_person_count: int = MAXIMUM_PERSON_COUNT,
-                 minimum_confidence: float = MINIMUM_CONFIDENCE, detection_interval: int = DETECTION_INTERVAL):
+                 minimum_confidence: float = MINIMUM_CONFIDENCE, detection_seconds: float = DETECTION_SECONDS):
         self.maximum_person_count = maximum_person_count
         self.minimum_confidence = minimum_confidence
-        self.detection_interval = detection_interval
+        self.detection_seconds = detection_seconds
         self._detector: HumanBodyPoseExtractor | None = None
         self._idle = _idle_trackers()  # per thread: trackers not lent to a session, the latest given back last
 
@@ -175,23 +180,23 @@ def _idle_trackers() -> PerThread:
 class _TrackingSession(TemporalSession):
     def __init__(self, extractor: TrackingPoseExtractor):
         self.extractor = extractor
-        self.segment: int | None = None  # index // detection_interval of the segment under way
+        self.segment: int | None = None  # timestamp // detection_seconds of the segment under way
         self.tracker: _Tracker | None = None  # lent for the rest of the segment
         self.pushed = 0  # frames seen, the index of a bare image
         self.shots = Shots()  # to see cuts between bare images (a Frame carries its shot)
         self.shot = -1  # the shot of the segment under way
 
     def push(self, frame: Frame | np.ndarray) -> list:
-        index = frame.index if isinstance(frame, Frame) else self.pushed
+        timestamp = frame.timestamp if isinstance(frame, Frame) else self.pushed / DEFAULT_FPS
         self.pushed += 1
-        interval = self.extractor.detection_interval
-        if interval == 1:
+        if self.extractor.detection_seconds == 0:
             return [self.extractor.detector().applied(frame)]
         rgb = rgb_image(frame, "TrackingPoseExtractor")
         shot = frame.shot if isinstance(frame, Frame) else self.shots.of(rgb)
-        if index // interval != self.segment or shot != self.shot:
+        segment = segment_of(timestamp, self.extractor.detection_seconds)
+        if segment != self.segment or shot != self.shot:
             self._release()
-            self.segment, self.shot = index // interval, shot
+            self.segment, self.shot = segment, shot
             people = self.extractor.detector().poses_in(rgb)
             self.tracker = self.extractor._borrow(max(1, len(people)))
             return [in_shot(people, frame)]
@@ -215,3 +220,25 @@ class _TrackingSession(TemporalSession):
 
     def restore(self, state: dict) -> None:
         self.finish()
+
+
+def segment_of(timestamp: float, detection_seconds: float) -> int:
+    """The pose-tracking segment of a frame ``timestamp`` seconds into its stream (see the module;
+    with ``detection_seconds`` 0 every frame is detected on its own, and each is a segment)."""
+    if detection_seconds == 0:
+        return math.floor(timestamp * 1e6)
+    return math.floor(timestamp / detection_seconds + 1e-9)
+
+
+def segment_batches(frames: Iterable[Frame], size: int, detection_seconds: float) -> Iterator[list[Frame]]:
+    """The frames in batches of whole pose-tracking segments, each of at least ``size`` frames (but
+    the last): any process poses such a batch exactly as the whole stream would be posed."""
+    batch: list[Frame] = []
+    for frame in frames:
+        if len(batch) >= size and (segment_of(frame.timestamp, detection_seconds)
+                                   != segment_of(batch[-1].timestamp, detection_seconds)):
+            yield batch
+            batch = []
+        batch.append(frame)
+    if batch:
+        yield batch

@@ -2,6 +2,9 @@
 
 A sequence is a float array (T, 104): 33 BlazePose landmarks as x, y, z (landmark-major), each
 axis min-max normalised within the frame, then five joint angles; a row of zeros means no person.
+One row per frame of the video, at its own frame rate: ``labels.csv`` may give it (an ``fps``
+column); without one, 30 is assumed (RepCount's videos are mostly 30 fps, and the dev set's files
+carry no rate).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 
 from .errors import InputError
 from .pose import JOINT_NAMES, Pose
+from .video import DEFAULT_FPS
 
 LANDMARK_COLUMNS = 3 * len(JOINT_NAMES)
 
@@ -47,6 +51,7 @@ class LabelledSequence:
     path: Path
     count: float
     cycles: tuple[tuple[int, int], ...] = ()  # each labelled repetition's (start, end) frame, when given
+    fps: float = DEFAULT_FPS  # the video's frame rate: one row per frame
 
 
 def read_labels(poses_dir: str | os.PathLike, labels_csv: str | os.PathLike) -> list[LabelledSequence]:
@@ -67,7 +72,9 @@ def read_labels(poses_dir: str | os.PathLike, labels_csv: str | os.PathLike) -> 
         if not path.exists():
             raise InputError(path, f"is listed in {labels_csv} but missing")
         bounds = [int(x) for x in (row.get("cycle_boundaries") or "").split()]
-        found.append(LabelledSequence(row["name"], path, float(row["count"]), tuple(zip(bounds[::2], bounds[1::2]))))
+        fps = float(row.get("fps") or DEFAULT_FPS)
+        found.append(LabelledSequence(row["name"], path, float(row["count"]), tuple(zip(bounds[::2], bounds[1::2])),
+                                      fps))
     return found
 
 
@@ -102,10 +109,11 @@ def iterate_labelled(sequences: Sequence[LabelledSequence]) -> Iterator[tuple[La
 
 @dataclass
 class Score:
-    """A counter's results on a labelled set, streamed with the given windows."""
+    """A counter's results on a labelled set, streamed as the counting job streams them."""
 
-    window: int
-    stride: int
+    window_seconds: float
+    stride_seconds: float
+    rate: float | None
     videos: list[dict]
     poses_per_second: float
 
@@ -128,34 +136,53 @@ class Score:
         """Videos whose count went down at some point (it never should)."""
         return sum(v["decreased"] for v in self.videos)
 
+    def folds(self, k: int) -> list[Score]:
+        """The videos in ``k`` folds (sorted by name, every k-th in a fold), each scored on its own."""
+        videos = sorted(self.videos, key=lambda v: v["name"])
+        return [Score(self.window_seconds, self.stride_seconds, self.rate, videos[i::k], self.poses_per_second)
+                for i in range(k)]
+
     def to_dict(self) -> dict:
         boundary = self.boundary_mae
         return {"mae": round(self.mae, 4), "obo": round(self.obo, 4),
                 "boundary_mae": None if boundary is None else round(boundary, 4), "decreases": self.decreases,
-                "window": self.window, "stride": self.stride, "poses_per_second": round(self.poses_per_second),
-                "videos": self.videos}
+                "window_seconds": self.window_seconds, "stride_seconds": self.stride_seconds,
+                "rate": "all" if self.rate is None else self.rate,
+                "poses_per_second": round(self.poses_per_second), "videos": self.videos}
 
 
-def score(sequences: Sequence[LabelledSequence], window: int = 90, stride: int = 90, counter=None,
-          progress=None) -> Score:
-    """Count each sequence as a stream (the same windows as ``cadence count``) and compare with the truth."""
+def analysed(poses: Sequence[Pose | None], fps: float, rate: float | None) -> tuple[list[Pose | None], list[int]]:
+    """The poses the counting job would pose from a video of ``fps`` at ``rate`` (one frame in
+    :func:`~.temporal.frame_step`, as its readers pick them), with their frame numbers."""
+    from .temporal import frame_step
+
+    kept = list(range(0, len(poses), frame_step(fps, rate)))
+    return [poses[i] for i in kept], kept
+
+
+def score(sequences: Sequence[LabelledSequence], job=None, progress=None) -> Score:
+    """Count each sequence as ``job`` (a :class:`~.repetitions.RepetitionCounting`, its defaults
+    if None) counts a stream: posed at its rate, in its windows, with its counter; compare with
+    the truth."""
     import time
 
-    from .counting import HumanBodyActionCounter
-    from .temporal import SlidingWindow
+    from .repetitions import RepetitionCounting
 
-    counter = counter or HumanBodyActionCounter()
+    job = (job or RepetitionCounting()).check_params()
     videos, poses_counted, seconds = [], 0, 0.0
     for seq, poses in iterate_labelled(sequences):
+        poses, frames = analysed(poses, seq.fps, job.rate)
+        counting = job.feed_counting(fps=seq.fps)
         started = time.perf_counter()
-        counts = list(counter.applied(SlidingWindow(length=window, stride=stride).applied(poses)))
+        counts = list(counting.counter.applied(counting.window.applied(poses)))
         seconds += time.perf_counter() - started
         poses_counted += len(poses)
-        ends = [r.end for c in counts for r in getattr(c, "repetitions", ())]
+        ends = [frames[min(r.end, len(frames) - 1)] for c in counts for r in getattr(c, "repetitions", ())]
         boundary = boundary_error(seq.cycles, ends, seq.count)
         videos.append({"name": seq.name, "gt": seq.count, "pred": round(float(counts[-1]) if counts else 0.0, 3),
                        "boundary_error": None if boundary is None else round(boundary, 4),
                        "decreased": any(b < a for a, b in itertools.pairwise(counts))})
         if progress:
             progress(seq)
-    return Score(window, stride, videos, poses_counted / seconds if seconds else 0.0)
+    return Score(job.window_seconds, job.window_stride, job.rate, videos,
+                 poses_counted / seconds if seconds else 0.0)

@@ -3,8 +3,10 @@
 The job is one chain of components (:meth:`RepetitionCounting.pipeline`).  Its runners cut it in
 two places' worth of work:
 
+- the frames posed: at most ``rate`` a second (``Downsample`` in front of the pose extractor; the
+  readers skip the frames between before they become images);
 - :class:`~.posetracking.TrackingPoseExtractor`: where nearly all the CPU goes; its output for a
-  frame depends only on the frames of its segment (``detection_interval`` frames by index);
+  frame depends only on the frames of its segment (``detection_seconds`` of the stream);
 - :class:`FeedCounting`: a feed's light, stateful rest of the chain (``PoseSelector |
   SlidingWindow | HumanBodyActionCounter``) with the feed's bookkeeping (frames seen, frames with
   a person, which frame and capture time each count belongs to).  It is a temporal transformer, so
@@ -29,15 +31,17 @@ import numpy as np
 
 from .base import ComposedTemporalTransformer, TemporalSession, TemporalTransformer, Transformer
 from .counting import HumanBodyActionCounter
-from .errors import CadenceError, NoPersonError, ParameterError
+from .errors import ParameterError
 from .params import FLAG, Interval, check
+from .results import CountResult, CountUpdate, FeedTally, RepetitionEvent
 from .pose import CONFIDENCE_THRESHOLD, STRATEGIES, JointsSelector, Pose, PoseSelector
-from .posetracking import DETECTION_INTERVAL, TrackingPoseExtractor
+from .posetracking import DETECTION_SECONDS, TrackingPoseExtractor
 from .tracking import PersonTracker
-from .temporal import SlidingWindow
-from .video import Frame, LiveStream, read_video
+from .temporal import Downsample, SlidingWindow, frame_step, poses_in
+from .video import DEFAULT_FPS, Frame, LiveStream, read_video
 
-STRIDE = 15  # a count every half second at 30 fps (see the class)
+RATE = 15.0  # poses a second by default (see the class)
+STRIDE_SECONDS = 0.5  # a count every half second (see the class)
 
 
 @dataclass(frozen=True)
@@ -48,60 +52,6 @@ class PeopleInFrame:
     timestamp: float
     captured_at: float
     people: list[Pose]
-
-
-@dataclass(frozen=True)
-class RepetitionEvent:
-    """One counted repetition of a feed: its number, the frames (and seconds into the feed) where its
-    motion began and ended, and a confidence in [0, 1] (how alike its swings were with the ones
-    that confirmed them; 0.5 where a stream was too short to compare)."""
-
-    feed: str
-    index: int
-    start_frame: int
-    end_frame: int
-    start_time: float
-    end_time: float
-    confidence: float
-
-    @property
-    def duration(self) -> float:
-        return self.end_time - self.start_time
-
-    def to_dict(self) -> dict:
-        return {"index": self.index, "start_frame": self.start_frame, "end_frame": self.end_frame,
-                "start_time": round(self.start_time, 3), "end_time": round(self.end_time, 3),
-                "duration": round(self.duration, 3), "confidence": round(self.confidence, 3)}
-
-
-@dataclass(frozen=True)
-class CountUpdate:
-    """The cumulative count after a window ending at frame ``frame_index`` of ``feed``, with the
-    repetitions completed since the last update (a repetition is counted once it is confirmed, a
-    little after it ends).
-
-    ``captured_at`` is when the oldest frame this update is the first to count was read: the
-    update's capture-to-count latency starts there.
-    """
-
-    feed: str
-    frame_index: int
-    timestamp: float
-    count: float
-    captured_at: float = 0.0
-    repetitions: tuple[RepetitionEvent, ...] = ()
-    people: dict[str, float] | None = None  # with per-person counting: each tracked person's count
-    node: str | None = None  # on a Ray cluster: the id of the node that counted it (the last, if it moved)
-
-
-@dataclass(frozen=True)
-class FeedTally:
-    """What a feed's counting session has seen: read from a snapshot by :meth:`FeedCounting.tally`."""
-
-    frames: int
-    frames_with_person: int
-    count: float
-    last_timestamp: float
 
 
 class FeedCounting(TemporalTransformer):
@@ -137,7 +87,6 @@ class FeedCounting(TemporalTransformer):
         return FeedTally(state["frames"], state["frames_with_person"], state["count"], last)
 
 
-RESULTS_KEPT = 10_000  # latencies and repetitions a CountResult keeps (the latest; 10,000 to 20,000)
 _FRAMES_KEPT = 4096  # (index, timestamp) of the recent frames, to place repetitions reported late
 PEOPLE_KEPT = 32  # people no longer in view whose counts are still reported (the latest, if they counted)
 
@@ -200,7 +149,7 @@ class _FeedCountingSession(TemporalSession):
     def __init__(self, p: FeedCounting):
         self.p = p
         self.counting = p.window.appending(p.counter).session()
-        self.frames = self.frames_with_person = 0
+        self.frames = self.frames_with_person = 0  # posed
         self.count = 0.0
         self.recent: deque = deque(maxlen=_FRAMES_KEPT)  # (index, timestamp) by position in the stream
         self.waiting_since: float | None = None  # read time of the oldest frame no update has counted yet
@@ -261,96 +210,44 @@ class _FeedCountingSession(TemporalSession):
 
 
 @dataclass
-class CountResult:
-    """One counted feed, as either runner reports it; :meth:`summary` is its JSON."""
-
-    feed: str
-    source: str
-    count: float = 0.0
-    frames: int = 0
-    frames_with_person: int = 0
-    frames_dropped: int = 0
-    seconds: float = 0.0
-    processing_seconds: float = 0.0
-    latencies: list[float] = field(default_factory=list, repr=False)
-    max_queue_depth: dict[str, int] = field(default_factory=dict)
-    recoveries: int = 0
-    error: CadenceError | None = None
-    warnings: list[str] = field(default_factory=list)  # counted, but something is worth knowing
-    repetitions: list[RepetitionEvent] = field(default_factory=list, repr=False)
-    people: dict[str, float] | None = None  # with per-person counting: each tracked person's count
-    node: str | None = None  # on a Ray cluster: the id of the node that counted it (the last, if it moved)
-
-    def record(self, update: CountUpdate) -> None:
-        self.count = update.count
-        self.people = update.people
-        self.latencies.append(time.time() - update.captured_at)
-        self.repetitions += update.repetitions
-        for recent in (self.latencies, self.repetitions):  # a feed may run for months: keep the latest
-            if len(recent) > 2 * RESULTS_KEPT:
-                del recent[:-RESULTS_KEPT]
-
-    def resume(self, tally: FeedTally) -> None:
-        """A feed resumed from a snapshot: its count and frames so far are the snapshot's."""
-        self.count, self.frames = tally.count, tally.frames
-
-    def conclude(self, tally: FeedTally) -> None:
-        """The stream ended: take the session's tally, and fail a stream in which nobody was found."""
-        self.frames, self.frames_with_person, self.count = tally.frames, tally.frames_with_person, tally.count
-        # the last frame lasts one frame interval too
-        self.seconds = tally.last_timestamp * self.frames / (self.frames - 1) if self.frames > 1 else 0.0
-        if self.frames and not self.frames_with_person:
-            self.error = NoPersonError(self.source, f"no person was detected in any of its {self.frames} frames")
-
-    def summary(self) -> dict:
-        if self.error is not None:
-            failed = {"source": self.source, "error": str(self.error)}
-            return failed | ({"count_so_far": round(self.count, 3), "frames": self.frames} if self.frames else {})
-        warnings = {"warnings": self.warnings} if self.warnings else {}
-        people = {"people": self.people} if self.people is not None else {}
-        node = {"node": self.node, "recoveries": self.recoveries} if self.node is not None else {}
-        fps = self.frames / self.processing_seconds if self.processing_seconds > 0 else None
-        latency = np.percentile(self.latencies, [50, 95]).round(3).tolist() if self.latencies else [None, None]
-        return {"source": self.source, "count": round(self.count, 3), "frames": self.frames,
-                "seconds": round(self.seconds, 3), "frames_with_person": self.frames_with_person,
-                "processing_seconds": round(self.processing_seconds, 3),
-                "frames_per_second": None if fps is None else round(fps, 2), "frames_dropped": self.frames_dropped,
-                "latency_p50_seconds": latency[0], "latency_p95_seconds": latency[1],
-                "repetitions": [r.to_dict() for r in self.repetitions]} | people | node | warnings
-
-
-@dataclass
 class RepetitionCounting:
     """Settings of the counting job, which both runners take; :meth:`run` counts one stream here.
 
-    ``stride`` defaults to 15 frames, for files and live feeds alike: counts come every half
-    second.  The counter refits its directions of motion every 15 frames whatever the windows, so
-    a stride that is a multiple of 15 (90 as well) gives the same counts at the same frames, only
-    fewer of them.  ``detection_interval``: the person detector runs on the first frame of every
-    so many frames, and people are tracked in between (1: on every frame; see
-    :class:`TrackingPoseExtractor`).  ``selected_joints`` or ``ignored_joints`` (joint or group names) put a
-    :class:`JointsSelector` after the pose selector: only the joints kept are counted on.
+    ``rate``: at most this many frames a second are posed (None: every frame).  Repetitions of
+    human exercise last half a second or more, and 15 poses a second count them as well as 30 on
+    the RepCount dev set (``docs/benchmarks.md``) at half the pose model's cost, which is nearly all
+    of the job's.  A source slower than ``rate`` has every frame posed.  Every time span is in
+    seconds, whatever the frame rate: ``window_seconds`` of poses per counting window, a count
+    every ``stride_seconds`` (default half a second, or the window if shorter); the counter refits
+    its directions of motion every half second whatever the windows, so a stride that is a
+    multiple of that (3 s as well) gives the same counts at the same frames, only fewer of them.
+    ``detection_seconds``: the person detector runs on the first frame of every so many seconds,
+    and people are tracked in between (0: on every frame; see :class:`TrackingPoseExtractor`).
+    ``selected_joints`` or ``ignored_joints`` (joint or group names) put a :class:`JointsSelector`
+    after the pose selector: only the joints kept are counted on.
 
-    >>> RepetitionCounting(window=60).check_params().window_stride
-    15
-    >>> RepetitionCounting(stride=120).check_params()
+    >>> job = RepetitionCounting(window_seconds=2.0).check_params()
+    >>> job.windows(30.0)  # poses per window and stride at a 30 fps source's rate of 15
+    (32, 8)
+    >>> RepetitionCounting(stride_seconds=4.0).check_params()
     Traceback (most recent call last):
     ...
-    cadence.pipelines.errors.ParameterError: RepetitionCounting: stride must not exceed the window (90), got 120
+    cadence.pipelines.errors.ParameterError: RepetitionCounting: stride_seconds must not exceed the window (3.0 s), got 4.0
     """
 
     _parameter_constraints = {
-        "window": [Interval(int, 2)], "stride": [Interval(int, 1), None],
+        "rate": [Interval(float, 1, 1000), None],
+        "window_seconds": [Interval(float, 0.1, 600)], "stride_seconds": [Interval(float, 0.01, 600), None],
         "strategy": PoseSelector._parameter_constraints["strategy"],
         "confidence_threshold": PoseSelector._parameter_constraints["confidence_threshold"],
         "live": [FLAG], "per_person": [FLAG],
         "selected_joints": JointsSelector._parameter_constraints["selected_joints"],
         "ignored_joints": JointsSelector._parameter_constraints["ignored_joints"],
-        "detection_interval": TrackingPoseExtractor._parameter_constraints["detection_interval"],
+        "detection_seconds": TrackingPoseExtractor._parameter_constraints["detection_seconds"],
     }
 
-    window: int = 90
-    stride: int | None = None
+    window_seconds: float = 3.0
+    stride_seconds: float | None = None
     strategy: str = STRATEGIES[0]
     confidence_threshold: float = CONFIDENCE_THRESHOLD
     live: bool = False
@@ -358,28 +255,54 @@ class RepetitionCounting:
     selected_joints: tuple[str, ...] | None = None
     ignored_joints: tuple[str, ...] | None = None
     per_person: bool = False
-    detection_interval: int = DETECTION_INTERVAL
+    detection_seconds: float = DETECTION_SECONDS
+    rate: float | None = RATE
 
     def check_params(self) -> RepetitionCounting:
         """Raise :class:`ParameterError` naming the first setting out of range (the constraints are
         the components', declared there); return the job."""
         check(self, self._parameter_constraints)
-        if self.stride is not None and self.stride > self.window:
-            raise ParameterError(type(self).__name__, "stride", f"must not exceed the window ({self.window}), "
-                                                                f"got {self.stride}")
+        if self.stride_seconds is not None and self.stride_seconds > self.window_seconds:
+            raise ParameterError(type(self).__name__, "stride_seconds", f"must not exceed the window "
+                                 f"({self.window_seconds} s), got {self.stride_seconds}")
         if self.selected_joints is not None or self.ignored_joints is not None:
             self._joints().check_params()
         self.counter.check_params()
         return self
 
     @property
-    def window_stride(self) -> int:
-        return self.stride if self.stride is not None else min(STRIDE, self.window)
+    def window_stride(self) -> float:
+        """Seconds between counts."""
+        return self.stride_seconds if self.stride_seconds is not None else min(STRIDE_SECONDS, self.window_seconds)
+
+    def frame_step(self, fps: float) -> int:
+        """One frame in this many of a source of ``fps`` frames a second is posed (see :func:`frame_step`)."""
+        return frame_step(fps, self.rate)
+
+    def analysis_rate(self, fps: float) -> float:
+        """Poses a second for a source of ``fps`` frames a second: at most ``rate`` (every frame of a
+        slower source, or with ``rate`` None)."""
+        return fps / self.frame_step(fps)
+
+    def windows(self, fps: float) -> tuple[int, int]:
+        """(poses per window, poses between counts) for a source of ``fps`` frames a second: each a
+        whole number of the counter's refits where it can be, so windows end where the counter
+        refits anyway and only set how often a count is shown (3 s and 0.5 s at 15 a second: 48
+        and 8, at 30: 90 and 15)."""
+        rate = self.analysis_rate(fps)
+        refit = self.counter.with_params(rate=float(rate)).in_poses().refit
+        aligned = lambda seconds: max(1, round(poses_in(seconds, rate) / refit)) * refit  # noqa: E731
+        return max(2, aligned(self.window_seconds)), aligned(self.window_stride)
+
+    def downsample(self, fps: float) -> Downsample:
+        """Frames of a source of ``fps`` in, at most ``rate`` of them a second out: what is put in
+        front of the pose extractor."""
+        return Downsample(factor=self.frame_step(fps))
 
     def extractor(self) -> TrackingPoseExtractor:
-        """Frames -> everyone's poses: the person detector every ``detection_interval`` frames,
-        people tracked in between (1: the detector on every frame)."""
-        return TrackingPoseExtractor(detection_interval=self.detection_interval)
+        """Frames -> everyone's poses: the person detector every ``detection_seconds``, people
+        tracked in between (0: the detector on every frame)."""
+        return TrackingPoseExtractor(detection_seconds=self.detection_seconds)
 
     def selector(self) -> Transformer:
         """Everyone in a frame -> the pose counted on (with only the joints kept, if any are chosen)."""
@@ -391,31 +314,42 @@ class RepetitionCounting:
     def _joints(self) -> JointsSelector:
         return JointsSelector(selected_joints=self.selected_joints, ignored_joints=self.ignored_joints)
 
-    def feed_counting(self, feed: str = "") -> FeedCounting:
-        tracker = PersonTracker(confidence_threshold=self.confidence_threshold) if self.per_person else None
+    def feed_counting(self, feed: str = "", fps: float = DEFAULT_FPS) -> FeedCounting:
+        """The stateful rest of the chain for one feed whose source gives ``fps`` frames a second:
+        its windows, counter and tracker take their spans in poses at the rate it is posed at."""
+        rate = self.analysis_rate(fps)
+        tracker = (PersonTracker(confidence_threshold=self.confidence_threshold, rate=rate)
+                   if self.per_person else None)
         joints = None if self.selected_joints is None and self.ignored_joints is None else self._joints()
-        return FeedCounting(self.selector(), SlidingWindow(length=self.window, stride=self.window_stride),
-                            self.counter, feed, tracker, joints)
+        length, stride = self.windows(fps)
+        counter = self.counter.with_params(rate=float(rate))
+        return FeedCounting(self.selector(), SlidingWindow(length=length, stride=stride), counter, feed, tracker, joints)
 
-    def pipeline(self) -> ComposedTemporalTransformer:
-        """Frames in, cumulative counts out: the whole job as one composed component."""
-        counting = self.feed_counting()
-        return self.extractor().appending(counting.selector).appending(counting.window).appending(counting.counter)
+    def pipeline(self, fps: float = DEFAULT_FPS) -> ComposedTemporalTransformer:
+        """Frames of a source of ``fps`` frames a second in, cumulative counts out: the whole job
+        as one composed component, as the talk composes it (``Downsample`` first)."""
+        counting = self.feed_counting(fps=fps)
+        return (self.downsample(fps).appending(self.extractor()).appending(counting.selector)
+                .appending(counting.window).appending(counting.counter))
 
     def run(self, frames: Iterable[Frame] | str | os.PathLike, source: str = "stream",
             on_update: Callable[[CountUpdate], None] | None = None,
             on_frame: Callable[[Frame, Pose | None, float], None] | None = None) -> CountResult:
         """Count the repetitions of one person in a stream of frames (or a video file's path),
-        in this process.
+        in this process, posing at most ``rate`` frames a second: the frames whose index is a
+        multiple of :meth:`frame_step` (a reader of cadence's skips the others before they become
+        images).
 
-        ``on_update`` receives every count as it comes; ``on_frame`` every frame with the pose
-        followed on it and the count so far (for drawing).  Raises :class:`NoPersonError` when
+        ``on_update`` receives every count as it comes; ``on_frame`` every frame posed with the
+        pose followed on it and the count so far (for drawing).  Raises :class:`NoPersonError` when
         nobody was found in any frame.
         """
         if isinstance(frames, (str, os.PathLike)):  # a path, not the characters of one
             frames, source = read_video(frames), str(frames) if source == "stream" else source
-        extractor, counting = self.check_params().extractor(), self.feed_counting(source)
+        fps = getattr(frames, "fps", DEFAULT_FPS)
+        extractor, counting = self.check_params().extractor(), self.feed_counting(source, fps)
         posing, session = extractor.session(), counting.session()
+        step = self.frame_step(fps)
         if isinstance(frames, LiveStream):  # its clock starts at the first read: the models load first
             extractor.prepare()
         result = CountResult(source, source)
@@ -427,8 +361,12 @@ class RepetitionCounting:
                 if on_update:
                     on_update(update)
 
+        readable = hasattr(frames, "frames") and not isinstance(frames, LiveStream)  # a reader skips frames itself
         try:
-            for frame in frames:
+            for frame in frames.frames(0, step) if readable else frames:
+                result.frames += 1  # (a reader's position counts the frames it skipped)
+                if frame.index % step:  # the Downsample of :meth:`pipeline`, by the frames' own numbers
+                    continue
                 (people,) = posing.push(frame)
                 deliver(session.push(PeopleInFrame(frame.index, frame.timestamp, frame.captured_at, people)))
                 if on_frame:
@@ -440,6 +378,7 @@ class RepetitionCounting:
             posing.finish()
             extractor.close()
             result.processing_seconds = time.perf_counter() - started
+        result.frames = getattr(frames, "position", result.frames)
         result.frames_dropped = getattr(frames, "dropped", 0)
         result.warnings = list(getattr(frames, "warnings", []))
         result.conclude(FeedCounting.tally(session.snapshot()))

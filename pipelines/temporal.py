@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,8 +37,31 @@ class Window(Sequence):
         return iter(self.elements)
 
 
+def poses_in(seconds: float, rate: float) -> int:
+    """Whole stream elements in ``seconds`` at ``rate`` a second (halves round up), at least one:
+    how a setting in seconds becomes a count of poses (0.5 s at 15 a second: 8)."""
+    return max(1, math.floor(seconds * rate + 0.5))
+
+
+def frame_step(fps: float, rate: float | None) -> int:
+    """Keep one frame in this many to pose at most ``rate`` frames a second of a source of ``fps``
+    (None: every frame).  Frames a whole step apart keep the poses evenly spaced in time, which the
+    counter's measures of motion assume: a 30 fps video at 15 is posed every other frame, 60 fps
+    every fourth, 24 or 25 fps every other frame (12 or 12.5 a second).
+
+    >>> [frame_step(fps, 15) for fps in (15, 24, 25, 30, 60)]
+    [1, 2, 2, 2, 4]
+    """
+    return 1 if rate is None or fps <= rate else math.ceil(fps / rate - 1e-6)
+
+
 class Downsample(TemporalTransformer):
     """Keeps every ``factor``-th element (the first, then one in ``factor``).
+
+    Put in front of a pose extractor, it sets how many frames are posed, and the frames between
+    are never posed (the talk's "downsample frames to speed up a video"; :func:`frame_step` gives
+    the factor for a rate).  Cadence's video readers do the same before the frames between become
+    images (``frames(step=...)``).
 
     >>> list(Downsample(factor=3).applied(range(10)))
     [0, 3, 6, 9]

@@ -4,7 +4,8 @@ Each frame's poses are matched to the people tracked so far by the overlap of th
 (intersection over union, IoU), solved as an assignment problem (scipy's Hungarian algorithm) so
 that two people side by side are never swapped for a slightly better single match.  A pose that
 overlaps nobody by at least ``minimum_overlap`` starts a new person with the next id (1, 2, ...);
-a person unseen for ``patience`` frames is forgotten.  Matching is against each person's last seen
+a person unseen for ``patience`` seconds (``patience * rate`` frames of the ``rate`` a second it is
+fed) is forgotten.  Matching is against each person's last seen
 box, which in a group workout moves little between frames; people crossing paths can swap ids, as
 with any tracker that does not look at appearance.
 """
@@ -41,13 +42,15 @@ class PersonTracker(TemporalTransformer):
     [True, True]
     """
 
-    _parameter_constraints = {"minimum_overlap": [Interval(float, 0, 1, "neither")], "patience": [Interval(int, 0)],
+    _parameter_constraints = {"minimum_overlap": [Interval(float, 0, 1, "neither")],
+                              "patience": [Interval(float, 0, 600)], "rate": [Interval(float, 1, 1000)],
                               "confidence_threshold": [Interval(float, 0, 1)]}
 
-    def __init__(self, *, minimum_overlap: float = 0.2, patience: int = 30,
+    def __init__(self, *, minimum_overlap: float = 0.2, patience: float = 1.0, rate: float = 30.0,
                  confidence_threshold: float = CONFIDENCE_THRESHOLD):
         self.minimum_overlap = minimum_overlap
         self.patience = patience
+        self.rate = rate
         self.confidence_threshold = confidence_threshold
 
     def session(self) -> TemporalSession:
@@ -58,6 +61,7 @@ class PersonTracker(TemporalTransformer):
 class _TrackerSession(TemporalSession):
     def __init__(self, p: PersonTracker):
         self.p = p
+        self.patience = round(p.patience * p.rate)  # in frames
         self.tracks: list[_Track] = []
         self.next_id = 1
 
@@ -82,7 +86,7 @@ class _TrackerSession(TemporalSession):
             seen[track.id] = pose
         for track in self.tracks:
             track.missing += 1
-        self.tracks = [t for t in self.tracks if t.missing <= self.p.patience]
+        self.tracks = [t for t in self.tracks if t.missing <= self.patience]
         return [dict(sorted(seen.items()))]
 
     def finish(self) -> list[dict[int, Pose]]:
@@ -97,5 +101,5 @@ class _TrackerSession(TemporalSession):
 
     @property
     def tracked(self) -> list[int]:
-        """The ids of the people tracked now (seen within ``patience`` frames)."""
+        """The ids of the people tracked now (seen within ``patience`` seconds)."""
         return [t.id for t in self.tracks]

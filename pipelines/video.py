@@ -19,6 +19,8 @@ import numpy as np
 
 from .base import in_thread
 from .errors import CameraError, EmptyVideoError, InputError, InvalidVideoError, VideoNotFoundError
+from .shots import Shots, numbered_shots
+from .temporal import frame_step
 
 DEFAULT_FPS = 30.0
 
@@ -39,39 +41,6 @@ class Frame:
     source: str = ""
     captured_at: float = 0.0
     shot: int = 0
-
-
-class Shots:
-    """Numbers the shots of a stream of images: 0, then one more at each cut.
-
-    An edited video goes from one shot to another (another view, another person, a jump in time)
-    from one frame to the next.  A cut is a frame whose 32 x 18 grey thumbnail differs from the
-    previous frame's by more than ``CUT`` grey levels on average: within a shot that stayed under 6
-    on every shared clip (people moving, a camera panning), and the cuts of edited clips measured
-    22 to 55.  The thumbnail costs about 0.3 ms for a 720p frame.
-    """
-
-    CUT = 20.0  # mean grey-level change (of 255) between two frames' thumbnails that marks a cut
-
-    def __init__(self) -> None:
-        self.shot = -1  # none seen yet
-        self.thumbnail: np.ndarray | None = None
-
-    def of(self, image: np.ndarray) -> int:
-        """The shot of the next image (BGR or RGB: the grey level is the channels' mean)."""
-        step = max(1, image.shape[0] // 180)  # every step-th pixel first: the same thumbnail to 0.3, 2-3x faster
-        thumbnail = cv2.resize(image[::step, ::step], (32, 18), interpolation=cv2.INTER_AREA).mean(axis=2)
-        if self.thumbnail is None or float(np.abs(thumbnail - self.thumbnail).mean()) > self.CUT:
-            self.shot += 1
-        self.thumbnail = thumbnail
-        return self.shot
-
-
-def numbered_shots(frames: Iterable[Frame]) -> Iterator[Frame]:
-    """The frames with their :attr:`Frame.shot` counted from the first (see :class:`Shots`)."""
-    shots = Shots()
-    for frame in frames:
-        yield replace(frame, shot=shots.of(frame.image))
 
 
 class _ThreadedAsyncIteration:
@@ -103,6 +72,7 @@ class VideoStream(_ThreadedAsyncIteration):
         self.height = height
         self.warnings: list[str] = []
         self.decoded = 0
+        self.position = 0  # frames of the file read so far (made images or not): where the next one is
 
     @property
     def duration(self) -> float:
@@ -114,28 +84,33 @@ class VideoStream(_ThreadedAsyncIteration):
     def __iter__(self) -> Iterator[Frame]:
         return self.frames()
 
-    def frames(self, start: int = 0) -> Iterator[Frame]:
-        """The frames from index ``start`` on (the ones before are decoded but not converted or
-        copied: a feed resumed after a restart gets back to where it was quickly), their shots
-        counted from there."""
-        return numbered_shots(self._frames(start))
+    def frames(self, start: int = 0, step: int = 1) -> Iterator[Frame]:
+        """The frames from index ``start`` on whose index is a multiple of ``step`` (see
+        :func:`~.temporal.frame_step`), their shots counted from there.  Frames not given are
+        decoded but never converted to images or copied: a feed resumed after a restart gets back
+        to where it was quickly, and a step of 2 costs less than every frame."""
+        return numbered_shots(self._frames(start, step))
 
-    def _frames(self, start: int) -> Iterator[Frame]:
+    def _frames(self, start: int, step: int, first: int = 0) -> Iterator[Frame]:
+        """(``first``: the index this file's first frame has in a longer stream, which ``step`` counts in.)"""
         self.warnings.clear()
         capture = _open(self.path)
         try:
-            index = 0
+            index = self.position = 0
             while index < start and capture.grab():
                 index += 1
-            while index >= start:
-                ok, image = capture.read()
-                if not ok:
-                    break
-                yield Frame(image, index, index / self.fps, self.path, time.time())
+            self.position = index
+            while index >= start and capture.grab():
+                self.position = index + 1
+                if (first + index) % step == 0:
+                    ok, image = capture.retrieve()
+                    if not ok:
+                        break
+                    yield Frame(image, index, index / self.fps, self.path, time.time())
                 index += 1
         finally:
             capture.release()
-            self.decoded = index  # frames the file held (those skipped included), once read to its end
+            self.decoded = self.position = index  # frames the file held (skipped ones too), once read to its end
         if index < self.frame_count * 0.95 - 1:  # container frame counts can be off by a little
             self.warnings.append(f"{self.path}: decoding stopped at frame {index} of the {self.frame_count} its "
                                  "container promises (truncated or corrupt from there on); counted what was decoded")
@@ -198,23 +173,31 @@ class CameraStream(_ThreadedAsyncIteration):
         self.name = str(shown(source))  # what frames and messages name it: never a URL's password
         self._capture = capture
         self.fps = capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS
+        self.position = 0  # frames received since it was (re)opened
 
     def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
+
+    def frames(self, start: int = 0, step: int = 1) -> Iterator[Frame]:
+        """The camera's frames as they come (``start`` is unused: a camera has no past), one in
+        ``step``: the others are received but never converted to images."""
         capture, self._capture = self._capture, None
         if capture is None:
             capture = _open(self.source)
-        start = time.monotonic()
-        index = 0
+        begun, index = time.monotonic(), 0
+        self.position = 0
         shots = Shots()  # a camera switched or moved to another view at once is a cut too
         try:
             while True:
-                ok, image = capture.read()
-                if not ok:
+                if not capture.grab():
                     if index == 0:
                         raise CameraError(self.name, "delivered no frame")
                     break
-                yield Frame(image, index, time.monotonic() - start, self.name, time.time(),
-                            shots.of(image))
+                self.position = index + 1
+                if index % step == 0:
+                    ok, image = capture.retrieve()
+                    if ok:
+                        yield Frame(image, index, time.monotonic() - begun, self.name, time.time(), shots.of(image))
                 index += 1
         finally:
             capture.release()
@@ -239,6 +222,7 @@ class ConcatenatedStream(_ThreadedAsyncIteration):
 
     def __init__(self, streams: Iterable[VideoStream]):
         self.streams = list(streams)
+        self.position = 0  # frames of the videos read so far (see VideoStream.position)
 
     @property
     def fps(self) -> float:
@@ -254,17 +238,20 @@ class ConcatenatedStream(_ThreadedAsyncIteration):
     def __iter__(self) -> Iterator[Frame]:
         return self.frames()
 
-    def frames(self, start: int = 0) -> Iterator[Frame]:
-        """The frames from index ``start`` on (see :meth:`VideoStream.frames`); shots are counted
-        across the videos, so one video's end and the next's start are a cut when they differ."""
-        return numbered_shots(self._frames(start))
+    def frames(self, start: int = 0, step: int = 1) -> Iterator[Frame]:
+        """The frames from index ``start`` on, one in ``step`` (see :meth:`VideoStream.frames`);
+        shots are counted across the videos, so one video's end and the next's start are a cut
+        when they differ."""
+        return numbered_shots(self._frames(start, step))
 
-    def _frames(self, start: int) -> Iterator[Frame]:
+    def _frames(self, start: int, step: int) -> Iterator[Frame]:
         index, offset = 0, 0.0
         for stream in self.streams:
-            for frame in stream._frames(max(0, start - index)):
+            for frame in stream._frames(max(0, start - index), step, index):
+                self.position = index + stream.position
                 yield replace(frame, index=index + frame.index, timestamp=offset + frame.timestamp)
             index += stream.decoded
+            self.position = index
             offset += max(stream.decoded, 1) / stream.fps  # the last frame's time, plus one frame
 
 
@@ -278,22 +265,31 @@ class LiveStream:
 
     A live consumer slower than the camera would otherwise fall ever further behind; here the
     oldest waiting frame is dropped instead and counted in ``dropped``, never silently.  File
-    sources are paced at their frame rate, as if a camera were filming them.  Iterate it, or call
-    :meth:`take` for batches.
+    sources are paced at their frame rate, as if a camera were filming them.  With ``rate``, a
+    source that can skip frames (cadence's readers) gives at most that many a second (one in
+    :func:`~.temporal.frame_step` of its frame rate; the others are never made images, never
+    queued, and not counted as dropped).  Iterate it, or call :meth:`take` for batches.
     """
 
-    def __init__(self, source: Iterable[Frame], capacity: int = 2, pace: bool = False, start: int = 0):
+    def __init__(self, source: Iterable[Frame], capacity: int = 2, pace: bool = False, start: int = 0,
+                 rate: float | None = None):
         self.source = source
         self.start_index = start  # a file source is read from this frame on
         self.capacity = capacity
         self.pace = pace
         self.fps = getattr(source, "fps", DEFAULT_FPS)
+        self.step = frame_step(self.fps, rate)  # one frame in this many is read
         self.dropped = 0
         self.delivered = 0
         self._reader: threading.Thread | None = None
 
     def __length_hint__(self) -> int:
         return 0  # unknown: frames may be dropped, and cameras have no end
+
+    @property
+    def position(self) -> int:
+        """Frames of the source read so far: made images and queued (then taken or dropped), or skipped."""
+        return getattr(self.source, "position", self.delivered + self.dropped)
 
     @property
     def warnings(self) -> list[str]:
@@ -313,7 +309,8 @@ class LiveStream:
 
     def _read(self) -> None:
         start, first = time.monotonic(), None
-        frames = self.source.frames(self.start_index) if hasattr(self.source, "frames") else iter(self.source)
+        frames = (self.source.frames(self.start_index, self.step) if hasattr(self.source, "frames")
+                  else iter(self.source))
         try:
             for frame in frames:
                 if self._stop.is_set():
@@ -424,18 +421,19 @@ def is_camera(source: Source) -> bool:
     return isinstance(source, int) or (isinstance(source, str) and (source.isdigit() or "://" in source))
 
 
-def open_source(source: Source, live: bool = False, capacity: int = 2,
-                start: int = 0) -> VideoStream | ConcatenatedStream | LiveStream:
+def open_source(source: Source, live: bool = False, capacity: int = 2, start: int = 0,
+                rate: float | None = None) -> VideoStream | ConcatenatedStream | LiveStream:
     """The frames of a feed's source, checked now (a bad one raises a typed error naming it).
 
     Cameras and stream URLs need ``live``.  A live source is read on a background thread that keeps
     the newest ``capacity`` frames and counts the ones it drops; a file read live is paced at its
     frame rate, as if a camera were filming it.  ``start`` is where a file read live begins (a
-    resumed feed); a file read otherwise begins where its ``frames(start)`` is asked to.
+    resumed feed), and ``rate`` the most frames a second a live source gives; a file read otherwise
+    begins where its ``frames(start, step)`` is asked to, one frame in the step asked there.
     """
     if is_camera(source):
         if not live:
             raise InputError(shown(source), "looks like a camera or stream URL", "add --live to read it")
-        return LiveStream(read_camera(source), capacity=capacity)
+        return LiveStream(read_camera(source), capacity=capacity, rate=rate)
     video = concatenate(*source) if isinstance(source, (list, tuple)) else read_video(source)
-    return LiveStream(video, capacity=capacity, pace=True, start=start) if live else video
+    return LiveStream(video, capacity=capacity, pace=True, start=start, rate=rate) if live else video

@@ -31,14 +31,16 @@ def video(name: str) -> Path:
 
 
 @functools.cache
-def selected_poses(name: str, strategy: str = "maximum_bounding_box_area") -> tuple:
-    """The selected pose per frame of a shared clip, from real MediaPipe with the job's default
-    extractor (people tracked between detections), extracted once per run."""
+def selected_poses(name: str, strategy: str = "maximum_bounding_box_area", step: int = 1) -> tuple:
+    """The selected pose per frame posed of a shared clip (one in ``step``, as the job poses at its
+    rate), from real MediaPipe with the job's default extractor (people tracked between
+    detections), extracted once per run."""
     from cadence import PoseSelector, RepetitionCounting, read_video
 
     extractor, selector = RepetitionCounting().extractor(), PoseSelector(strategy=strategy)
     try:
-        return tuple(selector.applied(people) for people in extractor.applied(read_video(video(name))))
+        frames = read_video(video(name)).frames(0, step)
+        return tuple(selector.applied(people) for people in extractor.applied(frames))
     finally:
         extractor.close()
 

@@ -17,9 +17,10 @@ from cadence.actors import schemas
 from cadence.actors.queues import BoundedQueue, QueueFullError
 from cadence.cluster.runtime.connect import start_local
 from cadence.cluster.counting.node import NodePipeline
-from cadence.cluster.counting.pipeline import CountingPipeline, PipelineSettings, count_feeds, whole_segments
+from cadence.cluster.counting.pipeline import CountingPipeline, PipelineSettings, count_feeds
 from cadence.pipelines import HumanBodyActionCounter, Pose
-from cadence.pipelines.repetitions import CountUpdate, RepetitionCounting
+from cadence.pipelines.repetitions import RepetitionCounting
+from cadence.pipelines.results import CountUpdate
 from cadence.pipelines.video import Frame, read_video
 
 from . import test_actors as this_module
@@ -92,11 +93,11 @@ def test_three_feeds_at_once_count_as_the_inline_path(local_ray):
 def test_order_is_kept_with_a_pool_of_two_pose_actors(local_ray):
     path = video("jumpingjack_correct_001.mp4")
     updates = []
-    settings = PipelineSettings(RepetitionCounting(window=30, stride=10), batch_size=2, pose_actors=2)
+    settings = PipelineSettings(RepetitionCounting(window_seconds=1.0, stride_seconds=0.5), batch_size=2, pose_actors=2)
     (result,) = count_feeds({"jj": str(path)}, settings, on_update=updates.append)
     indexes = [u.frame_index for u in updates]
     assert indexes == sorted(indexes) and indexes[-1] == 158
-    expected = RepetitionCounting(window=30, stride=10)
+    expected = RepetitionCounting(window_seconds=1.0, stride_seconds=0.5)
     counts: list[float] = []
     expected.run(read_video(path), on_update=lambda u: counts.append(u.count))
     assert [u.count for u in updates] == pytest.approx(counts, abs=1e-9)
@@ -111,9 +112,6 @@ def test_live_feeds_each_keep_to_one_pose_actor_spread_over_the_pool(local_ray):
     assert [pool.home(), pool.home(), pool.home()] == [0, 1, 0]
     pool.leave(1)
     assert pool.home() == 1 and pool.homed == [2, 1]
-    assert whole_segments(8, RepetitionCounting()) == 30 and whole_segments(31, RepetitionCounting()) == 60
-    with pytest.raises(ValueError, match="detection_interval"):
-        whole_segments(8, RepetitionCounting(detection_interval=0))
 
     clips = {"pushup": video("pushup_incorrect_001.mp4"), "squat": video("squat_correct_010.mp4")}
     pipeline = NodePipeline({k: str(v) for k, v in clips.items()},
@@ -125,9 +123,9 @@ def test_live_feeds_each_keep_to_one_pose_actor_spread_over_the_pool(local_ray):
         assert homes == [0, 1] and pipeline._pool.homed == [0, 0]
     finally:
         pipeline.close()
-    # every frame was posed or dropped (how many of each depends on the machine's speed)
-    assert {r.feed: (r.error, r.frames + r.frames_dropped) for r in results} == \
-        {"pushup": (None, 290), "squat": (None, 90)}
+    # every frame was read, and one in two posed or dropped (how many of each depends on the machine's speed)
+    assert {r.feed: (r.error, r.frames, r.frames_analysed + r.frames_dropped) for r in results} == \
+        {"pushup": (None, 290, 145), "squat": (None, 90, 45)}
 
 
 def _before_push(session, before):
@@ -150,8 +148,8 @@ class SlowCounter(HumanBodyActionCounter):
 
 def test_a_slow_consumer_holds_the_capture_back(local_ray):
     path = video("jumpingjack_correct_001.mp4")
-    settings = PipelineSettings(RepetitionCounting(window=8, stride=8, counter=SlowCounter()), batch_size=4,
-                                queue_size=2)
+    settings = PipelineSettings(RepetitionCounting(window_seconds=0.5, stride_seconds=0.5, counter=SlowCounter()),
+                                batch_size=4, queue_size=2)
     captured, lead = [0], []
 
     def on_update(update):  # how far capture ran ahead of the count when this count arrived
@@ -164,10 +162,10 @@ def test_a_slow_consumer_holds_the_capture_back(local_ray):
         pipeline.close()
     assert result.frames == 159
     assert all(depth <= settings.queue_size for depth in result.max_queue_depth.values())
-    # frames in flight never exceed the two queues' worth of batches (of whole 30-frame tracking
-    # segments), though pose extraction is far faster
-    batch = whole_segments(settings.batch_size, settings.job)
-    assert batch == 30 and max(lead) <= 2 * settings.queue_size * batch + settings.job.window
+    # frames in flight never exceed the two queues' worth of batches (of whole one-second tracking
+    # segments: 30 frames of the source, 15 of them posed), though pose extraction is far faster
+    window, _ = settings.job.windows(30.0)
+    assert max(lead) <= 2 * settings.queue_size * 30 + 2 * window
 
 
 def run_killing(pipeline: NodePipeline, victim, after_frames: int = 60) -> list:
@@ -197,7 +195,7 @@ def test_a_killed_pose_actor_is_restarted_and_the_count_is_unchanged(local_ray):
 
 def test_a_killed_counting_host_resumes_every_feed_from_its_state(local_ray):
     clips = {"jj": video("jumpingjack_correct_001.mp4"), "squat": video("squat_correct_007.mp4")}
-    settings = PipelineSettings(RepetitionCounting(window=30, stride=15), batch_size=4)
+    settings = PipelineSettings(RepetitionCounting(window_seconds=1.0, stride_seconds=0.5), batch_size=4)
     pipeline = NodePipeline({name: str(path) for name, path in clips.items()}, settings)
     updates, killed = [], []
 
@@ -215,8 +213,8 @@ def test_a_killed_counting_host_resumes_every_feed_from_its_state(local_ray):
     assert killed and len(pipeline.counting_hosts) == 1
     for result in results:
         expected: list[float] = []
-        RepetitionCounting(window=30, stride=15).run(read_video(clips[result.feed]),
-                                                     on_update=lambda u: expected.append(u.count))
+        RepetitionCounting(window_seconds=1.0, stride_seconds=0.5).run(read_video(clips[result.feed]),
+                                                                       on_update=lambda u: expected.append(u.count))
         assert result.error is None
         counted = [u.count for u in updates if u.feed == result.feed]
         assert counted == pytest.approx(expected, abs=1e-9)  # nothing lost or counted twice
@@ -253,8 +251,8 @@ def test_hosts_killed_many_times_each_after_progress_are_survived(local_ray):
 
     path = video("jumpingjack_correct_001.mp4")
     # stall_seconds 0: the feed would fail at once after MAX_RECOVERIES deaths in a row with no progress;
-    # batches of 4 frames (tracking segments of 4), so that counts come in many batches
-    job = RepetitionCounting(window=30, stride=15, detection_interval=4)
+    # every frame posed, in batches of a few (tracking segments of 4 frames), so that counts come in many batches
+    job = RepetitionCounting(rate=None, window_seconds=1.0, stride_seconds=0.5, detection_seconds=4 / 30)
     settings = PipelineSettings(job, batch_size=4, stall_seconds=0.0)
     pipeline = NodePipeline({"jj": str(path)}, settings)
     updates, kills = [], MAX_RECOVERIES + 5
@@ -277,8 +275,8 @@ def test_hosts_killed_many_times_each_after_progress_are_survived(local_ray):
 def test_a_feed_whose_host_dies_again_on_every_restart_fails_with_a_message(local_ray):
     from cadence.cluster.counting.feed import MAX_RECOVERIES
 
-    settings = PipelineSettings(RepetitionCounting(window=30, stride=15, counter=DeadlyCounter()), batch_size=4,
-                                stall_seconds=3.0)
+    settings = PipelineSettings(RepetitionCounting(window_seconds=1.0, stride_seconds=0.5, counter=DeadlyCounter()),
+                                batch_size=4, stall_seconds=3.0)
     (result,) = count_feeds({"deadly": str(video("jumpingjack_correct_001.mp4"))}, settings)
     assert result.recoveries > MAX_RECOVERIES
     assert "times in a row over" in str(result.error) and "with no progress; giving up" in str(result.error)
@@ -321,10 +319,10 @@ def test_bad_feeds_end_with_their_error_while_the_others_are_counted(local_ray, 
 def test_live_file_feed_is_paced_and_reports_latency(local_ray):
     path = video("squat_correct_007.mp4")  # 75 frames, 2.5 s
     started = time.perf_counter()
-    (result,) = count_feeds({"live": str(path)}, PipelineSettings(RepetitionCounting(window=90, stride=15, live=True)))
+    (result,) = count_feeds({"live": str(path)}, PipelineSettings(RepetitionCounting(live=True)))
     assert time.perf_counter() - started >= 2.4  # paced at the clip's frame rate
     summary = result.summary()
-    assert result.frames + result.frames_dropped == 75
+    assert result.frames == 75 and result.frames_analysed + result.frames_dropped == 38  # one in two posed
     assert 0 < summary["latency_p50_seconds"] <= summary["latency_p95_seconds"]  # measured (bench reports them)
 
 
@@ -341,7 +339,7 @@ def test_parquet_out_has_every_update(local_ray, tmp_path):
         table.write([update])
 
     count_feeds({"a": str(video("squat_correct_016.mp4")), "b": str(video("squat_correct_001.avi"))},
-                PipelineSettings(RepetitionCounting(window=30, stride=15)), on_update=on_update)
+                PipelineSettings(RepetitionCounting(window_seconds=1.0, stride_seconds=0.5)), on_update=on_update)
     table.close()
     written = pq.read_table(tmp_path / "counts.parquet")
     assert written.num_rows == len(updates) > 2
@@ -359,7 +357,7 @@ def test_parquet_out_has_every_update(local_ray, tmp_path):
 def test_a_host_restarted_between_calls_refuses_work_until_restored(local_ray):
     from cadence.actors.stages import CountingHost, StateLost
 
-    counting = RepetitionCounting(window=30, stride=30).feed_counting("f")
+    counting = RepetitionCounting(window_seconds=1.0, stride_seconds=1.0).feed_counting("f")
     host = CountingHost.remote()
     ray.get(host.open.remote("f", counting))
     frames = schemas.frames_to_batch("f", [Frame(np.zeros((2, 2, 3), np.uint8), i, i / 30, "f") for i in range(30)])
@@ -378,14 +376,15 @@ def test_a_host_restarted_between_calls_refuses_work_until_restored(local_ray):
         time.sleep(0.1)
     assert refusal is not None and isinstance(refusal.cause, StateLost)
     assert ray.get(host.open.remote("f", counting, state))  # the driver's copy of the state after batch 0
-    assert ray.get(host.push.remote("f", poses)[0]).num_rows == 1
+    # the stream goes on from its 30th pose: windows of 16 (a second at 15 poses a second) end at 31 and 47
+    assert ray.get(host.push.remote("f", poses)[0]).num_rows == 2
 
 
 class RecordingCounter(HumanBodyActionCounter):
     """The real counter, writing every window it is given to a file (it runs in a counting host)."""
 
-    def __init__(self, record_to: str = ""):
-        super().__init__()
+    def __init__(self, record_to: str = "", *, rate: float = 30.0):
+        super().__init__(rate=rate)
         self.record_to = record_to
 
     def session(self):
@@ -394,11 +393,17 @@ class RecordingCounter(HumanBodyActionCounter):
 
         def recording_push(window):
             with open(self.record_to, "a") as f:
-                f.write(json.dumps({"start": window.start, "poses": [None if p is None else p.keypoints.tolist()
-                                                                     for p in window]}) + "\n")
+                f.write(json.dumps({"start": window.start, "rate": self.rate,
+                                    "poses": [None if p is None else p.keypoints.tolist() for p in window]}) + "\n")
             return push(window)
         real.push = recording_push
         return real
+
+
+def recorded_windows(path) -> tuple[float, int, int]:
+    """The counter's rate, and the recorded windows' length and stride (of the first two)."""
+    first, second = [json.loads(line) for line in open(path)][:2]
+    return first["rate"], len(first["poses"]), second["start"] - first["start"]
 
 
 def recorded_poses(path) -> list:
@@ -422,17 +427,22 @@ def test_a_stream_url_is_a_live_feed(local_ray, tmp_path):
     server = subprocess.Popen([sys.executable, "-m", "cadence.cluster.bench.camera_server", str(path), "3"],
                               stdout=subprocess.PIPE, text=True)
     record = tmp_path / "windows.jsonl"
-    job = RepetitionCounting(window=90, stride=15, live=True, counter=RecordingCounter(str(record)))
+    job = RepetitionCounting(window_seconds=3.0, stride_seconds=0.5, live=True, counter=RecordingCounter(str(record)))
     try:
         port = int(server.stdout.readline())
         (result,) = count_feeds({"camera": f"http://127.0.0.1:{port}/stream.mjpg"}, PipelineSettings(job))
     finally:
         server.kill()
     summary = result.summary()
-    # however fast this machine is: every frame served was either counted or reported dropped ...
-    assert result.error is None and result.frames >= 1 and result.frames + result.frames_dropped == 225, summary
+    # however fast this machine is: every frame served was read, and every other one counted or
+    # reported dropped ...
+    assert result.error is None and result.frames == 225, summary
+    assert result.frames_analysed >= 1 and result.frames_analysed + result.frames_dropped == 113, summary  # 1 in 2
     # ... and the count is the counter's own on exactly the frames kept
     kept = recorded_poses(record)
-    assert len(kept) == result.frames
-    offline = list(HumanBodyActionCounter().applied(SlidingWindow(length=90, stride=15).applied(kept)))[-1]
+    assert len(kept) == result.frames_analysed
+    rate, length, stride = recorded_windows(record)  # the camera's 25 frames a second posed at 12.5
+    assert rate <= 15 and (length, stride) == job.windows(2 * rate)
+    windows = SlidingWindow(length=length, stride=stride).applied(kept)
+    offline = list(HumanBodyActionCounter(rate=rate).applied(windows))[-1]
     assert result.count == pytest.approx(offline, abs=1e-9), summary

@@ -203,7 +203,7 @@ TEMPORAL = [
     (SlidingWindow(length=90, stride=15).appending(HumanBodyActionCounter()), _pose_stream()),
     (SlidingWindow(length=90, stride=15).appending(HumanBodyActionPeriodPredictor()), _pose_stream()),
     (PersonTracker(), [list(f.people) for f in _group_stream()]),
-    (RepetitionCounting(window=60, stride=15, per_person=True).feed_counting("gym"), _group_stream()),
+    (RepetitionCounting(window_seconds=2.0, stride_seconds=0.5, per_person=True).feed_counting("gym"), _group_stream()),
 ]
 
 

@@ -156,11 +156,11 @@ def test_a_pipeline_runs_again_with_for_and_async_for():
     worker thread): the same counts every time, where a graph bound to its first thread refused."""
     import asyncio
 
-    from cadence import HumanBodyActionCounter, SlidingWindow, read_video
+    from cadence import Downsample, HumanBodyActionCounter, SlidingWindow, read_video
 
     clip = video("squat_correct_016.mp4")
-    counting = (HumanBodyPoseExtractor().appending(PoseSelector())
-                .appending(SlidingWindow(length=90, stride=15)).appending(HumanBodyActionCounter()))
+    counting = (Downsample(factor=2).appending(HumanBodyPoseExtractor()).appending(PoseSelector())
+                .appending(SlidingWindow(length=45, stride=8)).appending(HumanBodyActionCounter(rate=15)))
 
     async def counted_async() -> list[float]:
         return [float(c) async for c in counting.applied(read_video(clip))]
@@ -173,7 +173,7 @@ def test_a_pipeline_runs_again_with_for_and_async_for():
 def test_threads_that_ended_leave_no_graph_behind():
     import threading
 
-    extractor = TrackingPoseExtractor(detection_interval=2)
+    extractor = TrackingPoseExtractor(detection_seconds=2 / 30)
     frames = [np.zeros((64, 64, 3), np.uint8)] * 4
 
     def run() -> None:

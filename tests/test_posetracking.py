@@ -6,14 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cadence.pipelines import HumanBodyPoseExtractor, TrackingPoseExtractor, read_video
-from cadence.pipelines.posetracking import DETECTION_INTERVAL
-from cadence.pipelines.video import Frame, numbered_shots
+from cadence.pipelines.posetracking import DETECTION_SECONDS, segment_batches
+from cadence.pipelines.shots import numbered_shots
+from cadence.pipelines.video import Frame
 
 from .helpers import cadence, video
 
 pytestmark = pytest.mark.mediapipe
 
-K = DETECTION_INTERVAL
+K = round(DETECTION_SECONDS * 30)  # frames of a 30 fps clip per segment
 
 
 def _frames(name: str, first_index: int = 0) -> list[Frame]:
@@ -70,7 +71,7 @@ def test_a_restored_session_starts_a_segment_and_is_exact_from_the_next_one(jump
 def test_every_frame_detected_is_the_plain_extractor(jumping_jacks):
     frames = jumping_jacks[:12]
     plain = HumanBodyPoseExtractor()
-    tracked = list(TrackingPoseExtractor(detection_interval=1).applied(frames))
+    tracked = list(TrackingPoseExtractor(detection_seconds=0).applied(frames))
     assert all(_close(a, plain.applied(f), tolerance=0) for a, f in zip(tracked, frames, strict=True))
 
 
@@ -81,7 +82,7 @@ def test_a_group_coming_into_view_is_found_within_the_detection_interval():
     squat, group = _frames("squat_correct_010.mp4"), _frames("jumpingjack_correct_001.mp4")
     blend = [Frame(np.round((1 - a) * s.image + a * g.image).astype(np.uint8), start + i, (start + i) / 30)
              for i, (s, g, a) in enumerate(zip(squat[start:], group, np.arange(1, steps + 1) / steps))]
-    rest = [Frame(g.image, start + steps + i, 0.0) for i, g in enumerate(group[steps:])]
+    rest = [Frame(g.image, start + steps + i, (start + steps + i) / 30) for i, g in enumerate(group[steps:])]
     frames = list(numbered_shots(squat[:start] + blend + rest))  # as a reader numbers them
     people = [len(p) for p in TrackingPoseExtractor().applied(frames)]
     assert max(people[:start]) == 1
@@ -107,8 +108,8 @@ def test_a_cut_starts_a_segment_at_once():
 
 
 def test_a_bad_detection_interval_is_refused_naming_it():
-    with pytest.raises(ValueError, match="detection_interval"):
-        list(TrackingPoseExtractor(detection_interval=0).applied([np.zeros((8, 8, 3), np.uint8)]))
+    with pytest.raises(ValueError, match="detection_seconds"):
+        list(TrackingPoseExtractor(detection_seconds=-1).applied([np.zeros((8, 8, 3), np.uint8)]))
 
 
 def test_the_command_line_chooses_the_detection_interval():
@@ -117,10 +118,24 @@ def test_the_command_line_chooses_the_detection_interval():
     from cadence.pipelines.repetitions import RepetitionCounting
 
     clip = video("squat_correct_007.mp4")
-    for every in (1, K):
+    for every in (0, 1):
         done = cadence("count", str(clip), "--runner", "inline", "--json", "--detect-every", str(every))
         assert done.returncode == 0, done.stderr
-        expected = RepetitionCounting(detection_interval=every).run(read_video(clip)).count
+        expected = RepetitionCounting(detection_seconds=every).run(read_video(clip)).count
         assert json.loads(done.stdout.splitlines()[-1])["count"] == pytest.approx(expected, abs=1e-3)
-    refused = cadence("count", str(clip), "--detect-every", "0")
+    refused = cadence("count", str(clip), "--detect-every", "-1")
     assert refused.returncode == 2 and "--detect-every" in refused.stderr
+
+
+def test_detection_is_per_second_whatever_the_frame_rate_or_the_frames_posed():
+    """Segments are seconds of the stream: a 60 fps stream posed every fourth frame and a 24 fps
+    one posed every other frame both start one a second, and batches cut by segment_batches hold
+    whole ones."""
+    for fps, step in ((60, 4), (24, 2), (30, 1)):
+        frames = [Frame(np.zeros((2, 2, 3), np.uint8), i, i / fps) for i in range(0, 5 * fps, step)]
+        batches = list(segment_batches(frames, 3, DETECTION_SECONDS))
+        starts = [b[0].timestamp for b in batches]
+        assert starts == pytest.approx([0, 1, 2, 3, 4]), fps  # each at least 3 frames: one segment each
+        assert sum(map(len, batches)) == len(frames)
+    frames = [Frame(np.zeros((2, 2, 3), np.uint8), i, i / 30) for i in range(0, 300, 2)]
+    assert [len(b) for b in segment_batches(frames, 20, DETECTION_SECONDS)] == [30] * 5  # two segments each

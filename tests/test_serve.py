@@ -172,12 +172,13 @@ def test_feeds_are_added_listed_followed_and_deleted_and_count_as_cadence_count_
 
 
 def test_bad_requests_name_the_field(served):
-    response = served.http.post("/feeds", json={"source": "x.mp4", "window": 0, "strateg": "lowest"})
+    response = served.http.post("/feeds", json={"source": "x.mp4", "window_seconds": 0, "strateg": "lowest",
+                                                 "rate": "fast"})
     assert response.status_code == 422
-    fields = {tuple(d["loc"]) for d in response.json()["detail"]}
-    assert ("body", "window") in fields and ("body", "strateg") in fields
-    response = served.http.post("/feeds", json={"source": "x.mp4", "window": 30, "stride": 45})
-    assert response.status_code == 422 and "stride" in response.json()["detail"]
+    fields = {tuple(d["loc"])[:2] for d in response.json()["detail"]}
+    assert {("body", "window_seconds"), ("body", "strateg"), ("body", "rate")} <= fields
+    response = served.http.post("/feeds", json={"source": "x.mp4", "window_seconds": 1, "stride_seconds": 2})
+    assert response.status_code == 422 and "stride_seconds" in response.json()["detail"]
     assert served.http.get("/feeds/nope").status_code == 404
 
 

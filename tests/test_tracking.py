@@ -39,7 +39,7 @@ def test_ids_follow_people_not_their_order_in_the_list():
 
 def test_a_person_briefly_lost_keeps_their_id_and_one_gone_for_long_gets_a_new_one():
     a, b = person(0.1), person(0.6)
-    session = PersonTracker(patience=5).session()
+    session = PersonTracker(patience=5 / 30).session()
     seen = ids(session, [[a, b]] + [[a]] * 5 + [[a, b]])
     assert seen[-1] == [1, 2]  # missing for 5 frames: still person 2
     seen = ids(session, [[a]] * 6 + [[a, b]])

@@ -12,7 +12,8 @@ import pytest
 from cadence.pipelines import (CameraError, EmptyVideoError, InvalidVideoError, NoPersonError, VideoNotFoundError,
                        concatenate, read_camera, read_video)
 from cadence.pipelines.repetitions import RepetitionCounting
-from cadence.pipelines.video import LiveStream, Shots
+from cadence.pipelines.shots import Shots
+from cadence.pipelines.video import LiveStream
 
 from .helpers import video, write_video_cut_short, write_video_without_people
 

@@ -123,8 +123,11 @@ def _serve_figures(samples: list[dict], first_count: list[float | None], names: 
             "memory_mib_first_tenth": round(sum(memory[:tenth]) / tenth, 1),
             "memory_mib_last_tenth": round(sum(memory[-tenth:]) / tenth, 1), "memory_mib_peak": max(memory),
             "per_feed": [{"name": name, "state": f["state"], "count": f["count"], "people": f["people"],
-                          "frames_per_second": round(f["frames"] / seconds, 1), "frames_dropped": f["frames_dropped"],
-                          "dropped_share": round(f["frames_dropped"] / max(1, f["frames"] + f["frames_dropped"]), 3),
+                          "frames_per_second": round(f["frames"] / seconds, 1),
+                          "posed_per_second": round(f["frames_analysed"] / seconds, 1),
+                          "frames_dropped": f["frames_dropped"],
+                          "dropped_share": round(f["frames_dropped"] / max(1, f["frames_analysed"] + f["frames_dropped"]),
+                                                 3),
                           "latency_p50": f["latency_p50"], "latency_p95": f["latency_p95"],
                           "reconnections": f["reconnections"], "stalled_samples": stall}
                          for name, f, stall in zip(names, last, stalls)]}

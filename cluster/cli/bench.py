@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cadence.pipelines.errors import InputError
-from cadence.pipelines.repetitions import STRIDE, RepetitionCounting
+from cadence.pipelines.repetitions import STRIDE_SECONDS
 
 from cadence.cluster.audio.settings import CLASSIFIERS
 
-from .options import (add_address, add_data, add_detect_every, add_figures, add_windows, data_folder, note,
-                      positive, report)
+from .options import (add_address, add_data, add_detect_every, add_figures, add_windows, counting_job, data_folder,
+                      note, positive, report)
 
 
 def add_bench(commands: argparse._SubParsersAction) -> None:
@@ -41,7 +41,11 @@ def _add_repcount(benches: argparse._SubParsersAction) -> None:
     repcount.add_argument("--poses", required=True, metavar="DIR", help="folder of NAME.npy arrays (T, 104)")
     repcount.add_argument("--labels", required=True, metavar="CSV",
                           help="labels.csv with columns name,count[,cycle_boundaries]")
-    add_windows(repcount, f"{STRIDE}, as cadence count; 90 for the benchmark's usual setting")
+    add_windows(repcount, f"{STRIDE_SECONDS:g}, as cadence count; 3 for the benchmark's usual setting")
+    repcount.add_argument("--folds", type=positive, default=3, metavar="K",
+                          help="also score the videos in K folds (sorted by name, every K-th in a fold) and print "
+                               "each fold's MAE and OBO: the spread a held-out set of this size shows "
+                               "(default %(default)s; 1: none)")
     add_figures(repcount)
 
 
@@ -183,29 +187,36 @@ def run_repcount(args: argparse.Namespace) -> int:
     from cadence.pipelines.repcount import read_labels, score
 
     sequences = read_labels(args.poses, args.labels)
-    stride = RepetitionCounting(window=args.window, stride=args.stride).check_params().window_stride
+    job = counting_job(args)
     with tqdm(total=len(sequences), unit="video", leave=False, file=sys.stderr, disable=None) as bar:
-        result = score(sequences, args.window, stride, progress=lambda _: bar.update(1))
+        result = score(sequences, job, progress=lambda _: bar.update(1))
+    folds = result.folds(args.folds) if args.folds > 1 else []
 
     def lines(_: dict) -> list[str]:
         boundary = "n/a" if result.boundary_mae is None else f"{result.boundary_mae:.3f}"
+        rate = "every frame" if job.rate is None else f"rate {job.rate:g}"
         return [f"{v['name']:>16}  gt {v['gt']:6.1f}  pred {v['pred']:7.2f}" for v in result.videos] + [
-            f"window {args.window} stride {stride}: MAE {result.mae:.3f}  OBO {result.obo:.3f}  per-cycle MAE "
-            f"{boundary}  counts that went down: {result.decreases}  ({len(result.videos)} videos, "
-            f"{result.poses_per_second:,.0f} poses/s counted)"]
+            f"{rate}, window {job.window_seconds:g} s, stride {job.window_stride:g} s: MAE {result.mae:.3f}  "
+            f"OBO {result.obo:.3f}  per-cycle MAE {boundary}  counts that went down: {result.decreases}  "
+            f"({len(result.videos)} videos, {result.poses_per_second:,.0f} poses/s counted)"] + [
+            f"  fold {i + 1} of {len(folds)} ({len(f.videos)} videos): MAE {f.mae:.3f}  OBO {f.obo:.3f}"
+            for i, f in enumerate(folds)]
 
-    report(args, result.to_dict(), lines)
+    figures = result.to_dict() | ({"folds": [{"mae": round(f.mae, 4), "obo": round(f.obo, 4),
+                                              "videos": [v["name"] for v in f.videos]} for f in folds]}
+                                  if folds else {})
+    report(args, figures, lines)
     return 0
 
 
 def run_pipeline(args: argparse.Namespace) -> int:
     from cadence.cluster.bench.pipeline import playlists, run_actors, run_inline
 
-    job = RepetitionCounting(window=args.window, stride=args.stride, live=args.live,
-                             detection_interval=args.detection_interval).check_params()
+    job = counting_job(args, live=args.live)
     feeds = playlists(data_folder(args, "videos"), args.feeds, args.seconds)
     figures: dict = {"feeds": args.feeds, "seconds_per_feed": args.seconds, "live": args.live,
-                     "window": job.window, "stride": job.window_stride, "detect_every": job.detection_interval}
+                     "rate": "all" if job.rate is None else job.rate, "window_seconds": job.window_seconds,
+                     "stride_seconds": job.window_stride, "detect_every_seconds": job.detection_seconds}
     if not args.skip_inline and not args.live:
         figures["inline"] = run_inline(feeds, job)
         note("bench pipeline", f"inline: {figures['inline']}")
@@ -226,7 +237,7 @@ def run_cluster(args: argparse.Namespace) -> int:
 
     if args.nodes < 2 and args.kill_node_after is not None:
         raise InputError("--kill-node-after", "needs a worker node to remove", "give --nodes 2 or more")
-    job = RepetitionCounting(window=args.window, stride=args.stride).check_params()
+    job = counting_job(args)
     figures = bench_cluster(data_folder(args, "videos"), args.nodes, args.feeds, args.seconds, args.kill_node_after,
                             args.cpus_per_node, job)
 
@@ -244,7 +255,7 @@ def run_cluster(args: argparse.Namespace) -> int:
 def run_chaos(args: argparse.Namespace) -> int:
     from cadence.cluster.bench.pipeline import playlists, run_chaos as chaos
 
-    job = RepetitionCounting(window=args.window, stride=args.stride).check_params()
+    job = counting_job(args)
     figures = chaos(playlists(data_folder(args, "videos"), args.feeds, args.seconds), job, args.address, args.every,
                     args.seed)
 

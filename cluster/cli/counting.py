@@ -8,8 +8,8 @@ import os
 from cadence.pipelines.pose import JOINT_GROUPS, STRATEGIES
 from cadence.pipelines.repetitions import RepetitionCounting
 
-from .options import (EXIT_BAD_INPUT, emit, add_address, add_detect_every, add_json, add_pose_actors, add_windows, default,
-                      joints)
+from .options import (EXIT_BAD_INPUT, add_address, add_detect_every, add_json, add_pose_actors, add_windows,
+                      counting_job, default, emit, joints)
 
 
 def add_count(commands: argparse._SubParsersAction) -> None:
@@ -65,7 +65,9 @@ def add_count(commands: argparse._SubParsersAction) -> None:
 def run_count(args: argparse.Namespace) -> int:
     from cadence.cluster.counting.count import count_sources
 
-    return 0 if count_sources(args, emit) else EXIT_BAD_INPUT
+    job = counting_job(args, strategy=args.strategy, live=args.live, selected_joints=args.selected_joints,
+                       ignored_joints=args.ignored_joints, per_person=args.per_person)
+    return 0 if count_sources(args, job, emit) else EXIT_BAD_INPUT
 
 
 def add_serve(commands: argparse._SubParsersAction) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from cadence.pipelines.errors import InputError
 from cadence.pipelines.pose import joint_names
-from cadence.pipelines.repetitions import STRIDE, RepetitionCounting
+from cadence.pipelines.repetitions import STRIDE_SECONDS, RepetitionCounting
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -75,19 +75,64 @@ def add_pose_actors(parser: argparse.ArgumentParser) -> None:
                              "the node)")
 
 
-def add_windows(parser: argparse.ArgumentParser, stride_default: str = f"{STRIDE}, or the window if shorter") -> None:
-    parser.add_argument("--window", type=positive, default=default(RepetitionCounting, "window"),
-                        help="poses per counting window (default %(default)s)")
-    parser.add_argument("--stride", type=positive, default=None,
-                        help=f"poses between window starts (default: {stride_default})")
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text}")
+    return value
+
+
+def rate(text: str) -> float | None:
+    """Frames posed a second: a number, or ``all`` (every frame)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be frames a second (a number) or 'all', got {text!r}") from None
+
+
+def add_windows(parser: argparse.ArgumentParser,
+                stride_default: str = f"{STRIDE_SECONDS:g}, or the window if shorter") -> None:
+    """The counting job's analysis rate and windows, in seconds (``--window``/``--stride``: the old
+    form, in frames at 30 fps); :func:`counting_job` reads them."""
+    parser.add_argument("--rate", type=rate, default=default(RepetitionCounting, "rate"), metavar="R|all",
+                        help="pose at most R frames a second of each source, one frame in a whole step (a 30 fps "
+                             "video at 15: every other frame; 24 and 25 fps: 12 and 12.5); the frames between are "
+                             "never made images. 'all' poses every frame. Repetitions last half a second or more, and "
+                             "15 counts the RepCount dev set within 0.01 MAE of every frame at half the cost "
+                             "(default %(default)s)")
+    parser.add_argument("--window-seconds", type=seconds, default=default(RepetitionCounting, "window_seconds"),
+                        metavar="S", help="seconds of poses per counting window (default %(default)s)")
+    parser.add_argument("--stride-seconds", type=seconds, default=None, metavar="S",
+                        help=f"seconds between counts (default: {stride_default}); whole half-seconds give "
+                             "the same counts, only more or fewer of them")
+    parser.add_argument("--window", type=positive, default=None, metavar="FRAMES",
+                        help="the old form of --window-seconds, in frames at 30 fps (90 = 3 s)")
+    parser.add_argument("--stride", type=positive, default=None, metavar="FRAMES",
+                        help="the old form of --stride-seconds, in frames at 30 fps (15 = 0.5 s)")
 
 
 def add_detect_every(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--detect-every", type=positive, default=default(RepetitionCounting, "detection_interval"),
-                        metavar="K", dest="detection_interval",
-                        help="run the person detector on the first frame of every K and track the people found "
-                             "in between, so a new person is found within K frames (default %(default)s; "
-                             "1: the detector on every frame, about 1.4x slower on one person)")
+    parser.add_argument("--detect-every", type=seconds, default=default(RepetitionCounting, "detection_seconds"),
+                        metavar="S", dest="detection_seconds",
+                        help="run the person detector on the first frame posed in every S seconds and track the "
+                             "people found in between, so a new person is found within S seconds whatever the "
+                             "rate (default %(default)s; 0: the detector on every frame posed, about 1.4x slower on "
+                             "one person)")
+
+
+def counting_job(args: argparse.Namespace, **settings: Any) -> RepetitionCounting:
+    """The counting job of the options :func:`add_windows` (and :func:`add_detect_every`, where
+    given) declared, with ``settings``, checked."""
+    window = args.window_seconds if args.window is None else args.window / 30
+    stride = args.stride_seconds if args.stride is None else args.stride / 30
+    detection = getattr(args, "detection_seconds", default(RepetitionCounting, "detection_seconds"))
+    return RepetitionCounting(window_seconds=window, stride_seconds=stride, rate=args.rate,
+                              detection_seconds=detection, **settings).check_params()
 
 
 def add_data(parser: argparse.ArgumentParser, holding: str) -> None:

@@ -24,7 +24,8 @@ from cadence.actors.schemas import REPETITION
 from cadence.pipelines.drawing import write_annotated
 from cadence.pipelines.errors import CadenceError, InputError
 from cadence.pipelines.files import check_folder_exists, write_parquet_atomically
-from cadence.pipelines.repetitions import CountResult, CountUpdate, RepetitionCounting
+from cadence.pipelines.repetitions import RepetitionCounting
+from cadence.pipelines.results import CountResult, CountUpdate
 from cadence.pipelines.video import is_camera, open_source, shown
 
 COUNT_TABLE = pa.schema([("feed", pa.string()), ("frame_index", pa.int64()), ("timestamp", pa.float64()),
@@ -187,17 +188,14 @@ def default_runner(sources: list[str], args: argparse.Namespace, labels: dict) -
     return "ray" if needs_ray else "inline"
 
 
-def count_sources(args: argparse.Namespace, emit: Callable[[str], None] = print) -> bool:
-    """Count every source of ``args``; True when each one was counted.  ``emit`` writes each line of
-    the documented output (with ``--json``, the JSON objects)."""
+def count_sources(args: argparse.Namespace, job: RepetitionCounting, emit: Callable[[str], None] = print) -> bool:
+    """Count every source of ``args`` with ``job``; True when each one was counted.  ``emit``
+    writes each line of the documented output (with ``--json``, the JSON objects)."""
     listed = read_feeds(args.feeds) if args.feeds else []
     sources = list(args.sources) + [source for source, _ in listed]
     labels = {source: labels for source, labels in listed if labels}
     if not sources:
         raise InputError("VIDEO", "none given", "give at least one video file, camera or stream URL, or --feeds FILE")
-    job = RepetitionCounting(window=args.window, stride=args.stride, strategy=args.strategy, live=args.live,
-                             selected_joints=args.selected_joints, ignored_joints=args.ignored_joints,
-                             per_person=args.per_person, detection_interval=args.detection_interval).check_params()
     runner = args.runner or default_runner(sources, args, labels)
     if runner == "inline" and labels:
         raise InputError(args.feeds, "gives node labels, which place feeds on Ray nodes", "leave out --runner inline")

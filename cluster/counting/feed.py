@@ -19,8 +19,9 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from cadence.actors.queues import ActorPool, BoundedQueue
 from cadence.actors.stages import StateLost
 from cadence.pipelines.errors import CadenceError
-from cadence.pipelines.repetitions import CountResult, FeedCounting, RepetitionCounting
-from cadence.pipelines.video import Source, is_camera, shown
+from cadence.pipelines.repetitions import FeedCounting, RepetitionCounting
+from cadence.pipelines.results import CountResult
+from cadence.pipelines.video import DEFAULT_FPS, Source, is_camera, shown
 
 if TYPE_CHECKING:
     from .settings import PipelineSettings
@@ -55,7 +56,7 @@ class FeedStatus:
     name: str
     state: str = "starting"
     node: str | None = None
-    frames: int = 0
+    frames: int = 0  # read from the source (posed, skipped or dropped)
     frames_dropped: int = 0
     delivered: int = 0  # count batches received
     reconnections: int = 0
@@ -63,6 +64,7 @@ class FeedStatus:
     moves: int = 0
     fps: float = 0.0  # the source's frame rate, once open
     queue_depths: dict[str, int] = field(default_factory=dict)  # batches in flight per stage
+    frames_analysed: int = 0  # read to be posed (at most the job's rate a second)
 
     @property
     def running(self) -> bool:
@@ -114,12 +116,6 @@ def feed_names(sources: Sequence[str]) -> dict[str, str]:
     return names
 
 
-def whole_segments(batch_size: int, job: RepetitionCounting) -> int:
-    """``batch_size`` rounded up to a whole number of the job's pose-tracking segments."""
-    every = job.check_params().detection_interval
-    return -(-batch_size // every) * every
-
-
 @dataclass
 class _Entry:
     """One batch of one feed on its way through the stages."""
@@ -148,21 +144,20 @@ class Feed:
                  host: int, capture, counter, pool: ActorPool, start: int = 0, state: dict | None = None):
         self.name, self.source, self.job, self.live = name, source, job, job.live
         self.host, self.capture, self.counter, self.pool = host, capture, counter, pool
-        self.counting_component = job.feed_counting(name)
+        self.counting_component: FeedCounting | None = None  # made once the source's frame rate is known
         self.result = CountResult(name, describe(source))
         self.queue = settings.queue(job.live)
         # cameras and stream URLs are reopened when they drop; a file, even read live, ends
         self.reconnect, self.live_timeout = settings.reconnect and is_camera(source), settings.live_timeout
         # a file's batches hold whole pose-tracking segments, so any pose actor poses any of them exactly;
         # a live feed's few frames go to its home actor, which carries its tracking on
-        self.batch_size = settings.live_batch_size if job.live else whole_segments(settings.batch_size, job)
+        self.batch_size = settings.live_batch_size if job.live else settings.batch_size
         self.pose_home = pool.home() if job.live else None
         self.opening: ray.ObjectRef | None = self._open(start)
         self.state: ray.ObjectRef | None = None  # the session after the last count batch received
         if state is not None:
             self.state = ray.put(state)
-            self.result.resume(FeedCounting.tally(state))
-        counter.open.remote(name, self.counting_component, self.state)
+            self.result.resume(FeedCounting.tally(state), start)
         self.reading: tuple[ray.ObjectRef, ray.ObjectRef] | None = None
         self.posing: BoundedQueue[_Entry] = BoundedQueue(self.queue, f"{name}: pose extraction")
         self.counting: BoundedQueue[_Entry] = BoundedQueue(self.queue, f"{name}: counting")
@@ -193,13 +188,15 @@ class Feed:
         """A frozen copy of what the feed is doing."""
         return FeedStatus(self.name, self.state_name, node, self.result.frames, self.result.frames_dropped,
                           self.delivered, self.reconnections, round(self.downtime_seconds, 3), moves,
-                          self.fps, {"pose": len(self.posing), "count": len(self.counting)})
+                          self.fps, {"pose": len(self.posing), "count": len(self.counting)},
+                          self.result.frames_analysed)
 
     def snapshot_due(self, seconds: float) -> bool:
         """Whether ``seconds`` of the stream were counted since the last snapshot sent (see
         :meth:`sent_snapshot`): a period of the stream, not of the clock, so what snapshots cost per
         frame does not depend on how fast the machine is."""
-        return self.state is not None and self.counted - self.counted_when_sent >= seconds * (self.fps or 30.0)
+        rate = self.job.analysis_rate(self.fps or DEFAULT_FPS)
+        return self.state is not None and self.counted - self.counted_when_sent >= seconds * rate
 
     def sent_snapshot(self) -> None:
         self.counted_when_sent = self.counted
@@ -214,7 +211,8 @@ class Feed:
         return "running" if self.has_delivered_frames else "starting"
 
     def _open(self, start: int) -> ray.ObjectRef:
-        return self.capture.open.remote(self.name, self.source, self.live, start, self.batch_size)
+        return self.capture.open.remote(self.name, self.source, self.live, start, self.batch_size,
+                                        self.job.rate, self.job.detection_seconds)
 
     # -- what the driver asks of a feed --------------------------------------------------------
     def frames_in_flight(self) -> int:
@@ -259,6 +257,9 @@ class Feed:
             self._recover_capture(opened)
         else:
             self.fps = opened["fps"] or self.fps
+            if self.counting_component is None:  # its windows are in poses at the rate the source is posed at
+                self.counting_component = self.job.feed_counting(self.name, self.fps or DEFAULT_FPS)
+                self.counter.open.remote(self.name, self.counting_component, self.state)
         self.last_frames_at = time.monotonic()
 
     def _take_frames(self, on_frames: Callable[[str, int], None] | None) -> None:
@@ -268,14 +269,20 @@ class Feed:
             self._recover_capture(meta)
             return
         self.result.frames_dropped = self.dropped_before + meta["dropped"]
-        if meta["frames"]:
+        # frames read from the source (posed, skipped or dropped): a file's are where its reader got to,
+        # so frames read again after a lost capture host are not counted twice; a camera's add up
+        if is_camera(self.source):
             self.result.frames += meta["frames"]
+        else:
+            self.result.frames = max(self.result.frames, meta["position"])
+        self.result.frames_analysed += meta["posed"]
+        if meta["posed"]:
             self.next_index = meta["last_index"] + 1
             self.has_delivered_frames, self.last_frames_at = True, time.monotonic()
             if self.down_since is not None:
                 self._back_up()
-            entry = _Entry(last_index=meta["last_index"], frames=meta["frames"])
-            args = (frames, self.name if self.live else None, self.job.detection_interval)
+            entry = _Entry(last_index=meta["last_index"], frames=meta["posed"])
+            args = (frames, self.name if self.live else None, self.job.detection_seconds)
             if self.preview_seconds is not None and time.monotonic() - self.preview_asked >= self.preview_seconds:
                 self.preview_asked = time.monotonic()
                 (entry.poses, entry.preview), entry.pose_actor = self.pool.submit("extract_with_preview", *args,
@@ -418,7 +425,7 @@ class Feed:
     def _recover_counting(self, lost: _Lost) -> None:
         """The counting host lost the feed: restore the session after the last count batch received,
         and submit the batches after it again, in order."""
-        if self._may_recover(lost):
+        if self._may_recover(lost) and self.counting_component is not None:
             self.counter.open.remote(self.name, self.counting_component, self.state)
             for entry in self.counting.drain():
                 self._submit(entry)

@@ -22,7 +22,7 @@ at once (enough to keep every pose actor busy), handed out to the feeds in turn.
 holds its producers back, and memory grows with neither the stream's length nor the number of feeds.
 
 Pose tracking (:class:`~cadence.pipelines.posetracking.TrackingPoseExtractor`): a file's batches
-hold whole segments of ``detection_interval`` frames, so any pose actor poses any batch, one feed's
+hold whole segments of ``detection_seconds``, so any pose actor poses any batch, one feed's
 batches in parallel, and exactly as the inline runner does.  A live feed's batches are a few frames,
 so they all go to one pose actor (the feed's home, the actor with the fewest), which carries the
 feed's tracking on from batch to batch.
@@ -51,7 +51,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from cadence.actors import schemas
 from cadence.actors.queues import ActorPool
 from cadence.actors.stages import CaptureHost, CountingHost, PoseExtraction
-from cadence.pipelines.repetitions import CountResult, CountUpdate
+from cadence.pipelines.results import CountResult, CountUpdate
 from cadence.pipelines.video import Source
 
 from .feed import Feed, FeedOrder, FeedStatus

@@ -34,16 +34,17 @@ import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 
 from cadence.pipelines.errors import CadenceError
-from cadence.pipelines.repetitions import CountResult, CountUpdate, FeedCounting
+from cadence.pipelines.repetitions import FeedCounting
+from cadence.pipelines.results import CountResult, CountUpdate
 from cadence.pipelines.video import Source, is_camera
 
-from .feed import FeedOrder, FeedStatus, describe, feed_names, whole_segments
+from .feed import FeedOrder, FeedStatus, describe, feed_names
 from .node import NodeCounting, NodePipeline, NodeReport, Stepped, pinned
 from .placement import NodeInfo, NoNodeError, choose_node, live_nodes, need_of
 from .settings import PipelineSettings
 
 __all__ = ["CountingPipeline", "PipelineSettings", "FeedStatus", "NodePipeline", "count_feeds", "feed_names",
-           "describe", "whole_segments"]
+           "describe"]
 
 MEMBERSHIP_SECONDS = 2.0  # how often the driver looks for nodes that joined or left
 POLL_SECONDS = 0.25  # a node answers a poll at once when it has news, else after this long
@@ -157,7 +158,7 @@ class CountingPipeline(Stepped):
         order = FeedOrder(name, source, job, start, state, labels)
         result = CountResult(name, describe(source))
         if state is not None:
-            result.resume(FeedCounting.tally(state))
+            result.resume(FeedCounting.tally(state), start)
         self._records[name] = _Record(order, result, FeedStatus(name, frames=result.frames), (start, state),
                                       frames_seen=result.frames)
         self._place(name)
@@ -299,6 +300,7 @@ class CountingPipeline(Stepped):
                 self.moves.append({"feed": name, "node": report.node, "running_at": time.time()})
             record.status = replace(status, moves=record.moves)
             record.result.frames, record.result.frames_dropped = status.frames, status.frames_dropped
+            record.result.frames_analysed = status.frames_analysed
             record.result.node = status.node
             if new and on_frames is not None:
                 on_frames(name, new)
@@ -369,7 +371,8 @@ class CountingPipeline(Stepped):
         needs: dict[str, list[float]] = {}
         for other in self._records.values():
             if not other.done and other.node and other is not record:
-                needs.setdefault(other.node, []).append(need_of(other.status.fps))
+                job = other.order.job or self.settings.job
+                needs.setdefault(other.node, []).append(need_of(other.status.fps, job))
         now = time.monotonic()
         healthy = [n for n in self._known if self._quarantine.get(n.id, 0) < now]
         try:

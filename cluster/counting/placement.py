@@ -1,8 +1,9 @@
 """Which node a new feed lives on: the one with the most pose capacity left, among those it may use.
 
 A node's pose capacity is its CPUs times what one CPU poses a second
-(``PipelineSettings.pose_frames_per_cpu``); each feed placed there takes what it needs (its frame
-rate once known, else ``FEED_FRAMES_PER_SECOND``), and a new feed goes where the most is left as a
+(``PipelineSettings.pose_frames_per_cpu``); each feed placed there takes what it needs (the frames a
+second its job poses of its source: at most the job's rate, of its frame rate once known, else of
+``FEED_FRAMES_PER_SECOND``), and a new feed goes where the most is left as a
 share of the node's capacity.  So equal nodes take feeds in turn, a node with twice the CPUs takes
 twice the feeds, a node that joins takes the new feeds until it is as loaded as the others, and a
 node without CPUs (a head started with ``--num-cpus 0``) takes none.
@@ -17,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cadence.pipelines.errors import InputError
+from cadence.pipelines.repetitions import RepetitionCounting
 
 from .settings import FEED_FRAMES_PER_SECOND
 
@@ -70,6 +72,6 @@ def choose_node(nodes: Iterable[NodeInfo], needs: Mapping[str, list[float]], fra
                                           -len(needs.get(n.id, ())), n.id))
 
 
-def need_of(fps: float | None) -> float:
-    """What a feed needs, in frames a second to pose."""
-    return float(fps) if fps else FEED_FRAMES_PER_SECOND
+def need_of(fps: float | None, job: RepetitionCounting) -> float:
+    """What a feed of ``job`` needs, in frames a second to pose: the rate its source is posed at."""
+    return job.analysis_rate(float(fps) if fps else FEED_FRAMES_PER_SECOND)

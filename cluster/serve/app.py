@@ -2,7 +2,8 @@
 
 Routes (JSON unless said; the OpenAPI schema is at ``/openapi.json``, browsable at ``/docs``):
 
-- ``POST /feeds`` ``{"source", "name", "live", "strategy", "window", "stride"}`` -> 201 ``{"id", ...}``
+- ``POST /feeds`` ``{"source", "name", "live", "strategy", "rate", "window_seconds", "stride_seconds"}``
+  -> 201 ``{"id", ...}``
 - ``GET /feeds``, ``GET /feeds/{id}``, ``DELETE /feeds/{id}`` (stops it; its final count stays)
 - ``GET /feeds/{id}/events``: Server-Sent Events ``count``, ``repetition`` and ``state``
 - ``GET /feeds/{id}/history``, ``/repetitions``: what the store holds; ``/frame.jpg``: a recent frame
@@ -47,16 +48,20 @@ class FeedRequest(BaseModel):
                                                 "(default: true for cameras and URLs)")
     strategy: Literal[STRATEGIES] = Field(RepetitionCounting.strategy,  # type: ignore[valid-type]
                                           description="whose count is the headline when several people are in view")
-    window: int = Field(RepetitionCounting.window, description="frames per window")
-    stride: int | None = Field(RepetitionCounting.stride,
-                               description="frames between counts (default: 15, or the window if shorter)")
+    rate: float | Literal["all"] | None = Field(
+        RepetitionCounting.rate, description="frames posed a second at most, one in a whole step of the source's "
+                                             "(15: every other frame of a 30 fps camera); 'all' or null: every frame")
+    window_seconds: float = Field(RepetitionCounting.window_seconds, description="seconds of poses per window")
+    stride_seconds: float | None = Field(RepetitionCounting.stride_seconds,
+                                         description="seconds between counts (default: 0.5, or the window if shorter)")
     per_person: bool = Field(True, description="also track and count everyone in view on their own (people)")
     labels: dict[str, str] | None = Field(None, description="run the feed on a Ray node carrying these node labels "
                                                              "(ray start --labels), e.g. a camera one site reaches")
 
-    @field_validator("window", "stride")
+    @field_validator("rate", "window_seconds", "stride_seconds")
     @classmethod
     def _as_the_job_accepts(cls, value: object, info) -> object:
+        value = None if value == "all" else value
         return check_value(RepetitionCounting, info.field_name, value)
 
 

@@ -32,7 +32,8 @@ import numpy as np
 import ray
 
 from cadence.pipelines.errors import InputError, ParameterError
-from cadence.pipelines.repetitions import CountUpdate, RepetitionCounting
+from cadence.pipelines.repetitions import RepetitionCounting
+from cadence.pipelines.results import CountUpdate
 from cadence.pipelines.video import Source, is_camera, shown
 
 from cadence.cluster.serve.store import CountStore, StoredFeed
@@ -47,17 +48,31 @@ SUBSCRIBER_QUEUE = 256  # events a slow subscriber may fall behind by before its
 @dataclass
 class FeedSpec:
     """A feed to count, as ``POST /feeds`` gives it.  ``live`` defaults to True for cameras and
-    stream URLs, False for files (read as fast as the pipeline goes); ``stride`` to the job's (15
-    frames, or the window if shorter)."""
+    stream URLs, False for files (read as fast as the pipeline goes); ``rate``, ``window_seconds``
+    and ``stride_seconds`` to the job's (15 frames posed a second, 3 s, 0.5 s or the window if
+    shorter; ``rate`` None: every frame)."""
 
     source: Source
     name: str | None = None
     live: bool | None = None
     strategy: str = RepetitionCounting.strategy
-    window: int = RepetitionCounting.window
-    stride: int | None = RepetitionCounting.stride
+    window_seconds: float = RepetitionCounting.window_seconds
+    stride_seconds: float | None = RepetitionCounting.stride_seconds
     per_person: bool = True
     labels: dict[str, str] | None = None  # run it on a node carrying these Ray node labels
+    rate: float | None = RepetitionCounting.rate
+
+    @classmethod
+    def stored(cls, source: Source, name: str, settings: dict) -> FeedSpec:
+        """The spec of a feed in the store.  One stored before analysis rates had its windows in
+        frames at 30 fps and posed every frame: it resumes so, its snapshot being of that job."""
+        settings = dict(settings)
+        if "window" in settings:
+            settings["window_seconds"] = settings.pop("window") / 30
+            stride = settings.pop("stride", None)
+            settings["stride_seconds"] = None if stride is None else stride / 30
+            settings.setdefault("rate", None)
+        return cls(source, name, **settings)
 
     def checked(self) -> FeedSpec:
         """The spec with its defaults filled in; an :class:`InputError` names a bad field."""
@@ -69,12 +84,13 @@ class FeedSpec:
             raise InputError(e.parameter, e.problem[len(e.parameter) + 1:]) from None
         live = is_camera(self.source) if self.live is None else self.live
         name = self.name or (describe(self.source) if is_camera(self.source) else Path(describe(self.source)).name)
-        return FeedSpec(self.source, name, live, self.strategy, self.window, self.stride, self.per_person,
-                        dict(self.labels) if self.labels else None)
+        return FeedSpec(self.source, name, live, self.strategy, self.window_seconds, self.stride_seconds,
+                        self.per_person, dict(self.labels) if self.labels else None, self.rate)
 
     def job(self) -> RepetitionCounting:
-        return RepetitionCounting(window=self.window, stride=self.stride, strategy=self.strategy, live=bool(self.live),
-                                  per_person=self.per_person)
+        return RepetitionCounting(window_seconds=self.window_seconds, stride_seconds=self.stride_seconds,
+                                  strategy=self.strategy, live=bool(self.live), per_person=self.per_person,
+                                  rate=self.rate)
 
 
 @dataclass
@@ -88,7 +104,7 @@ class FeedView:
     state: str
     count: float = 0.0
     people: dict[str, float] = field(default_factory=dict)
-    frames: int = 0
+    frames: int = 0  # read from the source (posed, skipped at the feed's rate, or dropped)
     frames_dropped: int = 0
     latency_p50: float | None = None
     latency_p95: float | None = None
@@ -99,6 +115,7 @@ class FeedView:
     error: str | None = None
     created: float = 0.0
     settings: dict = field(default_factory=dict)
+    frames_analysed: int = 0  # read to be posed (while it runs; then as stored: 0)
 
     def to_dict(self) -> dict:
         """As the API shows it: a URL's password left out (the store keeps the source whole, to
@@ -205,7 +222,8 @@ class CountingService:
 
     def _add(self, spec: FeedSpec) -> FeedView:
         feed_id = uuid.uuid4().hex[:8]
-        settings = {"live": spec.live, "strategy": spec.strategy, "window": spec.window, "stride": spec.stride,
+        settings = {"live": spec.live, "strategy": spec.strategy, "rate": spec.rate,
+                    "window_seconds": spec.window_seconds, "stride_seconds": spec.stride_seconds,
                     "per_person": spec.per_person} | ({"labels": spec.labels} if spec.labels else {})
         stored = StoredFeed(feed_id, spec.name, spec.source, settings, time.time(), "starting")
         self.store.add_feed(stored)
@@ -215,7 +233,7 @@ class CountingService:
         return self._views[feed_id]
 
     def _resume(self, stored: StoredFeed) -> None:
-        spec = FeedSpec(stored.source, stored.name, **stored.settings)
+        spec = FeedSpec.stored(stored.source, stored.name, stored.settings)
         self.store.rewind(stored.id)
         start = 0 if is_camera(spec.source) else stored.resume_index
         self.pipeline.add(stored.id, spec.source, spec.job(), start=start, state=stored.snapshot, labels=spec.labels)
@@ -311,7 +329,8 @@ class CountingService:
                             result.people or old.people, result.frames, result.frames_dropped, p50, p95,
                             reconnections + status.reconnections, round(downtime + status.downtime_seconds, 3),
                             status.node, status.moves,
-                            str(result.error) if result.error else None, old.created, old.settings)
+                            str(result.error) if result.error else None, old.created, old.settings,
+                            result.frames_analysed)
             self._views[feed_id] = view
             if status.running:
                 self._depths[feed_id] = dict(status.queue_depths)

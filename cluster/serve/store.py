@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cadence.pipelines.errors import InputError
-from cadence.pipelines.repetitions import CountUpdate, RepetitionEvent
+from cadence.pipelines.results import CountUpdate, RepetitionEvent
 from cadence.pipelines.snapshots import decode_snapshot, encode_snapshot
 
 STORE_FILE = "counts.sqlite"

@@ -1,0 +1,44 @@
+"""Counts do not depend on the frame rate a motion was filmed at: each shared clip, re-encoded here by
+ffmpeg at 15, 24, 30 and 60 fps (frames dropped or repeated by time, as a camera set to that rate
+would film them), counts within 0.25 of its 30 fps re-encoding with the default job, which poses at
+most 15 frames a second and measures every time span of the counter in seconds.  (The reference is
+re-encoded too: re-encoding alone moves MediaPipe's landmarks a little, and the single pull-up's
+count with them, from 1.0 to 0.01.)"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from cadence import RepetitionCounting, read_video
+
+from .helpers import DATA, video
+
+pytestmark = [pytest.mark.mediapipe, pytest.mark.slow]
+
+CLIPS = ["jumpingjack_correct_001.mp4", "plank_correct_005.mp4", "pullup_correct_002.mp4",
+         "pushup_incorrect_001.mp4", "squat_correct_001.avi", "squat_correct_007.mp4", "squat_correct_010.mp4",
+         "squat_correct_013.mp4", "squat_correct_016.mp4"]
+RATES = (15, 24, 30, 60)
+
+
+def reencoded(source, fps: int, folder) -> str:
+    """``source`` re-encoded at ``fps`` (MJPEG in AVI, high quality: the pose model sees the same images)."""
+    ffmpeg = pytest.importorskip("imageio_ffmpeg").get_ffmpeg_exe()
+    out = folder / f"{source.stem}-{fps}fps.avi"
+    subprocess.run([ffmpeg, "-loglevel", "error", "-y", "-i", str(source), "-filter:v", f"fps={fps}",
+                    "-c:v", "mjpeg", "-q:v", "2", str(out)], check=True, timeout=120)
+    return str(out)
+
+
+@pytest.mark.skipif(not (DATA / "videos").is_dir(), reason="shared clips absent")
+@pytest.mark.parametrize("name", CLIPS)
+def test_a_clip_counts_the_same_at_15_24_30_and_60_fps(name, tmp_path):
+    job = RepetitionCounting()
+    counts = {}
+    for fps in RATES:
+        path = reencoded(video(name), fps, tmp_path)
+        assert read_video(path).fps == pytest.approx(fps, rel=0.01)
+        counts[fps] = job.run(read_video(path)).count
+    assert all(abs(count - counts[30]) <= 0.25 for count in counts.values()), counts
