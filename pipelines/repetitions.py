@@ -40,7 +40,7 @@ from .tracking import PersonTracker
 from .temporal import Downsample, SlidingWindow, frame_step, poses_in
 from .video import DEFAULT_FPS, Frame, LiveStream, read_video
 
-RATE = 15.0  # poses a second by default (see the class)
+RATE = None  # every frame posed by default (see the class); 15 halves the cost
 STRIDE_SECONDS = 0.5  # a count every half second (see the class)
 
 
@@ -213,10 +213,12 @@ class _FeedCountingSession(TemporalSession):
 class RepetitionCounting:
     """Settings of the counting job, which both runners take; :meth:`run` counts one stream here.
 
-    ``rate``: at most this many frames a second are posed (None: every frame).  Repetitions of
-    human exercise last half a second or more, and 15 poses a second count them as well as 30 on
-    the RepCount dev set (``docs/benchmarks.md``) at half the pose model's cost, which is nearly all
-    of the job's.  A source slower than ``rate`` has every frame posed.  Every time span is in
+    ``rate``: at most this many frames a second are posed, one frame in a whole step of the
+    source's (None, the default: every frame).  The pose model is nearly all of the job's cost,
+    and 15 halves it on 30 fps sources: on the RepCount dev set it counts within 0.01 MAE of every
+    frame, but motion that repeats nothing (a flailing pose) is taken for repetitions more often,
+    which is why it is not yet the default (``docs/benchmarks.md``).  A source slower than
+    ``rate`` has every frame posed.  Every time span is in
     seconds, whatever the frame rate: ``window_seconds`` of poses per counting window, a count
     every ``stride_seconds`` (default half a second, or the window if shorter); the counter refits
     its directions of motion every half second whatever the windows, so a stride that is a
@@ -226,8 +228,8 @@ class RepetitionCounting:
     ``selected_joints`` or ``ignored_joints`` (joint or group names) put a :class:`JointsSelector`
     after the pose selector: only the joints kept are counted on.
 
-    >>> job = RepetitionCounting(window_seconds=2.0).check_params()
-    >>> job.windows(30.0)  # poses per window and stride at a 30 fps source's rate of 15
+    >>> job = RepetitionCounting(window_seconds=2.0, rate=15).check_params()
+    >>> job.windows(30.0)  # poses per window and stride for a 30 fps source posed 15 times a second
     (32, 8)
     >>> RepetitionCounting(stride_seconds=4.0).check_params()
     Traceback (most recent call last):

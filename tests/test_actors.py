@@ -115,7 +115,7 @@ def test_live_feeds_each_keep_to_one_pose_actor_spread_over_the_pool(local_ray):
 
     clips = {"pushup": video("pushup_incorrect_001.mp4"), "squat": video("squat_correct_010.mp4")}
     pipeline = NodePipeline({k: str(v) for k, v in clips.items()},
-                                PipelineSettings(RepetitionCounting(live=True), pose_actors=2))
+                                PipelineSettings(RepetitionCounting(live=True, rate=15.0), pose_actors=2))
     try:
         pipeline.start()
         homes = sorted(pipeline.feed(name).pose_home for name in clips)
@@ -319,7 +319,7 @@ def test_bad_feeds_end_with_their_error_while_the_others_are_counted(local_ray, 
 def test_live_file_feed_is_paced_and_reports_latency(local_ray):
     path = video("squat_correct_007.mp4")  # 75 frames, 2.5 s
     started = time.perf_counter()
-    (result,) = count_feeds({"live": str(path)}, PipelineSettings(RepetitionCounting(live=True)))
+    (result,) = count_feeds({"live": str(path)}, PipelineSettings(RepetitionCounting(live=True, rate=15.0)))
     assert time.perf_counter() - started >= 2.4  # paced at the clip's frame rate
     summary = result.summary()
     assert result.frames == 75 and result.frames_analysed + result.frames_dropped == 38  # one in two posed
@@ -357,7 +357,7 @@ def test_parquet_out_has_every_update(local_ray, tmp_path):
 def test_a_host_restarted_between_calls_refuses_work_until_restored(local_ray):
     from cadence.actors.stages import CountingHost, StateLost
 
-    counting = RepetitionCounting(window_seconds=1.0, stride_seconds=1.0).feed_counting("f")
+    counting = RepetitionCounting(window_seconds=1.0, stride_seconds=1.0, rate=15.0).feed_counting("f")
     host = CountingHost.remote()
     ray.get(host.open.remote("f", counting))
     frames = schemas.frames_to_batch("f", [Frame(np.zeros((2, 2, 3), np.uint8), i, i / 30, "f") for i in range(30)])
@@ -427,7 +427,8 @@ def test_a_stream_url_is_a_live_feed(local_ray, tmp_path):
     server = subprocess.Popen([sys.executable, "-m", "cadence.cluster.bench.camera_server", str(path), "3"],
                               stdout=subprocess.PIPE, text=True)
     record = tmp_path / "windows.jsonl"
-    job = RepetitionCounting(window_seconds=3.0, stride_seconds=0.5, live=True, counter=RecordingCounter(str(record)))
+    job = RepetitionCounting(window_seconds=3.0, stride_seconds=0.5, live=True, rate=15.0,
+                             counter=RecordingCounter(str(record)))
     try:
         port = int(server.stdout.readline())
         (result,) = count_feeds({"camera": f"http://127.0.0.1:{port}/stream.mjpg"}, PipelineSettings(job))

@@ -3,9 +3,9 @@ put in, pose jitter, another tempo, frames without a person; and the ways the co
 footage kept apart were made (issue 33): a body hidden at the bottom of each repetition, a
 silhouette in poor light, a panning and zooming camera, set-up moves before and after the set.
 Each says how far the count may move (measured as the rise of RepCount's MAE over the whole dev
-set, streamed in 3 s windows every 3 s), at the counting job's default rate (15 poses a second:
-the changed 30 fps sequence posed every other frame, as the job poses a video) and with every frame
-posed; each test says what the rise was when its bound was set."""
+set, streamed in 3 s windows every 3 s), with every frame posed (the default) and at 15 poses a
+second (the changed 30 fps sequence posed every other frame, as ``--rate 15`` poses a video); each
+test says what the rise was when its bound was set."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def dev_set() -> tuple:
                  for s in read_labels(REPCOUNT / "poses", REPCOUNT / "labels.csv"))
 
 
-RATES = [RepetitionCounting.rate, None]  # the default (15 a second), every frame
+RATES = [15.0, None]  # 15 poses a second (--rate 15), and every frame (the default)
 
 
 def count(poses, rate=RepetitionCounting.rate, stride=3.0) -> float:
@@ -154,7 +154,9 @@ def set_up_moves(poses, rng, cycles=()):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("rate", RATES)
+@pytest.mark.parametrize("rate", [pytest.param(15.0, marks=pytest.mark.xfail(
+    strict=True, reason="measured +0.44 at 15 poses a second (+0.08 at every frame): why 15 is not the default")),
+    None])
 def test_motion_that_repeats_nothing_adds_little(rate):
     """Over three draws (one draw alone moves it from +0.02 to +0.2: a piece can land in a
     sequence with no repetition at all).  A counter that counted every swing rose by about 0.5."""

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.mediapipe
 
 SINGLE_SQUATS = ["squat_correct_001.avi", "squat_correct_007.mp4", "squat_correct_010.mp4",
                  "squat_correct_013.mp4", "squat_correct_016.mp4"]
-RATES = [RepetitionCounting.rate, None]  # the default (15 a second: every other frame of these clips), every frame
+RATES = [15.0, None]  # --rate 15 (every other frame of these clips), and every frame (the default)
 WINDOWS = [(3.0, 3.0), (3.0, 0.5)]  # seconds: a count every window, every half second
 
 
@@ -97,14 +97,13 @@ def test_partial_squats_count_fractions(rate):
 def test_the_job_streams_a_concatenated_video_end_to_end():
     """The whole job from decoded frames, on one stream made of five clips: the same as stage by stage."""
     updates = []
-    result = RepetitionCounting().run(concatenate(*(video(n) for n in SINGLE_SQUATS)),
-                                      source="five squats", on_update=updates.append)
+    job = RepetitionCounting(rate=15.0)
+    result = job.run(concatenate(*(video(n) for n in SINGLE_SQUATS)), source="five squats", on_update=updates.append)
     assert result.frames == 49 + 75 + 90 + 48 + 29 and result.frames_analysed == 146  # one frame in two posed
-    job = RepetitionCounting()
     people = job.extractor().applied(concatenate(*(video(n) for n in SINGLE_SQUATS)).frames(0, 2))
     selected = [job.selector().applied(p) for p in people]
     assert job.windows(30.0) == (48, 8)  # 3 s and a count every half second, in whole refits of 8 poses
-    assert result.count == pytest.approx(count(selected, window=3.0, stride=0.5), abs=0.01)
+    assert result.count == pytest.approx(count(selected, 15.0, window=3.0, stride=0.5), abs=0.01)
     assert [u.frame_index for u in updates] == [*range(94, 291, 16), 290]  # every 8th pose from the 48th
     assert all(b.count >= a.count for a, b in zip(updates, updates[1:]))
 

@@ -171,6 +171,19 @@ def test_feeds_are_added_listed_followed_and_deleted_and_count_as_cadence_count_
         camera.kill()
 
 
+def test_a_feed_stored_before_analysis_rates_resumes_as_it_was_counted():
+    """Its windows were frames at 30 fps and every frame was posed: its snapshot is of that job."""
+    from cadence.cluster.serve.service import FeedSpec
+
+    old = FeedSpec.stored("cam.mp4", "cam", {"live": False, "strategy": "maximum_bounding_box_area", "window": 90,
+                                             "stride": 15, "per_person": True})
+    assert (old.window_seconds, old.stride_seconds, old.rate) == (3.0, 0.5, None)
+    assert old.job().windows(30.0) == (90, 15)
+    new = FeedSpec.stored("cam.mp4", "cam", {"live": False, "rate": 15.0, "window_seconds": 3.0,
+                                             "stride_seconds": None})
+    assert new.job().windows(30.0) == (48, 8)
+
+
 def test_bad_requests_name_the_field(served):
     response = served.http.post("/feeds", json={"source": "x.mp4", "window_seconds": 0, "strateg": "lowest",
                                                  "rate": "fast"})

@@ -99,12 +99,12 @@ def add_windows(parser: argparse.ArgumentParser,
                 stride_default: str = f"{STRIDE_SECONDS:g}, or the window if shorter") -> None:
     """The counting job's analysis rate and windows, in seconds (``--window``/``--stride``: the old
     form, in frames at 30 fps); :func:`counting_job` reads them."""
-    parser.add_argument("--rate", type=rate, default=default(RepetitionCounting, "rate"), metavar="R|all",
+    parser.add_argument("--rate", type=rate, default=RepetitionCounting.rate, metavar="R|all",
                         help="pose at most R frames a second of each source, one frame in a whole step (a 30 fps "
                              "video at 15: every other frame; 24 and 25 fps: 12 and 12.5); the frames between are "
-                             "never made images. 'all' poses every frame. Repetitions last half a second or more, and "
-                             "15 counts the RepCount dev set within 0.01 MAE of every frame at half the cost "
-                             "(default %(default)s)")
+                             "never made images. 15 halves the cost on 30 fps sources and counts the RepCount dev "
+                             "set within 0.01 MAE of every frame, but takes motion that repeats nothing for "
+                             "repetitions more often (docs/benchmarks.md). Default: all, every frame")
     parser.add_argument("--window-seconds", type=seconds, default=default(RepetitionCounting, "window_seconds"),
                         metavar="S", help="seconds of poses per counting window (default %(default)s)")
     parser.add_argument("--stride-seconds", type=seconds, default=None, metavar="S",

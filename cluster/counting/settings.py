@@ -19,7 +19,7 @@ class PipelineSettings:
     """How the actor pipeline runs ``job`` (window, stride, strategy, live and counter live there)."""
 
     job: RepetitionCounting = field(default_factory=RepetitionCounting)
-    batch_size: int = 8  # a file's frames per Ray call, rounded up to whole pose-tracking segments (30)
+    batch_size: int = 8  # a file's frames per Ray call at least, cut at whole pose-tracking segments (a second)
     live_batch_size: int = 2  # live feeds: a frame waits for its batch to fill and be posed (latency)
     queue_size: int | None = None  # per feed and stage, in batches: 4, or 2 for live feeds
     pose_actors: int | None = None  # per node; default: one per CPU of the node, at most what its feeds can use
