@@ -44,11 +44,11 @@ def _first_count_seconds(http, feed_id: str, added: float, timeout: float = 60.0
 
 
 def bench_serve(data: Path, feeds: int, minutes: float, work: Path, address: str | None = None, every: float = 10.0,
-                on_sample: Callable[[dict], None] | None = None) -> dict:
+                on_sample: Callable[[dict], None] | None = None, rate: float | None = None) -> dict:
     """A soak of ``cadence serve``: ``feeds`` live loopback cameras (real clips, looped, as MJPEG)
     for ``minutes``, sampled every ``every`` seconds: memory of the service's process tree (PSS),
     each feed's frames, drops, latency and state.  A feed stalls when it reads no frame between
-    two samples while running."""
+    two samples while running.  Each feed is posed at most ``rate`` frames a second (None: all)."""
     import httpx
 
     clips = [data / "videos" / SERVE_CLIPS[k % len(SERVE_CLIPS)] for k in range(feeds)]
@@ -65,7 +65,8 @@ def bench_serve(data: Path, feeds: int, minutes: float, work: Path, address: str
         ids, first_count = [], []
         for url, clip in zip(urls, clips):
             added = time.monotonic()
-            ids.append(http.post("/feeds", json={"source": url, "name": clip.name}).json()["id"])
+            body = {"source": url, "name": clip.name, "rate": "all" if rate is None else rate}
+            ids.append(http.post("/feeds", json=body).json()["id"])
             first_count.append(_first_count_seconds(http, ids[-1], added))
         samples = _soak(http, service.pid, ids, minutes, every, on_sample)
         return _serve_figures(samples, first_count, [c.name for c in clips], minutes)

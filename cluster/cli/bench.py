@@ -17,7 +17,7 @@ from cadence.pipelines.repetitions import STRIDE_SECONDS
 from cadence.cluster.audio.settings import CLASSIFIERS
 
 from .options import (add_address, add_data, add_detect_every, add_figures, add_windows, counting_job, data_folder,
-                      note, positive, report)
+                      note, positive, rate, report)
 
 
 def add_bench(commands: argparse._SubParsersAction) -> None:
@@ -117,6 +117,8 @@ def _add_serve(benches: argparse._SubParsersAction) -> None:
                     "p50/p95 and state. A feed stalls when it reads nothing between two samples while running.")
     serve.add_argument("--feeds", type=positive, default=4, help="live cameras at once (default %(default)s)")
     serve.add_argument("--minutes", type=float, default=10, help="default %(default)s")
+    serve.add_argument("--rate", type=rate, default=None, metavar="R|all",
+                       help="frames posed a second of each camera, as POST /feeds's rate (default: all)")
     _add_work(serve, "the service's store")
     _add_bench_options(serve, "videos/")
 
@@ -282,7 +284,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(dir=args.work) as work:
         figures = bench_serve(data_folder(args, "videos"), args.feeds, args.minutes, Path(work), args.address,
-                              on_sample=show)
+                              on_sample=show, rate=args.rate)
     report(args, figures)
     return 0
 
