@@ -84,7 +84,9 @@ class FeedCounting(TemporalTransformer):
     def tally(state: dict[str, Any]) -> FeedTally:
         """The tally in a state returned by the session's ``snapshot``."""
         last = float(state["recent"][-1][1]) if len(state["recent"]) else 0.0
-        return FeedTally(state["frames"], state["frames_with_person"], state["count"], last)
+        visibility, agreement, reps = state.get("seen", (float(state["frames_with_person"]), 0.0, 0))
+        return FeedTally(state["frames"], state["frames_with_person"], state["count"], last,
+                         visibility / max(1, state["frames_with_person"]), agreement / reps if reps >= 2 else 1.0)
 
 
 _FRAMES_KEPT = 4096  # (index, timestamp) of the recent frames, to place repetitions reported late
@@ -150,6 +152,8 @@ class _FeedCountingSession(TemporalSession):
         self.p = p
         self.counting = p.window.appending(p.counter).session()
         self.frames = self.frames_with_person = 0  # posed
+        self.visibility = 0.0  # the selected poses' mean joint visibility, summed
+        self.agreement, self.reps = 0.0, 0  # the counted repetitions' confidences, summed, and how many
         self.count = 0.0
         self.recent: deque = deque(maxlen=_FRAMES_KEPT)  # (index, timestamp) by position in the stream
         self.waiting_since: float | None = None  # read time of the oldest frame no update has counted yet
@@ -161,6 +165,7 @@ class _FeedCountingSession(TemporalSession):
         pose = self.p.selector.applied(frame.people)
         self.frames += 1
         self.frames_with_person += pose is not None
+        self.visibility += pose.confidence if pose is not None else 0.0
         self.recent.append((frame.index, frame.timestamp))
         if self.waiting_since is None:
             self.waiting_since = frame.captured_at
@@ -186,6 +191,7 @@ class _FeedCountingSession(TemporalSession):
                 (start, start_time), (end, end_time) = self._at(r.start), self._at(r.end)
                 repetitions.append(RepetitionEvent(self.p.feed, r.index, start, end, start_time, end_time,
                                                    r.confidence))
+                self.agreement, self.reps = self.agreement + r.confidence, self.reps + 1
         self.count = float(counts[-1])
         captured = self.waiting_since if self.waiting_since is not None else time.time()
         self.waiting_since = None
@@ -196,7 +202,7 @@ class _FeedCountingSession(TemporalSession):
         return {"counting": self.counting.snapshot(), "frames": self.frames,
                 "frames_with_person": self.frames_with_person, "count": self.count,
                 "recent": np.array(self.recent, dtype=np.float64).reshape(-1, 2),  # (index, timestamp) rows
-                "waiting_since": self.waiting_since,
+                "waiting_since": self.waiting_since, "seen": [self.visibility, self.agreement, self.reps],
                 "per_person": self.per_person.snapshot() if self.per_person is not None else None}
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -205,6 +211,8 @@ class _FeedCountingSession(TemporalSession):
         self.count = float(state["count"])
         self.recent = deque(((int(i), float(t)) for i, t in state["recent"]), maxlen=_FRAMES_KEPT)
         self.waiting_since = state["waiting_since"]
+        visibility, agreement, reps = state.get("seen", (float(self.frames_with_person), 0.0, 0))  # (older: unknown)
+        self.visibility, self.agreement, self.reps = float(visibility), float(agreement), int(reps)
         if self.per_person is not None and state.get("per_person") is not None:
             self.per_person.restore(state["per_person"])
 

@@ -57,14 +57,31 @@ class CountUpdate:
 @dataclass(frozen=True)
 class FeedTally:
     """What a feed's counting session has seen (``frames``: those posed): read from a snapshot by
-    :meth:`FeedCounting.tally`."""
+    :meth:`FeedCounting.tally`.  ``visibility``: the mean joint visibility of the poses counted on;
+    ``agreement``: the counted repetitions' mean confidence (1 with fewer than two: nothing to
+    compare them with)."""
 
     frames: int
     frames_with_person: int
     count: float
     last_timestamp: float
+    visibility: float = 1.0
+    agreement: float = 1.0
+
+    @property
+    def pose_coverage(self) -> float:
+        """The share of the frames posed with a confident person in them."""
+        return self.frames_with_person / self.frames if self.frames else 0.0
+
+    @property
+    def reliability(self) -> float:
+        """In [0, 1]: how much of the stream the counter could see (coverage), how well it saw the
+        joints (visibility), and how alike the counted repetitions were (their agreement weighs
+        half: a count of unlike repetitions is still a count)."""
+        return self.pose_coverage * self.visibility * (0.5 + 0.5 * self.agreement)
 
 
+RELIABLE = 0.5  # a count whose reliability is below this gets a warning
 RESULTS_KEPT = 10_000  # latencies and repetitions a CountResult keeps (the latest; 10,000 to 20,000)
 
 @dataclass
@@ -78,6 +95,8 @@ class CountResult:
     frames_analysed: int = 0  # posed (at most the job's rate a second)
     frames_with_person: int = 0  # of those posed
     frames_dropped: int = 0
+    pose_coverage: float | None = None  # see FeedTally, once the stream has ended
+    reliability: float | None = None
     seconds: float = 0.0
     processing_seconds: float = 0.0
     latencies: list[float] = field(default_factory=list, repr=False)
@@ -108,6 +127,12 @@ class CountResult:
         not, are the runner's), and fail a stream in which nobody was found."""
         self.frames_analysed, self.frames_with_person, self.count = tally.frames, tally.frames_with_person, tally.count
         self.frames = max(self.frames, self.frames_analysed)
+        self.pose_coverage, self.reliability = tally.pose_coverage, tally.reliability
+        if tally.frames_with_person and tally.reliability < RELIABLE:
+            self.warnings.append(f"{self.source}: the count is unreliable (reliability {tally.reliability:.2f}): a "
+                                 f"person was found on {tally.pose_coverage:.0%} of the frames posed, their joints "
+                                 f"seen at {tally.visibility:.0%} visibility, the repetitions counted alike at "
+                                 f"{tally.agreement:.0%} (poor light, a body hidden, a camera too far?)")
         # the last frame lasts one frame interval too
         self.seconds = tally.last_timestamp * self.frames / (self.frames - 1) if self.frames > 1 else 0.0
         if self.frames_analysed and not self.frames_with_person:
@@ -126,6 +151,8 @@ class CountResult:
         return {"source": self.source, "count": round(self.count, 3), "frames": self.frames,
                 "seconds": round(self.seconds, 3), "frames_analysed": self.frames_analysed,
                 "frames_with_person": self.frames_with_person,
+                "pose_coverage": None if self.pose_coverage is None else round(self.pose_coverage, 3),
+                "reliability": None if self.reliability is None else round(self.reliability, 3),
                 "processing_seconds": round(self.processing_seconds, 3),
                 "frames_per_second": None if fps is None else round(fps, 2), "frames_dropped": self.frames_dropped,
                 "latency_p50_seconds": latency[0], "latency_p95_seconds": latency[1],
