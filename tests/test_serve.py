@@ -145,6 +145,7 @@ def test_feeds_are_added_listed_followed_and_deleted_and_count_as_cadence_count_
             assert finals[feed_id]["state"] == "ended", finals[feed_id]
             assert finals[feed_id]["count"] == pytest.approx(expected[str(path)], abs=1e-3)
             assert finals[feed_id]["frames"] > 0
+            assert finals[feed_id]["pose_coverage"] > 0.9 and 0 < finals[feed_id]["reliability"] <= 1
         assert counts[-1] == pytest.approx(finals[first]["count"], abs=1e-3)
         repetitions = served.http.get(f"/feeds/{first}/repetitions").json()
         assert len(repetitions) == int(finals[first]["count"])
@@ -327,6 +328,8 @@ def test_the_page_lists_the_feeds_and_a_running_count_changes_on_screen(served, 
         wait_for(lambda: driver.execute_script(  # a feed's chart shows its count, even a single update
             "const c = arguments[0]; return c.getContext('2d').getImageData(0, 0, c.width, c.height).data"
             ".some(v => v !== 0)", ended), 30, "the ended feed's chart to show its count")
+        figures = driver.find_element(By.CSS_SELECTOR, f'.feed[data-id="{short}"] .figures')
+        wait_for(lambda: "reliability" in figures.text, 30, "the ended feed's reliability to show")
         wait_for(count_changed, 180, "the count on screen to change twice")
         assert [float(t) for t in shown] == sorted(float(t) for t in shown)  # live, and never down
         wait_for(lambda: driver.execute_script(

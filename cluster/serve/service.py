@@ -32,7 +32,7 @@ import numpy as np
 import ray
 
 from cadence.pipelines.errors import InputError, ParameterError
-from cadence.pipelines.repetitions import RepetitionCounting
+from cadence.pipelines.repetitions import FeedCounting, RepetitionCounting
 from cadence.pipelines.results import CountUpdate
 from cadence.pipelines.video import Source, is_camera, shown
 
@@ -116,6 +116,8 @@ class FeedView:
     created: float = 0.0
     settings: dict = field(default_factory=dict)
     frames_analysed: int = 0  # read to be posed (while it runs; then as stored: 0)
+    pose_coverage: float | None = None  # see FeedTally: from its latest snapshot while it runs, then its end
+    reliability: float | None = None
 
     def to_dict(self) -> dict:
         """As the API shows it: a URL's password left out (the store keeps the source whole, to
@@ -330,7 +332,7 @@ class CountingService:
                             reconnections + status.reconnections, round(downtime + status.downtime_seconds, 3),
                             status.node, status.moves,
                             str(result.error) if result.error else None, old.created, old.settings,
-                            result.frames_analysed)
+                            result.frames_analysed, *self._confidence(feed_id, result, old))
             self._views[feed_id] = view
             if status.running:
                 self._depths[feed_id] = dict(status.queue_depths)
@@ -343,6 +345,17 @@ class CountingService:
                 self._save(feed_id)  # now: the store holds exactly the updates counted before it
             elif now - self._saved.get(feed_id, 0.0) >= SAVE_SECONDS:
                 self._save(feed_id, figures_only=True)
+
+    def _confidence(self, feed_id: str, result, old: FeedView) -> tuple[float | None, float | None]:
+        """(pose_coverage, reliability): the result's once it has ended, else from the feed's latest
+        snapshot (every few seconds of its stream), else as shown before."""
+        if result.reliability is not None:
+            return round(result.pose_coverage, 3), round(result.reliability, 3)
+        state = self.pipeline.snapshot(feed_id)[1]
+        if state is None:
+            return old.pose_coverage, old.reliability
+        tally = FeedCounting.tally(state)
+        return round(tally.pose_coverage, 3), round(tally.reliability, 3)
 
     def _save(self, feed_id: str, figures_only: bool = False) -> None:
         """Write a feed's figures, and (unless ``figures_only``) while it runs, the latest session
