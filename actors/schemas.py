@@ -45,7 +45,8 @@ REPETITION = pa.struct([("index", pa.int32()), ("start_frame", pa.int64()), ("en
                         ("start_time", pa.float64()), ("end_time", pa.float64()), ("confidence", pa.float64())])
 PEOPLE = pa.map_(pa.string(), pa.float64())  # person id -> count, with per-person counting
 COUNTS = pa.schema(_COMMON + [pa.field("count", pa.float64()), pa.field("repetitions", pa.list_(REPETITION)),
-                              pa.field("people", PEOPLE)])
+                              pa.field("people", PEOPLE), pa.field("pose_coverage", pa.float64()),
+                              pa.field("reliability", pa.float64())])
 
 
 def _common(feed: str, indexes: Sequence[int], timestamps: Sequence[float], captured_at: Sequence[float]) -> list:
@@ -130,13 +131,16 @@ def updates_to_batch(feed: str, updates: Sequence[CountUpdate]) -> pa.RecordBatc
     people = [None if u.people is None else list(u.people.items()) for u in updates]
     return pa.RecordBatch.from_arrays(columns + [pa.array([u.count for u in updates], pa.float64()),
                                                  pa.array(repetitions, pa.list_(REPETITION)),
-                                                 pa.array(people, PEOPLE)], schema=COUNTS)
+                                                 pa.array(people, PEOPLE),
+                                                 pa.array([u.pose_coverage for u in updates], pa.float64()),
+                                                 pa.array([u.reliability for u in updates], pa.float64())],
+                                      schema=COUNTS)
 
 
 def batch_to_updates(batch: pa.RecordBatch) -> list[CountUpdate]:
     rows = zip(*(_column(batch, n) for n in ("feed", "frame_index", "timestamp", "count", "captured_at",
-                                             "repetitions", "people")))
+                                             "repetitions", "people", "pose_coverage", "reliability")))
     return [CountUpdate(feed, index, timestamp, count, captured,
                         tuple(RepetitionEvent(feed, **r) for r in repetitions),
-                        None if people is None else dict(people))
-            for feed, index, timestamp, count, captured, repetitions, people in rows]
+                        None if people is None else dict(people), pose_coverage=coverage, reliability=reliability)
+            for feed, index, timestamp, count, captured, repetitions, people, coverage, reliability in rows]

@@ -84,9 +84,8 @@ class FeedCounting(TemporalTransformer):
     def tally(state: dict[str, Any]) -> FeedTally:
         """The tally in a state returned by the session's ``snapshot``."""
         last = float(state["recent"][-1][1]) if len(state["recent"]) else 0.0
-        visibility, agreement, reps = state.get("seen", (float(state["frames_with_person"]), 0.0, 0))
-        return FeedTally(state["frames"], state["frames_with_person"], state["count"], last,
-                         visibility / max(1, state["frames_with_person"]), agreement / reps if reps >= 2 else 1.0)
+        seen = state.get("seen", (float(state["frames_with_person"]), 0.0, 0))  # (older snapshots: unknown)
+        return FeedTally.of(state["frames"], state["frames_with_person"], state["count"], last, seen)
 
 
 _FRAMES_KEPT = 4096  # (index, timestamp) of the recent frames, to place repetitions reported late
@@ -196,7 +195,10 @@ class _FeedCountingSession(TemporalSession):
         captured = self.waiting_since if self.waiting_since is not None else time.time()
         self.waiting_since = None
         people = self.per_person.report() if self.per_person is not None else None
-        return [CountUpdate(self.p.feed, index, timestamp, self.count, captured, tuple(repetitions), people)]
+        tally = FeedTally.of(self.frames, self.frames_with_person, self.count, timestamp,
+                             (self.visibility, self.agreement, self.reps))
+        return [CountUpdate(self.p.feed, index, timestamp, self.count, captured, tuple(repetitions), people,
+                            pose_coverage=tally.pose_coverage, reliability=tally.reliability)]
 
     def snapshot(self) -> dict[str, Any]:
         return {"counting": self.counting.snapshot(), "frames": self.frames,

@@ -52,6 +52,8 @@ class CountUpdate:
     repetitions: tuple[RepetitionEvent, ...] = ()
     people: dict[str, float] | None = None  # with per-person counting: each tracked person's count
     node: str | None = None  # on a Ray cluster: the id of the node that counted it (the last, if it moved)
+    pose_coverage: float | None = None  # so far (see FeedTally)
+    reliability: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,15 @@ class FeedTally:
     last_timestamp: float
     visibility: float = 1.0
     agreement: float = 1.0
+
+    @classmethod
+    def of(cls, frames: int, frames_with_person: int, count: float, last_timestamp: float,
+           seen: tuple[float, float, int]) -> FeedTally:
+        """From a session's sums: ``seen`` = (the poses' visibility summed, the repetitions'
+        confidences summed, how many repetitions)."""
+        visibility, agreement, reps = seen
+        return cls(frames, frames_with_person, count, last_timestamp, visibility / max(1, frames_with_person),
+                   agreement / reps if reps >= 2 else 1.0)
 
     @property
     def pose_coverage(self) -> float:

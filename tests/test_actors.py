@@ -344,7 +344,9 @@ def test_parquet_out_has_every_update(local_ray, tmp_path):
     written = pq.read_table(tmp_path / "counts.parquet")
     assert written.num_rows == len(updates) > 2
     assert set(written.column("feed").to_pylist()) == {"a", "b"}
-    assert written.schema.names == ["feed", "frame_index", "timestamp", "count", "people"]
+    assert written.schema.names == ["feed", "frame_index", "timestamp", "count", "people", "pose_coverage",
+                                    "reliability"]
+    assert all(0 <= r <= 1 for r in written.column("reliability").to_pylist())  # each feed's so far
     assert set(written.column("people").to_pylist()) == {None}  # a count per person only with --per-person
     assert isinstance(written, pa.Table)
     repetitions = pq.read_table(tmp_path / "counts-repetitions.parquet").to_pylist()

@@ -177,7 +177,8 @@ def test_after_sigkill_the_rows_written_so_far_are_readable(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     rows = ds.dataset(parts).to_table()
-    assert rows.num_rows >= 1 and rows.schema.names == ["feed", "frame_index", "timestamp", "count", "people"]
+    assert rows.num_rows >= 1 and rows.schema.names == ["feed", "frame_index", "timestamp", "count", "people",
+                                                          "pose_coverage", "reliability"]
     again = cadence("count", str(video("squat_correct_016.mp4")), "--runner", "inline", "--out", str(out))
     assert again.returncode == 2 and str(parts) in again.stderr and "killed" in again.stderr
 

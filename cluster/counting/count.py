@@ -29,7 +29,8 @@ from cadence.pipelines.results import CountResult, CountUpdate
 from cadence.pipelines.video import is_camera, open_source, shown
 
 COUNT_TABLE = pa.schema([("feed", pa.string()), ("frame_index", pa.int64()), ("timestamp", pa.float64()),
-                         ("count", pa.float64()), ("people", pa.map_(pa.string(), pa.float64()))])
+                         ("count", pa.float64()), ("people", pa.map_(pa.string(), pa.float64())),
+                         ("pose_coverage", pa.float64()), ("reliability", pa.float64())])
 # a repetition as the pipeline carries it (actors.schemas.REPETITION), with its feed and duration
 REPETITION_TABLE = pa.schema([("feed", pa.string()), *(f for f in REPETITION if f.name != "confidence"),
                               ("duration", pa.float64()), REPETITION.field("confidence")])
@@ -82,8 +83,8 @@ def _items(people: dict[str, float] | None) -> list[tuple[str, float]] | None:
 
 
 class CountTable:
-    """``--out FILE``: every count update as rows of FILE (feed, frame_index, timestamp, count, and with
-    --per-person each person's count), and
+    """``--out FILE``: every count update as rows of FILE (feed, frame_index, timestamp, count, with
+    --per-person each person's count, and the feed's pose_coverage and reliability so far), and
     every counted repetition as rows of FILE-repetitions (feed, index, start and end frame and time,
     duration, confidence), written as they come."""
 
