@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import cv2
@@ -84,13 +84,16 @@ class AnnotatedVideoWriter:
         self.close()
 
 
-def write_annotated(path: str | os.PathLike, frames: Iterable[Frame], poses: Sequence[Pose | None],
+def write_annotated(path: str | os.PathLike, frames: Iterable[Frame], poses: Mapping[int, Pose | None],
                     repetition_ends: Sequence[int], fps: float) -> None:
-    """Write ``frames`` with the pose followed on each and the count of repetitions ended by then:
-    the count steps up at the frame where each repetition's motion ended."""
+    """Write ``frames`` with the pose followed on each (``poses`` by frame index: a frame not posed
+    shows the last pose before it) and the count of repetitions ended by then: the count steps up at
+    the frame where each repetition's motion ended."""
     ends = sorted(repetition_ends)
+    pose = None
     with AnnotatedVideoWriter(path, fps) as writer:
-        for frame, pose in zip(frames, poses):
+        for frame in frames:
+            pose = poses.get(frame.index, pose)
             image = frame.image.copy()
             if pose is not None:
                 draw_pose(image, pose)

@@ -33,9 +33,9 @@ from .base import ComposedTemporalTransformer, TemporalSession, TemporalTransfor
 from .counting import HumanBodyActionCounter
 from .errors import ParameterError
 from .params import FLAG, Interval, check
-from .results import CountResult, CountUpdate, FeedTally, RepetitionEvent
 from .pose import CONFIDENCE_THRESHOLD, STRATEGIES, JointsSelector, Pose, PoseSelector
 from .posetracking import DETECTION_SECONDS, TrackingPoseExtractor
+from .results import CountResult, CountUpdate, FeedTally, RepetitionEvent
 from .tracking import PersonTracker
 from .temporal import Downsample, SlidingWindow, frame_step, poses_in
 from .video import DEFAULT_FPS, Frame, LiveStream, read_video
@@ -84,8 +84,13 @@ class FeedCounting(TemporalTransformer):
     def tally(state: dict[str, Any]) -> FeedTally:
         """The tally in a state returned by the session's ``snapshot``."""
         last = float(state["recent"][-1][1]) if len(state["recent"]) else 0.0
-        seen = state.get("seen", (float(state["frames_with_person"]), 0.0, 0))  # (older snapshots: unknown)
-        return FeedTally.of(state["frames"], state["frames_with_person"], state["count"], last, seen)
+        return FeedTally.of(state["frames"], state["frames_with_person"], state["count"], last, _seen(state))
+
+
+def _seen(state: dict[str, Any]) -> tuple[float, float, int]:
+    """A session snapshot's (visibility summed, repetitions' confidences summed, repetitions); a
+    snapshot from before they were kept: every pose fully seen, no repetition compared."""
+    return tuple(state.get("seen", (float(state["frames_with_person"]), 0.0, 0)))
 
 
 _FRAMES_KEPT = 4096  # (index, timestamp) of the recent frames, to place repetitions reported late
@@ -213,7 +218,7 @@ class _FeedCountingSession(TemporalSession):
         self.count = float(state["count"])
         self.recent = deque(((int(i), float(t)) for i, t in state["recent"]), maxlen=_FRAMES_KEPT)
         self.waiting_since = state["waiting_since"]
-        visibility, agreement, reps = state.get("seen", (float(self.frames_with_person), 0.0, 0))  # (older: unknown)
+        visibility, agreement, reps = _seen(state)
         self.visibility, self.agreement, self.reps = float(visibility), float(agreement), int(reps)
         if self.per_person is not None and state.get("per_person") is not None:
             self.per_person.restore(state["per_person"])

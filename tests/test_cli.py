@@ -25,14 +25,17 @@ def test_help_explains_the_command():
 
 
 @pytest.mark.mediapipe
-def test_json_counts_and_annotated_video(tmp_path):
+@pytest.mark.parametrize("rate,posed", [("all", 75), ("15", 38)])
+def test_json_counts_and_annotated_video(tmp_path, rate, posed):
+    """Every frame of the source is written, also where only one in two was posed (--rate 15)."""
     out = tmp_path / "annotated.mp4"
-    result = cadence("count", str(video("squat_correct_007.mp4")), "--json", "--annotate", str(out))
+    result = cadence("count", str(video("squat_correct_007.mp4")), "--json", "--annotate", str(out), "--rate", rate)
     assert result.returncode == 0, result.stderr
     (summary,) = json_lines(result.stdout)
     assert summary["source"].endswith("squat_correct_007.mp4")
     assert summary["count"] == pytest.approx(1, abs=0.5)
     assert summary["frames"] == 75 and summary["seconds"] == pytest.approx(2.5, abs=0.05)
+    assert summary["frames_analysed"] == posed and summary["pose_coverage"] == 1.0
     (rep,) = summary["repetitions"]
     assert rep["index"] == 1 and 0 <= rep["start_frame"] < rep["end_frame"] < 75
     assert rep["duration"] == pytest.approx(rep["end_time"] - rep["start_time"], abs=1e-3) and 0 < rep["confidence"] <= 1

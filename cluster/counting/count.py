@@ -252,12 +252,12 @@ def _count_one(job: RepetitionCounting, source: str, frames, report: _Report,
                on_update: Callable[[CountUpdate], None], annotate: Path | None) -> CountResult:
     """One source; with ``annotate``, then a second pass writing its frames with the followed
     skeleton and the count stepping up where each repetition ended."""
-    poses: list = []
+    poses: dict = {}  # by frame index: with --rate, only the frames posed
 
     def on_frame(frame, pose, count) -> None:
         report.bar.update(1)
         if annotate:
-            poses.append(pose)
+            poses[frame.index] = pose
 
     result = job.run(frames, source=source, on_update=on_update, on_frame=on_frame)
     if annotate:
