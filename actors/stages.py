@@ -87,10 +87,10 @@ class CaptureHost(_Local):
              rate: float | None = None, detection_seconds: float = DETECTION_SECONDS) -> dict:
         """Open the feed's source (a typed error names a bad one); a file feed resumed after a
         restart skips to frame ``start``.  At most ``rate`` frames a second are read into batches
-        (one in :func:`frame_step`; the others are skipped before they become images).  A live feed's batches hold up to
-        ``batch_size`` frames (the host's by default), and it keeps at most that many waiting; a
-        file's hold whole pose-tracking segments of ``detection_seconds``, at least ``batch_size``
-        frames.  Returns its frame rate and frame count (0: unknown)."""
+        (one in :func:`frame_step`; the others are skipped before they become images).  A live
+        feed's batches hold up to ``batch_size`` frames (the host's by default), and it keeps at
+        most that many waiting; a file's hold whole pose-tracking segments of ``detection_seconds``,
+        at least ``batch_size`` frames.  Returns its frame rate and frame count (0: unknown)."""
         self.close(feed)
         batch = batch_size or self.batch_size
         stream = open_source(source, live, capacity=batch, start=0 if is_camera(source) else start, rate=rate)
@@ -115,7 +115,7 @@ class CaptureHost(_Local):
         else:
             batch = next(frames, [])
             end, dropped = not batch, 0
-        position = stream.position  # where the source is: frames read since the last batch, posed, skipped or dropped
+        position = stream.position  # where the source is: frames read since the last batch (posed or not)
         read, self.positions[feed] = max(0, position - self.positions.get(feed, 0)), position
         meta = {"frames": read, "position": position, "posed": len(batch), "end": end, "dropped": dropped,
                 "last_index": batch[-1].index if batch else None,
@@ -141,7 +141,7 @@ class PoseExtraction(_Local):
     """
 
     def __init__(self):
-        self.extractors: dict[int, TrackingPoseExtractor] = {}  # by detection interval
+        self.extractors: dict[float, TrackingPoseExtractor] = {}  # by detection_seconds
         self.live: dict[str, TemporalSession] = {}  # live feeds' sessions
 
     def _extractor(self, detection_seconds: float) -> TrackingPoseExtractor:

@@ -340,7 +340,8 @@ class RepetitionCounting:
         joints = None if self.selected_joints is None and self.ignored_joints is None else self._joints()
         length, stride = self.windows(fps)
         counter = self.counter.with_params(rate=float(rate))
-        return FeedCounting(self.selector(), SlidingWindow(length=length, stride=stride), counter, feed, tracker, joints)
+        window = SlidingWindow(length=length, stride=stride)
+        return FeedCounting(self.selector(), window, counter, feed, tracker, joints)
 
     def pipeline(self, fps: float = DEFAULT_FPS) -> ComposedTemporalTransformer:
         """Frames of a source of ``fps`` frames a second in, cumulative counts out: the whole job

@@ -226,5 +226,6 @@ def test_no_count_ever_goes_down_on_any_dev_sequence():
     for poses, _, _ in dev_set():
         for rate in RATES:
             counting = RepetitionCounting(rate=rate).feed_counting(fps=30.0)  # a count every half second
-            counts = [float(c) for c in counting.counter.applied(counting.window.applied(analysed(poses, 30.0, rate)[0]))]
+            windows = counting.window.applied(analysed(poses, 30.0, rate)[0])
+            counts = [float(c) for c in counting.counter.applied(windows)]
             assert all(b >= a for a, b in zip(counts, counts[1:])), counts

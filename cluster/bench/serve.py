@@ -110,6 +110,10 @@ def _soak(http, pid: int, ids: list[str], minutes: float, every: float,
     return samples
 
 
+def _share(part: int, whole: int) -> float:
+    return round(part / max(1, whole), 3)
+
+
 def _serve_figures(samples: list[dict], first_count: list[float | None], names: list[str], minutes: float) -> dict:
     stalls = [0] * len(names)
     for before, after in zip(samples, samples[1:]):
@@ -127,8 +131,7 @@ def _serve_figures(samples: list[dict], first_count: list[float | None], names: 
                           "frames_per_second": round(f["frames"] / seconds, 1),
                           "posed_per_second": round(f["frames_analysed"] / seconds, 1),
                           "frames_dropped": f["frames_dropped"],
-                          "dropped_share": round(f["frames_dropped"] / max(1, f["frames_analysed"] + f["frames_dropped"]),
-                                                 3),
+                          "dropped_share": _share(f["frames_dropped"], f["frames_analysed"] + f["frames_dropped"]),
                           "latency_p50": f["latency_p50"], "latency_p95": f["latency_p95"],
                           "reconnections": f["reconnections"], "stalled_samples": stall}
                          for name, f, stall in zip(names, last, stalls)]}
