@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import io
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ from scipy.fft import dct, rfft
 from .base import TemporalSession, TemporalTransformer
 from .errors import DataError, AudioNotFoundError, EmptyAudioError, InputError, InvalidAudioError
 from .params import Interval
+from .storage import Location, is_uri
 
 FEATURE_VERSION = 3  # bump when the vector's content changes: stores made by another version are not reused
 HIGHEST_FEATURE_RATE = 16000  # Hz: features never need more (speech and most sound events lie under 8 kHz)
@@ -90,9 +92,10 @@ class AudioStream:
     """An audio file as a re-iterable stream of mono buffers; use :func:`read_audio`."""
 
     def __init__(self, path: str, source_rate: int, channels: int, frames: int, sample_rate: int,
-                 buffer_duration: float):
+                 buffer_duration: float, data: bytes | None = None):
         self.path, self.source_rate, self.channels, self.frames = path, source_rate, channels, frames
         self.sample_rate, self.buffer_duration = sample_rate, buffer_duration
+        self.data = data  # the whole file, for one read from object storage
 
     @property
     def duration(self) -> float:
@@ -104,7 +107,7 @@ class AudioStream:
         block = max(1, int(self.buffer_duration * self.source_rate))
         start = 0
         try:
-            with sf.SoundFile(self.path) as f:
+            with sf.SoundFile(self.path if self.data is None else io.BytesIO(self.data)) as f:
                 for data in f.blocks(blocksize=block, dtype="float32", always_2d=True):
                     mono = data.mean(axis=1, dtype=np.float32)
                     if not np.isfinite(mono).all():
@@ -132,7 +135,10 @@ def _resample(samples: np.ndarray, up: int, down: int) -> np.ndarray:
 def read_audio(path: str | os.PathLike, sample_rate: int | None = None, buffer_duration: float = 1.0) -> AudioStream:
     """Open an audio file (any format and channel count soundfile reads) as mono buffers at
     ``sample_rate``: by default the file's own rate, at most 16 kHz (:func:`feature_rate`).
-    Checks the file now, so a bad one fails here with its name and the reason."""
+    Checks the file now, so a bad one fails here with its name and the reason.  ``path`` may be a
+    URI (``s3://...``, :mod:`.storage`): the file is then read whole, once."""
+    if is_uri(path):
+        return _read_remote_audio(Location.of(path), sample_rate, buffer_duration)
     p = Path(path)
     if not p.exists():
         raise AudioNotFoundError(p, "no such file", "check the path")
@@ -151,6 +157,33 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None, buffer_d
         raise EmptyAudioError(p, "holds no samples")
     rate = feature_rate([info.samplerate]) if sample_rate is None else sample_rate
     return AudioStream(str(p), info.samplerate, info.channels, info.frames, rate, buffer_duration)
+
+
+def _read_remote_audio(where: Location, sample_rate: int | None, buffer_duration: float) -> AudioStream:
+    try:
+        data = where.read_bytes()
+    except FileNotFoundError:
+        raise AudioNotFoundError(where, where.missing(), "check the URI") from None
+    if not data:
+        raise EmptyAudioError(where, "is an empty file")
+    try:
+        info = sf.info(io.BytesIO(data))
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise InvalidAudioError(where, "is not audio soundfile can decode (corrupt, or not audio at all)",
+                                "convert it to WAV or FLAC") from e
+    if info.frames <= 0:
+        raise EmptyAudioError(where, "holds no samples")
+    rate = feature_rate([info.samplerate]) if sample_rate is None else sample_rate
+    return AudioStream(str(where), info.samplerate, info.channels, info.frames, rate, buffer_duration, data)
+
+
+def audio_info(path: str | os.PathLike):
+    """soundfile's header of a file (a path or a URI: only its start is fetched); errors as soundfile's."""
+    if not is_uri(path):
+        return sf.info(str(path))
+    where = Location.of(path)
+    with where.filesystem.open_input_file(where.fs_path) as f:
+        return sf.info(f)
 
 
 # -- the feature print ------------------------------------------------------------------------

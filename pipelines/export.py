@@ -22,6 +22,7 @@ import numpy as np
 from .classifier_models import ClassifierModel
 from .errors import DataError, InputError
 from .files import write_bytes_atomically
+from .storage import is_uri
 
 OPSET = 17
 FORMATS = ("onnx", "coreml")
@@ -67,9 +68,10 @@ def to_onnx(model: ClassifierModel, metadata: dict | None = None):
     return proto
 
 
-def export(model: ClassifierModel, path: str | os.PathLike, format: str = "onnx", metadata: dict | None = None) -> Path:
-    """Write the model to exactly ``path`` in ``format`` (onnx, coreml)."""
-    path = Path(path)
+def export(model: ClassifierModel, path: str | os.PathLike, format: str = "onnx",
+           metadata: dict | None = None) -> Path | str:
+    """Write the model to exactly ``path`` (a path, or a URI: :mod:`.storage`) in ``format`` (onnx, coreml)."""
+    path = str(path) if is_uri(path) else Path(path)
     if format == "onnx":
         data = to_onnx(model, metadata).SerializeToString()
     elif format == "coreml":

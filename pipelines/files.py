@@ -33,23 +33,22 @@ def replaced_atomically(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> None:
-    with replaced_atomically(path) as hidden:
-        hidden.write_bytes(data)
+    """Write ``data`` as the whole file at ``path`` (a path or a URI, :mod:`.storage`)."""
+    from .storage import Location
+
+    Location.of(path).write_bytes(data)
 
 
 def write_parquet_atomically(table, path: str | os.PathLike) -> None:
-    """Write a pyarrow table as one Parquet file that readers only ever see whole."""
-    import pyarrow.parquet as pq
+    """Write a pyarrow table as one Parquet file that readers only ever see whole (a path or a URI)."""
+    from .storage import Location
 
-    with replaced_atomically(path) as hidden:
-        pq.write_table(table, hidden)
+    Location.of(path).write_parquet(table)
 
 
 def check_folder_exists(path: str | os.PathLike, option: str) -> None:
-    """Refuse, before any work, an output ``path`` whose folder does not exist (``option`` names it)."""
-    from .errors import InputError
+    """Refuse, before any work, an output ``path`` (a path or a URI) whose folder does not exist, or
+    whose bucket cannot be reached (``option`` names it)."""
+    from .storage import check_writable_folder
 
-    folder = Path(path).absolute().parent
-    if not folder.is_dir():
-        raise InputError(path, f"({option}) cannot be written: its folder {folder} does not exist",
-                         "create the folder, or choose another path")
+    check_writable_folder(path, option)

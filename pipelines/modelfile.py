@@ -19,6 +19,7 @@ leaves the previous file whole.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import struct
@@ -30,6 +31,7 @@ import numpy as np
 from .classifier_models import ClassifierModel, TrainingState
 from .errors import ModelFileError
 from .files import write_bytes_atomically
+from .storage import Location
 
 FORMAT = "cadence-model"
 VERSION = 2  # 1 was an .npz layout
@@ -61,11 +63,12 @@ def _header(model: ClassifierModel) -> dict:
                                                     "statistics": state.feature_mean is not None}}
 
 
-def save(path: str | os.PathLike, models: dict[str, ClassifierModel], extra: dict | None = None) -> Path:
-    """Write named models and a JSON ``extra`` to exactly ``path``."""
+def save(path: str | os.PathLike, models: dict[str, ClassifierModel], extra: dict | None = None) -> Path | str:
+    """Write named models and a JSON ``extra`` to exactly ``path``; returns it (a ``Path``, or the URI)."""
     from safetensors.numpy import save as serialise
 
-    path = Path(path)
+    where = Location.of(path)
+    path = where.text if where.remote else Path(where.text)
     header = {"format": FORMAT, "version": VERSION, "models": {k: _header(m) for k, m in models.items()},
               "extra": extra or {}}
     tensors: dict[str, np.ndarray] = {}
@@ -77,10 +80,12 @@ def save(path: str | os.PathLike, models: dict[str, ClassifierModel], extra: dic
 
 
 def load(path: str | os.PathLike) -> tuple[dict[str, ClassifierModel], dict]:
-    """The models in a file and its ``extra``; :class:`ModelFileError` for anything else."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelFileError(path, "no such model file", "check the path, or train one with cadence train")
+    """The models in a file (a path or a URI) and its ``extra``; :class:`ModelFileError` for anything else."""
+    where = Location.of(path)
+    if not where.exists():
+        raise ModelFileError(where, where.missing().replace("no such file", "no such model file"),
+                             "check the path, or train one with cadence train")
+    path = Path(where.text) if not where.remote else _Downloaded(where)
     try:
         layout, header = _read_header(path)
         arrays = _read_tensors(path, layout, _needed(header["models"]))
@@ -96,10 +101,26 @@ def load(path: str | os.PathLike) -> tuple[dict[str, ClassifierModel], dict]:
     return models, header.get("extra", {})
 
 
-def _read_header(path: Path) -> tuple[dict, dict]:
+class _Downloaded:
+    """A model file in object storage, read whole (models are small): what the readers below need of a path."""
+
+    def __init__(self, where: Location):
+        self.where, self.data = where, where.read_bytes()
+
+    def __str__(self) -> str:
+        return str(self.where)
+
+    def size(self) -> int:
+        return len(self.data)
+
+    def open(self):
+        return io.BytesIO(self.data)
+
+
+def _read_header(path: Path | _Downloaded) -> tuple[dict, dict]:
     """The safetensors layout (tensor names to dtype, shape, offsets) and cadence's header, checked."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
+    size = path.size() if isinstance(path, _Downloaded) else path.stat().st_size
+    with (path.open() if isinstance(path, _Downloaded) else open(path, "rb")) as f:
         start = f.read(8)
         if start[:2] == b"PK":
             raise ModelFileError(path, "is a model file of an older cadence (.npz), which this one does not read",
@@ -137,12 +158,17 @@ def _check_tensor(path: Path, name: str, spec: dict, data_bytes: int) -> None:
         raise ValueError(f"tensor {name} lies outside the file or does not fit its shape")
 
 
-def _read_tensors(path: Path, layout: dict, names: list[str]) -> dict[str, np.ndarray]:
+def _read_tensors(path: Path | _Downloaded, layout: dict, names: list[str]) -> dict[str, np.ndarray]:
     from safetensors import safe_open
 
     missing = [n for n in names if n not in layout]
     if missing:
         raise ValueError(f"no tensor {missing[0]}")
+    if isinstance(path, _Downloaded):
+        from safetensors.numpy import load as deserialise
+
+        tensors = deserialise(path.data)
+        return {n: np.array(tensors[n]) for n in names}
     with safe_open(str(path), framework="numpy") as f:
         return {n: np.array(f.get_tensor(n)) for n in names}  # writable copies: a resumed model trains on
 

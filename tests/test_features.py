@@ -48,7 +48,7 @@ def test_a_corrupt_part_is_named_with_its_repair_and_a_corrupt_hash_cache_is_reb
     manifest = corpus(tmp_path / "audio", names(20))
     extract_corpus(manifest, tmp_path / "store", files_per_task=10, use_ray=False)
     store = FeatureStore(tmp_path / "store", FSDD_FEATURES)
-    parts = sorted(store.path.glob("part-*.parquet"))
+    parts = sorted(store.path.local().glob("part-*.parquet"))
     assert len(parts) == 2
     parts[0].write_bytes(parts[0].read_bytes()[:300])  # cut short, as a full disk would leave it
     command = [*CADENCE, "features", str(manifest), "--store", str(tmp_path / "store"), "--inline", "--json"]
@@ -56,7 +56,7 @@ def test_a_corrupt_part_is_named_with_its_repair_and_a_corrupt_hash_cache_is_reb
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
     assert parts[0].name in run.stderr and "delete it" in run.stderr
     parts[0].unlink()
-    (store.path / "hashes.parquet").write_bytes(b"not parquet")
+    (store.path.local() / "hashes.parquet").write_bytes(b"not parquet")
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "hashes.parquet" in run.stderr, run.stderr
     summary = json.loads(run.stdout.splitlines()[-1])
@@ -145,7 +145,7 @@ def test_two_runs_on_one_store_at_once_store_each_file_once(tmp_path):
     assert sorted(code for code, _ in results) in ([0, 0], [0, 2]), results
     store = FeatureStore(store_dir, FSDD_FEATURES)
     assert len(stored_hashes(store)) == len(set(stored_hashes(store))) == 300
-    part = min(store.path.glob("part-*.parquet"))  # a part stored twice, as racing runs used to leave it
+    part = min(store.path.local().glob("part-*.parquet"))  # a part stored twice, as racing runs used to leave it
     sh.copy(part, part.with_name("part-copy.parquet"))
     store = FeatureStore(store_dir, FSDD_FEATURES)
     assert len(stored_hashes(store)) == len(set(stored_hashes(store))) == 300 == store.count_rows()
@@ -198,7 +198,7 @@ def test_a_run_killed_midway_then_rerun_stores_each_file_once(tmp_path):
                                start_new_session=True)
     store = FeatureStore(store_dir, AudioFeaturePrint(sample_rate=8000))  # FSDD's own rate, which the command takes
     deadline = time.time() + 120
-    while time.time() < deadline and not list(store.path.glob("part-*.parquet")):
+    while time.time() < deadline and not list(store.path.local().glob("part-*.parquet")):
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)  # the driver and every Ray process it started, mid-write or not
     process.wait()

@@ -8,10 +8,14 @@ name, then renamed), and its name is derived from the files it holds, so a part 
 retried task) replaces itself.  A run that is killed leaves only whole parts; the next run skips
 every file whose content hash is in them and extracts the rest.
 
-Extraction runs as plain Ray tasks, one per shard of files, rather than through Ray Data: each
-task's output is exactly one part, written atomically under a name derived from its files, which is
-what makes retries and re-runs idempotent; and the driver hashes and submits shards as it reads the
-manifest, so work starts at once and at most two tasks per CPU wait (a bounded queue).
+The store, the manifest and the audio files may be URIs of object storage (``s3://...``): every
+node reads its audio by URI, and writes nothing to its own disk.
+
+Extraction runs as plain Ray tasks, one per shard of files, each handing its rows back to the
+driver, which alone writes the store (one writer, holding the store's lock, on any filesystem):
+each shard becomes exactly one part, written atomically under a name derived from its files, which
+is what makes retries and re-runs idempotent; and the driver hashes and submits shards as it reads
+the manifest, so work starts at once and at most two tasks per CPU wait (a bounded queue).
 """
 
 from __future__ import annotations
@@ -19,49 +23,55 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import io
 import json
 import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cadence.pipelines.audio import HIGHEST_FEATURE_RATE, AudioFeaturePrint, clip_vector, feature_rate
+from cadence.pipelines.audio import HIGHEST_FEATURE_RATE, AudioFeaturePrint, audio_info, clip_vector, feature_rate
 from cadence.pipelines.errors import CadenceError, InputError
-from cadence.pipelines.files import write_parquet_atomically
+from cadence.pipelines.storage import Location, is_uri
 
 from cadence.cluster.audio.store import CLIP, ERRORS, FeatureStore, ManifestRow, feature_schema
 
 def read_manifest(manifest: str | os.PathLike) -> list[ManifestRow]:
-    """``path,label[,split]`` with a header; paths relative to the manifest's folder."""
-    m = Path(manifest)
+    """``path,label[,split]`` with a header; the manifest and its paths may be URIs, and relative
+    paths resolve against the manifest's own folder (or bucket prefix)."""
+    m = Location.of(manifest)
     try:
-        with m.open(newline="") as f:
-            reader = csv.DictReader(f)
-            fields = set(reader.fieldnames or [])
-            if not {"path", "label"} <= fields:
-                raise InputError(m, f"has columns {sorted(fields)}", "the header must be path,label[,split]")
-            folder = os.path.abspath(m.parent)
-            rows = []
-            for r in reader:
-                if not (r["path"] or "").strip() or not (r["label"] or "").strip():
-                    raise InputError(m, f"line {reader.line_num} has no {'path' if not (r['path'] or '').strip() else 'label'}"
-                                        f" ({','.join(str(v) for v in r.values() if v is not None)[:60]!r})",
-                                     "every line needs path,label[,split]; quote a field holding a comma")
-                rows.append(ManifestRow(os.path.normpath(os.path.join(folder, r["path"])), r["label"].strip(),
-                                        (r.get("split") or "train").strip()))
+        text = m.read_text()
+    except FileNotFoundError:
+        raise InputError(m, m.missing(), "give a CSV file with path,label[,split]") from None
     except OSError as e:
-        raise InputError(m, f"cannot be read ({e.strerror})", "give a CSV file with path,label[,split]") from e
-    except (UnicodeDecodeError, csv.Error) as e:
+        raise InputError(m, f"cannot be read ({e.strerror or e})", "give a CSV file with path,label[,split]") from e
+    except UnicodeDecodeError as e:
+        raise InputError(m, f"is not a readable CSV file ({e})") from e
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        fields = set(reader.fieldnames or [])
+        if not {"path", "label"} <= fields:
+            raise InputError(m, f"has columns {sorted(fields)}", "the header must be path,label[,split]")
+        rows = [_manifest_row(m, reader, r) for r in reader]
+    except csv.Error as e:
         raise InputError(m, f"is not a readable CSV file ({e})") from e
     if not rows:
         raise InputError(m, "lists no files", "add one line per audio file: path,label[,split]")
     return rows
+
+
+def _manifest_row(manifest: Location, reader: csv.DictReader, r: dict) -> ManifestRow:
+    if not (r["path"] or "").strip() or not (r["label"] or "").strip():
+        raise InputError(manifest, f"line {reader.line_num} has no {'path' if not (r['path'] or '').strip() else 'label'}"
+                                   f" ({','.join(str(v) for v in r.values() if v is not None)[:60]!r})",
+                         "every line needs path,label[,split]; quote a field holding a comma")
+    return ManifestRow(str(manifest.resolve(r["path"])), r["label"].strip(), (r.get("split") or "train").strip())
 
 
 def default_sample_rate(rows: Sequence[ManifestRow], root: str | os.PathLike, window_duration: float,
@@ -72,12 +82,10 @@ def default_sample_rate(rows: Sequence[ManifestRow], root: str | os.PathLike, wi
     Otherwise the rate follows the files as in the Python API (:func:`feature_rate`: the highest,
     at most 16 kHz), read from the headers of ``looked_at`` files spread over the manifest.
     """
-    import soundfile as sf
-
     kept = []
-    for spec in sorted(Path(root).glob("*/extractor.json")):
+    for folder in Location.of(root).folders():
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            params = json.loads(spec.read_text())["params"]
+            params = json.loads((folder / "extractor.json").read_text())["params"]
             if params["window_duration"] == window_duration and params["overlap_factor"] == overlap_factor:
                 kept.append(int(params["sample_rate"]))
     if len(set(kept)) == 1:
@@ -86,7 +94,7 @@ def default_sample_rate(rows: Sequence[ManifestRow], root: str | os.PathLike, wi
     rates = []
     for row in rows[::step]:
         with contextlib.suppress(Exception):  # a bad file is reported when it is extracted
-            rates.append(int(sf.info(row.path).samplerate))
+            rates.append(int(audio_info(row.path).samplerate))
     rate = feature_rate(rates)
     if not rates:
         return rate, "the default (no file's rate could be read)"
@@ -96,11 +104,24 @@ def default_sample_rate(rows: Sequence[ManifestRow], root: str | os.PathLike, wi
 
 
 def content_hash(path: str) -> str:
+    """SHA-256 of the file's bytes (a path or a URI, read in chunks)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    where = Location.of(path)
+    with (where.filesystem.open_input_stream(where.fs_path) if where.remote else open(path, "rb")) as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    """(size, modification time) of a file, a path or a URI; OSError when there is none."""
+    if not is_uri(path):
+        stat = os.stat(path)
+        return stat.st_size, stat.st_mtime_ns
+    stamp = Location.of(path).stamp()
+    if stamp is None:
+        raise FileNotFoundError(path)
+    return stamp
 
 
 def extract_files(rows: Sequence[tuple[ManifestRow, str]], extractor: AudioFeaturePrint) -> tuple[pa.Table, pa.Table]:
@@ -155,7 +176,7 @@ class HashCache:
         self.known: dict[tuple, str] = {}
         if self.file.exists():
             try:
-                t = pq.read_table(self.file, schema=self.SCHEMA).to_pydict()
+                t = pq.read_table(self.file.fs_path, schema=self.SCHEMA, filesystem=self.file.filesystem).to_pydict()
             except (pa.ArrowInvalid, OSError) as e:  # only a cache: hash the files again, and write it anew
                 warnings.warn(f"{self.file}: unreadable ({e}); the files are hashed again and it is rewritten",
                               stacklevel=2)
@@ -165,12 +186,11 @@ class HashCache:
     def digest(self, path: str) -> str:
         """The file's content hash; "" when it cannot be read (extraction then names the problem)."""
         try:
-            stat = os.stat(path)
-            key = (path, stat.st_size, stat.st_mtime_ns)
+            key = (path, *_stamp(path))
             if key not in self.known:
                 self.known[key] = content_hash(path)
             return self.known[key]
-        except OSError:
+        except (OSError, InputError):
             return ""
 
     def save(self) -> None:
@@ -178,7 +198,7 @@ class HashCache:
         table = pa.table({"path": [k[0] for k in keys], "size": [k[1] for k in keys],
                           "mtime_ns": [k[2] for k in keys], "content_hash": list(self.known.values())},
                          schema=self.SCHEMA)
-        write_parquet_atomically(table, self.file)
+        self.file.write_parquet(table)
 
 
 def plan(manifest_rows: Sequence[ManifestRow], store: FeatureStore, cache: HashCache | None = None,
@@ -276,13 +296,11 @@ def worth_ray(todo: Iterator[tuple[ManifestRow, str]], limit: float) -> tuple[bo
     starts extracting at once); with the files still to extract, none lost."""
     import itertools
 
-    import soundfile as sf
-
     seen, seconds = [], 0.0
     for item in todo:
         seen.append(item)
         with contextlib.suppress(Exception):  # a bad file is reported when it is extracted
-            info = sf.info(item[0].path)
+            info = audio_info(item[0].path)
             seconds += info.frames / info.samplerate
         if seconds > limit:
             return True, itertools.chain(seen, todo)
@@ -319,21 +337,29 @@ def _cpus() -> int:
 
 
 def _extract_on_ray(shards: Iterator[list], store: FeatureStore, done: Callable[[int, int, int], None]) -> None:
+    """Each shard extracted by a Ray task, which reads its audio by path or URI and hands the rows
+    back: the driver alone writes the store, so nothing lands on a worker's disk and one writer
+    holds the store's lock."""
     import ray
 
     @ray.remote(num_cpus=1, max_retries=3)
-    def extract_shard(shard: list, store: FeatureStore) -> tuple[int, int, int]:
-        rows, errors = extract_files(shard, store.extractor)
+    def extract_shard(shard: list, extractor: AudioFeaturePrint) -> tuple[pa.Table, pa.Table, int]:
+        rows, errors = extract_files(shard, extractor)
+        return rows, errors, len(shard)
+
+    def stored(ref) -> None:
+        rows, errors, files = ray.get(ref)
         store.write_part(rows, errors)
-        return rows.num_rows, errors.num_rows, len(shard)
+        done(rows.num_rows, errors.num_rows, files)
 
     limit = 2 * _cpus()  # tasks in flight: a bounded queue
     pending: list = []
+    extractor = ray.put(store.extractor)
     for shard in shards:
         if len(pending) >= limit:
             ready, pending = ray.wait(pending, num_returns=1)
-            done(*ray.get(ready[0]))
-        pending.append(extract_shard.remote(shard, store))
+            stored(ready[0])
+        pending.append(extract_shard.remote(shard, extractor))
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)
-        done(*ray.get(ready[0]))
+        stored(ready[0])

@@ -1,17 +1,16 @@
 """The feature store: a folder of Parquet parts under ``ROOT/<extractor fingerprint>/``, one
 extractor's features, written a whole part at a time (atomically) and read back in chunks.
+``ROOT`` is a local folder or a URI (``s3://bucket/features``): every node reads it the same way.
 ``cadence features`` (:mod:`cadence.cluster.audio.features`) fills it; training reads it."""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +19,8 @@ import pyarrow.parquet as pq
 
 from cadence.pipelines.audio import AudioFeaturePrint
 from cadence.pipelines.errors import InputError
-from cadence.pipelines.files import write_bytes_atomically, write_parquet_atomically
+from cadence.pipelines.locks import exclusive
+from cadence.pipelines.storage import Location, storage_errors
 
 CLIP = -1  # window_index of the row that pools a whole file's windows
 
@@ -55,30 +55,32 @@ def vectors(rows: pa.RecordBatch | pa.Table) -> np.ndarray:
 
 
 class FeatureStore:
-    """The features of one extractor under ``root``: write whole parts, read rows back in chunks."""
+    """The features of one extractor under ``root`` (a folder or a URI, :mod:`cadence.pipelines.storage`):
+    write whole parts, read rows back in chunks."""
 
-    def __init__(self, root: str | os.PathLike, extractor: AudioFeaturePrint):
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike | Location, extractor: AudioFeaturePrint):
+        self.root = Location.of(root)
         self.extractor = extractor
         self.path = self.root / extractor.fingerprint()
         self.schema = feature_schema(extractor.DIMENSION)
-        self._checked: set[str] = set()
-        self._labels: tuple[int, dict] | None = None
+        self._checked: set[Location] = set()
+        self._labels: tuple[tuple, dict] | None = None
 
     def create(self) -> FeatureStore:
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path.make_folder()
         spec = self.path / "extractor.json"
         if not spec.exists():
-            write_bytes_atomically(spec, json.dumps(self.extractor.identity(), indent=1).encode())
+            spec.write_bytes(json.dumps(self.extractor.identity(), indent=1).encode())
         return self
 
-    def _parts(self, prefix: str) -> list[str]:
+    def _parts(self, prefix: str) -> list[Location]:
         """The store's parts, each checked once to be a readable Parquet file (its footer read)."""
-        parts = sorted(str(p) for p in self.path.glob(f"{prefix}-*.parquet")) if self.path.exists() else []
+        parts = self.path.files(f"{prefix}-", ".parquet")
         for part in parts:
             if part not in self._checked:
                 try:
-                    pq.read_metadata(part)
+                    with storage_errors(part):
+                        pq.read_metadata(part.fs_path, filesystem=part.filesystem)
                 except (pa.ArrowInvalid, OSError) as e:
                     raise InputError(part, f"is not a readable Parquet part of the store ({e})",
                                      "delete it and run cadence features again: only the files it held are "
@@ -86,8 +88,13 @@ class FeatureStore:
                 self._checked.add(part)
         return parts
 
+    def _dataset(self, prefix: str, schema: pa.Schema) -> ds.Dataset:
+        parts = self._parts(prefix)
+        return ds.dataset([p.fs_path for p in parts], schema=schema, format="parquet",
+                          filesystem=self.path.filesystem)
+
     def dataset(self) -> ds.Dataset:
-        return ds.dataset(self._parts("part"), schema=self.schema, format="parquet")
+        return self._dataset("part", self.schema)
 
     def hashes(self) -> set[str]:
         """Content hashes of every file already in the store."""
@@ -98,32 +105,18 @@ class FeatureStore:
         key = hashlib.sha256("".join(sorted(set(rows.column("content_hash").to_pylist() +
                                                 errors.column("path").to_pylist()))).encode()).hexdigest()[:24]
         if rows.num_rows:
-            write_parquet_atomically(rows, self.path / f"part-{key}.parquet")
+            (self.path / f"part-{key}.parquet").write_parquet(rows)
         if errors.num_rows:
-            write_parquet_atomically(errors, self.path / f"errors-{key}.parquet")
+            (self.path / f"errors-{key}.parquet").write_parquet(errors)
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[FeatureStore]:
         """Hold the store's write lock: a second run writing the same store at once (another runner,
-        another terminal) is refused rather than storing the same files twice."""
+        another terminal, another machine) is refused rather than storing the same files twice.
+        On object storage the lock is an object made by a conditional put (:mod:`cadence.pipelines.locks`)."""
         self.create()
-        with open(self.path / ".lock", "a+") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                lock.seek(0)
-                holder = lock.read().strip() or "unknown"
-                raise InputError(self.path, f"is being written by another cadence features run (process {holder})",
-                                 "wait for it to end, then run again: only what it did not extract is "
-                                 "extracted") from None
-            lock.seek(0)
-            lock.truncate()
-            lock.write(str(os.getpid()))
-            lock.flush()
-            try:
-                yield self
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with exclusive(self.path / ".lock", "cadence features run"):
+            yield self
 
     # -- labels: the latest manifest's, kept apart from the features ------------------------------
     def write_labels(self, rows: Sequence[tuple[ManifestRow, str]]) -> None:
@@ -136,19 +129,20 @@ class FeatureStore:
         table = pa.table({"content_hash": list(seen), "path": [r.path for r in seen.values()],
                           "label": [r.label for r in seen.values()], "split": [r.split for r in seen.values()]},
                          schema=LABELS)
-        write_parquet_atomically(table, self.path / "labels.parquet")
+        (self.path / "labels.parquet").write_parquet(table)
         self._labels = None
 
     def labels(self) -> dict[str, tuple[str, str, str]] | None:
         """Content hash -> (label, split, path) from the latest manifest; None for a store written before
         labels were kept apart (its rows' own columns are used)."""
         file = self.path / "labels.parquet"
-        if not file.exists():
+        stamp = file.stamp()
+        if stamp is None:
             return None
-        stamp = file.stat().st_mtime_ns
         if self._labels is None or self._labels[0] != stamp:
             try:
-                t = pq.read_table(file, schema=LABELS).to_pydict()
+                with storage_errors(file):
+                    t = pq.read_table(file.fs_path, schema=LABELS, filesystem=file.filesystem).to_pydict()
             except (pa.ArrowInvalid, OSError) as e:
                 raise InputError(file, f"cannot be read ({e})", "run cadence features again with the manifest: "
                                                                  "it is rewritten, nothing is extracted again") from e
@@ -220,4 +214,4 @@ class FeatureStore:
         return expression & ds.field("content_hash").isin(pa.array(listed, pa.string()))
 
     def errors(self) -> pa.Table:
-        return ds.dataset(self._parts("errors"), schema=ERRORS, format="parquet").to_table()
+        return self._dataset("errors", ERRORS).to_table()

@@ -25,6 +25,7 @@ from cadence.pipelines.classifier_models import Classification, ClassifierModel,
 from cadence.pipelines.classifiers import FullyConnectedNetworkClassifier, LogisticRegressionClassifier
 from cadence.pipelines.errors import InputError
 from cadence.pipelines.events import EventHandler
+from cadence.pipelines.storage import Location
 
 from cadence.cluster.audio.settings import STOPPING, TrainSettings
 from cadence.cluster.audio.store import FeatureStore, vectors
@@ -38,12 +39,18 @@ class StoreError(InputError):
     """A feature store that cannot be trained or evaluated on."""
 
 
-def open_store(path: str | os.PathLike) -> FeatureStore:
-    """A store folder (holding ``extractor.json``), or a root holding exactly one."""
-    p = Path(path)
-    candidates = [p] if (p / "extractor.json").exists() else sorted(q.parent for q in p.glob("*/extractor.json"))
-    if not p.exists():
-        raise StoreError(p, "no such feature store", "make one with cadence features MANIFEST --store DIR")
+def open_store(path: str | os.PathLike | Location) -> FeatureStore:
+    """A store folder (holding ``extractor.json``), or a root holding exactly one; a path or a URI."""
+    p = Location.of(path)
+    p.filesystem  # an unknown scheme is named with the store's URI
+    if (p / "extractor.json").exists():
+        candidates = [p]
+    else:
+        candidates = [q for q in p.folders() if (q / "extractor.json").exists()]
+    if not candidates and not p.exists():
+        problem = p.missing() if p.remote else "no such feature store"
+        raise StoreError(p, problem.replace("no such file", "no such feature store"),
+                         "make one with cadence features MANIFEST --store DIR")
     if not candidates:
         raise StoreError(p, "holds no feature store", "make one with cadence features MANIFEST --store DIR")
     if len(candidates) > 1:
@@ -55,7 +62,7 @@ def open_store(path: str | os.PathLike) -> FeatureStore:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise StoreError(spec, f"cannot be read as the store's extractor record ({e})",
                          "it is damaged: extract the files again into a new store") from e
-    store = FeatureStore(candidates[0].parent, AudioFeaturePrint.from_identity(identity, spec))
+    store = FeatureStore(candidates[0].parent, AudioFeaturePrint.from_identity(identity, str(spec)))
     if store.path != candidates[0]:
         raise StoreError(candidates[0], f"is named for another extractor than its {spec.name} records",
                          "give the store folder cadence features made, not a renamed copy")
@@ -206,7 +213,7 @@ def _train_in_one_go(rows: _Rows, estimator: LogisticRegressionClassifier, setti
 def _train_in_chunks(rows: _Rows, estimator: FullyConnectedNetworkClassifier, settings: TrainSettings,
                      event_handler: EventHandler | None) -> TrainResult:
     """The estimator's own epoch loop, fed chunks streamed from the store and checkpointed."""
-    checkpoint = Path(settings.checkpoint_dir) / CHECKPOINT if settings.checkpoint_dir else None
+    checkpoint = Location.of(settings.checkpoint_dir) / CHECKPOINT if settings.checkpoint_dir else None
     identity = _identity(settings, rows.store) if checkpoint else {}
     model = best = progress = None
     if settings.resume and checkpoint and checkpoint.exists():
@@ -236,7 +243,8 @@ def _train_in_chunks(rows: _Rows, estimator: FullyConnectedNetworkClassifier, se
                        rows_per_second=progress.rows_per_second)
 
 
-def save_model(path: str | os.PathLike, result: TrainResult, store: FeatureStore, settings: TrainSettings) -> Path:
+def save_model(path: str | os.PathLike, result: TrainResult, store: FeatureStore,
+               settings: TrainSettings) -> Path | str:
     return modelfile.save(path, {"model": result.model}, {"extractor": store.extractor.identity(),
                                                           "level": settings.level, "metrics": result.metrics()})
 
@@ -334,7 +342,19 @@ def confusion_figure(report: dict, classes: list[str]):
 
 
 def _saved(figure, path: str | os.PathLike) -> None:
-    figure.savefig(path, dpi=100)
+    """Write the figure as a PNG at ``path`` (a path or a URI), whole."""
+    import io
+
+    data = io.BytesIO()
+    figure.savefig(data, dpi=100, format="png")
+    Location.of(path).write_bytes(data.getvalue())
+
+
+def beside(path: str | os.PathLike, suffix: str) -> str:
+    """A file named after ``path`` (a path or a URI) in its folder: model.safetensors -> model-curve.png."""
+    where = Location.of(path)
+    stem = where.name.rsplit(".", 1)[0] if "." in where.name else where.name
+    return str(where.parent / f"{stem}{suffix}") if where.remote else str(Path(path).with_name(stem + suffix))
 
 
 def predict_files(model: ClassifierModel, extractor: AudioFeaturePrint, paths: list[str],

@@ -98,7 +98,8 @@ def tune(store_path: str | os.PathLike, base: TrainSettings, given: dict[str, li
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's classic output, which verbose=0 silences
     started = time.perf_counter()
     try:
-        where = str(store.path.resolve())  # trials run in folders of their own: the path must not be relative
+        # trials run in folders of their own: a path must not be relative (a URI is read as it is)
+        where = str(store.path) if store.path.remote else os.path.abspath(store.path)
 
         def trial(config: dict) -> None:
             ray_tune.report(run_trial(where, base_settings, str(work / "models"), config["settings"]))

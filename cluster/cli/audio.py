@@ -7,10 +7,10 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 from cadence.pipelines.audio import HIGHEST_FEATURE_RATE, AudioFeaturePrint
 from cadence.pipelines.files import check_folder_exists
+from cadence.pipelines.storage import check_reachable
 
 from .options import emit, EXIT_BAD_INPUT, add_address, add_json, default, note
 
@@ -56,6 +56,7 @@ def run_features(args: argparse.Namespace) -> int:
     from cadence.cluster.audio.features import default_sample_rate, extract_corpus, read_manifest
     from cadence.cluster.audio.store import FeatureStore
 
+    check_reachable(args.store, "--store")
     rows = read_manifest(args.manifest)
     rate = args.sample_rate
     if rate is None:
@@ -112,11 +113,11 @@ def add_evaluate(commands: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from cadence.cluster.audio.train import evaluate, load_model, open_store, plot_confusion
+    from cadence.cluster.audio.train import beside, evaluate, load_model, open_store, plot_confusion
 
     model, extractor, extra = load_model(args.model)
     report = evaluate(model, open_store(args.store), args.split, extra.get("level", "clip"), extractor=extractor)
-    picture = args.confusion or str(Path(args.model).with_name(f"{Path(args.model).stem}-confusion-{args.split}.png"))
+    picture = args.confusion or beside(args.model, f"-confusion-{args.split}.png")
     plot_confusion(report, model.classes, picture)
     if args.json:
         emit(json.dumps(report | {"confusion_png": picture}))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from cadence.pipelines.classifiers import FullyConnectedNetworkClassifier
 from cadence.pipelines.errors import InputError
@@ -100,7 +99,7 @@ def add_train(commands: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from cadence.cluster.audio.train import open_store, plot_curve, save_model, train
+    from cadence.cluster.audio.train import beside, open_store, plot_curve, save_model, train
 
     classifier = CLASSIFIERS[args.classifier](**classifier_options(args)).check_params()
     check_folder_exists(args.model, "--model")
@@ -127,7 +126,7 @@ def run_train(args: argparse.Namespace) -> int:
                       "strongest within one standard error of the best; accuracy by l2: "
                       f"{', '.join(f'{k} {v:.3f}' for k, v in chosen.items())})")
     if result.history:
-        plot_curve(result.history, Path(path).with_name(Path(path).stem + "-curve.png"))
+        plot_curve(result.history, beside(path, "-curve.png"))
     metrics = result.metrics() | {"model": str(path)}
     if args.json:
         emit(json.dumps(metrics))

@@ -1,0 +1,141 @@
+"""Corpora, stores and models in object storage: everything through ``s3://`` URIs against a real S3
+API server on loopback (moto's standalone server, tests/s3server.py), as on a cluster without a
+shared disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pyarrow as pa
+import pytest
+
+from cadence.cluster.audio.features import extract_corpus
+from cadence.cluster.audio.store import FeatureStore
+from cadence.pipelines.errors import InputError
+from cadence.pipelines.storage import Location
+
+from .helpers import FSDD, cadence, corpus, names
+from .s3server import s3_server, upload
+
+FSDD_FEATURES_RATE = 8000
+
+
+@pytest.fixture(scope="module")
+def bucket():
+    with s3_server() as uri:
+        yield uri
+
+
+def test_a_location_reads_writes_and_lists_objects_and_names_what_is_wrong(bucket):
+    folder = Location.of(f"{bucket}/a/b/")
+    (folder / "one.txt").write_bytes(b"1")
+    (folder / "two.parquet").write_parquet(pa.table({"x": [1, 2]}))
+    (folder / "sub" / "three.txt").write_bytes(b"3")
+    assert str(folder) == f"{bucket}/a/b" and folder.is_dir() and (folder / "one.txt").read_bytes() == b"1"
+    assert [f.name for f in folder.files()] == ["one.txt", "two.parquet"]
+    assert [f.name for f in folder.files(suffix=".parquet")] == ["two.parquet"]
+    assert [f.name for f in folder.folders()] == ["sub"]
+    assert (folder / "manifest.csv").resolve("sub/three.txt").read_bytes() == b"3" and not (folder / "none").exists()
+    with pytest.raises(FileNotFoundError):
+        (folder / "none").read_bytes()
+    assert "bucket" in Location.of("s3://cadence-no-such-bucket/x").missing()
+    with pytest.raises(InputError, match="zz://x/y: has a scheme zz:// no filesystem knows"):
+        Location.of("zz://x/y").exists()
+
+
+def test_the_store_lock_holds_on_object_storage_and_a_dead_runs_lock_is_taken_over(bucket, monkeypatch):
+    from cadence.pipelines import locks
+
+    lock = Location.of(f"{bucket}/locked/.lock")
+    with locks.exclusive(lock, "test run"):
+        with pytest.raises(locks.LockHeld, match=f"{bucket}/locked: is being written by another test run"):
+            with locks.exclusive(lock, "test run"):
+                pass
+    with locks.exclusive(lock, "test run"):  # released on the way out
+        pass
+    lock.write_bytes(json.dumps({"host": "gone", "pid": 1, "time": time.time()}).encode())  # a run killed
+    with pytest.raises(locks.LockHeld, match="process 1 on gone"):
+        with locks.exclusive(lock, "test run"):
+            pass
+    monkeypatch.setattr(locks, "STALE", 0.0)  # ... long enough ago
+    with locks.exclusive(lock, "test run"):
+        pass
+    assert not lock.exists()
+
+
+def test_a_store_in_s3_holds_row_for_row_what_a_local_store_holds_and_extracts_only_new_files(bucket, tmp_path):
+    if not FSDD.exists():
+        pytest.skip(f"{FSDD} is absent")
+    first, later = names(20), names(20, start=2)
+    local_manifest = corpus(tmp_path / "audio", first + later, extra="missing.wav,1,train\n")
+    remote = upload(tmp_path / "audio", f"{bucket}/corpus")  # the manifest's relative paths now name objects
+    lines = local_manifest.read_text().splitlines()
+    Location.of(f"{remote}/first.csv").write_bytes(("\n".join(lines[:21]) + "\n").encode())  # the first 20 only
+    summary = extract_corpus(f"{remote}/first.csv", f"{bucket}/store", use_ray=False)
+    assert (summary.extracted, summary.skipped, summary.failed) == (20, 0, 0)
+    summary = extract_corpus(f"{remote}/manifest.csv", f"{bucket}/store", use_ray=False)
+    assert (summary.extracted, summary.skipped, summary.failed) == (len(set(later) - set(first)), 20, 1)
+    extract_corpus(local_manifest, tmp_path / "store", use_ray=False)
+
+    from cadence.pipelines.audio import AudioFeaturePrint
+
+    extractor = AudioFeaturePrint(sample_rate=FSDD_FEATURES_RATE)
+    in_s3, on_disk = FeatureStore(f"{bucket}/store", extractor), FeatureStore(tmp_path / "store", extractor)
+    columns = ["content_hash", "label", "split", "window_index", "start_time", "duration", "vector"]
+    for level in ("clip", "window"):
+        a = in_s3.table(columns, level=level).sort_by([("content_hash", "ascending"), ("window_index", "ascending")])
+        b = on_disk.table(columns, level=level).sort_by([("content_hash", "ascending"), ("window_index", "ascending")])
+        assert a.num_rows == b.num_rows > 0 and a.equals(b)
+    errors = in_s3.errors().column("error").to_pylist()
+    assert len(errors) == 1 and f"{remote}/missing.wav" in errors[0], errors
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("s3")]  # nothing written under a mangled URI
+
+
+@pytest.mark.slow
+def test_the_command_line_chain_runs_with_every_path_in_s3(bucket, tmp_path):
+    corpus(tmp_path / "audio", names(100))
+    corpus_uri = upload(tmp_path / "audio", f"{bucket}/chain/corpus")
+    store, model, checkpoints = f"{bucket}/chain/store", f"{bucket}/chain/model.safetensors", f"{bucket}/chain/ckpt"
+    first = cadence("features", f"{corpus_uri}/manifest.csv", "--store", store, "--inline", "--json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout.splitlines()[-1])["extracted"] == 100
+    again = cadence("features", f"{corpus_uri}/manifest.csv", "--store", store, "--inline", "--json")
+    assert json.loads(again.stdout.splitlines()[-1])["skipped"] == 100, again.stderr
+    trained = cadence("train", "--store", store, "--epochs", "4", "--model", model, "--checkpoint-dir", checkpoints,
+                      "--checkpoint-every", "2", "--json")
+    assert trained.returncode == 0, trained.stderr
+    assert Location.of(f"{checkpoints}/checkpoint.safetensors").exists()
+    assert Location.of(f"{bucket}/chain/model-curve.png").read_bytes()[:4] == b"\x89PNG"
+    resumed = cadence("train", "--store", store, "--epochs", "6", "--model", model, "--checkpoint-dir", checkpoints,
+                      "--resume", "--json")
+    assert resumed.returncode == 0 and json.loads(resumed.stdout.splitlines()[-1])["epochs"] == 6, resumed.stderr
+    evaluated = cadence("evaluate", "--model", model, "--store", store, "--json")
+    assert evaluated.returncode == 0 and json.loads(evaluated.stdout)["rows"] == 50, evaluated.stderr
+    assert Location.of(f"{bucket}/chain/model-confusion-test.png").exists()
+    predicted = cadence("predict", "--model", model, f"{corpus_uri}/{names(10)[3]}", "--json")
+    assert predicted.returncode == 0 and json.loads(predicted.stdout)["label"] in "0123456789", predicted.stderr
+    exported = cadence("export", "--model", model, "--out", f"{bucket}/chain/model.onnx")
+    assert exported.returncode == 0 and Location.of(f"{bucket}/chain/model.onnx").read_bytes()[:2], exported.stderr
+    assert not os.path.exists("s3:")  # a URI taken for a path would land there
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command, named", [
+    (("features", "s3://cadence-no-such-bucket/manifest.csv", "--store", "{bucket}/s"),
+     "s3://cadence-no-such-bucket/manifest.csv: its bucket does not exist"),
+    (("features", "{bucket}/chain/corpus/manifest.csv", "--store", "s3://cadence-no-such-bucket/s"),
+     "s3://cadence-no-such-bucket/s: (--store) cannot be used: its bucket cadence-no-such-bucket does not exist"),
+    (("train", "--store", "s3://cadence-no-such-bucket/s"), "s3://cadence-no-such-bucket/s: its bucket"),
+    (("train", "--store", "{bucket}/nothing-here"), "{bucket}/nothing-here: no such feature store"),
+    (("evaluate", "--model", "{bucket}/no-model.safetensors", "--store", "{bucket}/s"),
+     "{bucket}/no-model.safetensors: no such model file"),
+    (("export", "--model", "{bucket}/no-model.safetensors", "--out", "s3://cadence-no-such-bucket/m.onnx"),
+     "s3://cadence-no-such-bucket/m.onnx: (--out) cannot be written: its bucket"),
+    (("train", "--store", "zz://cadence/s"), "zz://cadence/s: has a scheme zz:// no filesystem knows"),
+])
+def test_bad_storage_input_is_named_with_exit_2_and_no_traceback(bucket, command, named):
+    run = cadence(*[part.format(bucket=bucket) for part in command])
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert named.format(bucket=bucket) in run.stderr, run.stderr
