@@ -139,3 +139,48 @@ def test_bad_storage_input_is_named_with_exit_2_and_no_traceback(bucket, command
     run = cadence(*[part.format(bucket=bucket) for part in command])
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
     assert named.format(bucket=bucket) in run.stderr, run.stderr
+
+
+@pytest.fixture(scope="module")
+def worker_apart(bucket, tmp_path_factory):
+    """A Ray of two nodes: the head (the driver's, no CPU for tasks) and a worker node of two CPUs
+    started in a working directory of its own, so a task writing to a local or relative path
+    writes where the driver never looks, as on a machine of its own.  Both see the S3 server."""
+    from cadence.cluster.bench.cluster import add_local_node, local_cluster
+    from cadence.cluster.runtime.connect import connected
+
+    apart = tmp_path_factory.mktemp("worker-node")
+    cluster = local_cluster({"num_cpus": 0})
+    here = os.getcwd()
+    try:
+        os.chdir(apart)
+        add_local_node(cluster, num_cpus=2)
+    finally:
+        os.chdir(here)
+    cluster.wait_for_nodes()
+    try:
+        with connected(cluster.address):
+            yield apart
+    finally:
+        cluster.shutdown()
+
+
+@pytest.mark.ray
+def test_extraction_on_another_node_writes_nothing_to_its_disk(worker_apart, bucket, tmp_path, monkeypatch):
+    corpus(tmp_path / "audio", names(40))
+    remote = upload(tmp_path / "audio", f"{bucket}/apart")
+    monkeypatch.chdir(tmp_path)  # the driver's working directory; the store given relative to it
+    local = extract_corpus("audio/manifest.csv", "store", files_per_task=10, use_ray=True)
+    in_s3 = extract_corpus(f"{remote}/manifest.csv", f"{bucket}/apart-store", files_per_task=10, use_ray=True)
+    assert (local.runner, local.extracted, in_s3.runner, in_s3.extracted) == ("ray", 40, "ray", 40)
+    assert sorted(os.listdir(worker_apart)) == []  # the tasks ran there and wrote nothing there
+    from cadence.pipelines.audio import AudioFeaturePrint
+
+    extractor = AudioFeaturePrint(sample_rate=FSDD_FEATURES_RATE)
+    assert len(FeatureStore(tmp_path / "store", extractor).path.files("part-")) == 4
+    columns = ["content_hash", "window_index", "vector"]
+    a = FeatureStore(f"{bucket}/apart-store", extractor).table(columns, level="window").sort_by(
+        [("content_hash", "ascending"), ("window_index", "ascending")])
+    b = FeatureStore(tmp_path / "store", extractor).table(columns, level="window").sort_by(
+        [("content_hash", "ascending"), ("window_index", "ascending")])
+    assert a.num_rows >= 40 and a.equals(b)
