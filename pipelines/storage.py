@@ -237,6 +237,14 @@ class Location:
         with contextlib.suppress(FileNotFoundError), storage_errors(self):
             self.filesystem.delete_file(self.fs_path)
 
+    def delete_folder(self) -> None:
+        """Remove an empty folder (on object stores, its marker if it has one)."""
+        with contextlib.suppress(OSError):
+            if self.remote:
+                self.filesystem.delete_dir(self.fs_path)
+            else:
+                os.rmdir(self.text)
+
     @contextlib.contextmanager
     def written(self) -> Iterator[str]:
         """A path in :attr:`filesystem` to write the whole file to; readers see it only once it is

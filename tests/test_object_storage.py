@@ -184,3 +184,24 @@ def test_extraction_on_another_node_writes_nothing_to_its_disk(worker_apart, buc
     b = FeatureStore(tmp_path / "store", extractor).table(columns, level="window").sort_by(
         [("content_hash", "ascending"), ("window_index", "ascending")])
     assert a.num_rows >= 40 and a.equals(b)
+
+
+@pytest.mark.mediapipe
+def test_count_writes_its_tables_to_s3(bucket):
+    import pyarrow.parquet as pq
+
+    from .helpers import video
+
+    out = f"{bucket}/counts/run.parquet"
+    run = cadence("count", str(video("squat_correct_016.mp4")), "--runner", "inline", "--out", out, "--json")
+    assert run.returncode == 0, run.stderr
+    counts = pq.read_table(out)
+    repetitions = pq.read_table(f"{bucket}/counts/run-repetitions.parquet")
+    assert counts.num_rows >= 1 and max(counts.column("count").to_pylist()) == json.loads(
+        run.stdout.splitlines()[-1])["count"]
+    clip = str(video("squat_correct_016.mp4"))
+    assert repetitions.num_rows >= 1 and set(repetitions.column("feed").to_pylist()) == {clip}
+    assert Location.of(f"{bucket}/counts").files() == [Location.of(f"{bucket}/counts/run-repetitions.parquet"),
+                                                       Location.of(out)]  # the parts are gone
+    refused = cadence("count", clip, "--runner", "inline", "--annotate", f"{bucket}/a.mp4")
+    assert refused.returncode == 2 and "is a URI" in refused.stderr, refused.stderr

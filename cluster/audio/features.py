@@ -68,7 +68,8 @@ def read_manifest(manifest: str | os.PathLike) -> list[ManifestRow]:
 
 def _manifest_row(manifest: Location, reader: csv.DictReader, r: dict) -> ManifestRow:
     if not (r["path"] or "").strip() or not (r["label"] or "").strip():
-        raise InputError(manifest, f"line {reader.line_num} has no {'path' if not (r['path'] or '').strip() else 'label'}"
+        lacking = "path" if not (r["path"] or "").strip() else "label"
+        raise InputError(manifest, f"line {reader.line_num} has no {lacking}"
                                    f" ({','.join(str(v) for v in r.values() if v is not None)[:60]!r})",
                          "every line needs path,label[,split]; quote a field holding a comma")
     return ManifestRow(str(manifest.resolve(r["path"])), r["label"].strip(), (r.get("split") or "train").strip())

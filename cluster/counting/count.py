@@ -23,9 +23,10 @@ from tqdm import tqdm
 from cadence.actors.schemas import REPETITION
 from cadence.pipelines.drawing import write_annotated
 from cadence.pipelines.errors import CadenceError, InputError
-from cadence.pipelines.files import check_folder_exists, write_parquet_atomically
+from cadence.pipelines.files import check_folder_exists
 from cadence.pipelines.repetitions import RepetitionCounting
 from cadence.pipelines.results import CountResult, CountUpdate
+from cadence.pipelines.storage import Location, is_uri
 from cadence.pipelines.video import is_camera, open_source, shown
 
 COUNT_TABLE = pa.schema([("feed", pa.string()), ("frame_index", pa.int64()), ("timestamp", pa.float64()),
@@ -39,16 +40,17 @@ REPETITION_TABLE = pa.schema([("feed", pa.string()), *(f for f in REPETITION if 
 class _PartialParquet:
     """Rows written as they come, each batch a whole Parquet file in ``NAME.parts/`` (every ``group``
     rows, or ``seconds`` after the first unwritten one), so a run killed outright still leaves every
-    batch written readable; closing joins the parts into ``NAME`` and removes the folder."""
+    batch written readable; closing joins the parts into ``NAME`` and removes the folder.  ``path``
+    may be a URI (``s3://...``): the parts are objects under ``NAME.parts/`` there."""
 
-    def __init__(self, path: Path, schema: pa.Schema, group: int = 256, seconds: float = 2.0):
+    def __init__(self, path: Location, schema: pa.Schema, group: int = 256, seconds: float = 2.0):
         self.path, self.schema, self.group, self.seconds = path, schema, group, seconds
-        self.parts = path.with_name(path.name + ".parts")
-        if self.parts.exists():
+        self.parts = path.parent / (path.name + ".parts")
+        if self.parts.files("part-"):
             raise InputError(self.parts, "holds the rows of an earlier run that was killed",
                              f"read them (pyarrow.dataset.dataset('{self.parts}'), or DuckDB's "
                              f"read_parquet('{self.parts}/*.parquet')), then delete the folder")
-        self.parts.mkdir()
+        self.parts.make_folder()
         self._rows: list[dict] = []
         self._since = 0.0
         self._written = 0
@@ -62,20 +64,20 @@ class _PartialParquet:
 
     def flush(self) -> None:
         if self._rows:
-            write_parquet_atomically(pa.Table.from_pylist(self._rows, schema=self.schema),
-                                     self.parts / f"part-{self._written:06d}.parquet")
+            (self.parts / f"part-{self._written:06d}.parquet").write_parquet(
+                pa.Table.from_pylist(self._rows, schema=self.schema))
             self._written += 1
             self._rows = []
 
     def close(self) -> None:
         self.flush()
-        files = sorted(self.parts.glob("part-*.parquet"))
-        table = pa.concat_tables([pq.read_table(f, schema=self.schema) for f in files]) if files \
-            else self.schema.empty_table()
-        write_parquet_atomically(table, self.path)
+        files = self.parts.files("part-", ".parquet")
+        table = pa.concat_tables([pq.read_table(f.fs_path, schema=self.schema, filesystem=f.filesystem)
+                                  for f in files]) if files else self.schema.empty_table()
+        self.path.write_parquet(table)
         for f in files:
-            f.unlink()
-        self.parts.rmdir()
+            f.delete()
+        self.parts.delete_folder()
 
 
 def _items(people: dict[str, float] | None) -> list[tuple[str, float]] | None:
@@ -89,8 +91,10 @@ class CountTable:
     duration, confidence), written as they come."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.repetitions_path = self.path.with_name(f"{self.path.stem}-repetitions{self.path.suffix or '.parquet'}")
+        self.path = Location.of(path)
+        stem, dot, suffix = self.path.name.rpartition(".")
+        stem, suffix = (stem, f".{suffix}") if dot and stem else (self.path.name, ".parquet")
+        self.repetitions_path = self.path.parent / f"{stem}-repetitions{suffix}"
         self._counts = _PartialParquet(self.path, COUNT_TABLE)
         self._repetitions = _PartialParquet(self.repetitions_path, REPETITION_TABLE)
 
@@ -204,6 +208,9 @@ def count_sources(args: argparse.Namespace, job: RepetitionCounting, emit: Calla
         raise InputError("--annotate", "draws frames in this process", "use it with --runner inline")
     if args.annotate and args.live:
         raise InputError("--annotate", "reads each video twice", "leave out --live to annotate")
+    if args.annotate and is_uri(args.annotate):
+        raise InputError(args.annotate, "(--annotate) is a URI: the annotated video is written on this machine",
+                         "give a local path, and copy the file where it should go")
     for option, path in (("--out", args.out), ("--annotate", args.annotate)):
         if path:
             check_folder_exists(path, option)
