@@ -116,6 +116,9 @@ def test_the_command_line_chain_runs_with_every_path_in_s3(bucket, tmp_path):
     assert Location.of(f"{bucket}/chain/model-confusion-test.png").exists()
     predicted = cadence("predict", "--model", model, f"{corpus_uri}/{names(10)[3]}", "--json")
     assert predicted.returncode == 0 and json.loads(predicted.stdout)["label"] in "0123456789", predicted.stderr
+    tuned = cadence("tune", "--store", store, "--classifier", "logreg", "--l2", "0.001", "0.1", "--model",
+                    f"{bucket}/chain/best.safetensors", "--json")
+    assert tuned.returncode == 0 and Location.of(f"{bucket}/chain/best.safetensors").exists(), tuned.stderr
     exported = cadence("export", "--model", model, "--out", f"{bucket}/chain/model.onnx")
     assert exported.returncode == 0 and Location.of(f"{bucket}/chain/model.onnx").read_bytes()[:2], exported.stderr
     assert not os.path.exists("s3:")  # a URI taken for a path would land there
@@ -205,3 +208,24 @@ def test_count_writes_its_tables_to_s3(bucket):
                                                        Location.of(out)]  # the parts are gone
     refused = cadence("count", clip, "--runner", "inline", "--annotate", f"{bucket}/a.mp4")
     assert refused.returncode == 2 and "is a URI" in refused.stderr, refused.stderr
+
+
+@pytest.mark.ray
+def test_tune_reads_the_store_by_uri_on_another_node_and_keeps_the_best_model_in_s3(worker_apart, bucket, tmp_path):
+    from cadence.cluster.audio.settings import TrainSettings
+    from cadence.cluster.audio.tune import tune
+    from cadence.pipelines.classifiers import LogisticRegressionClassifier
+
+    corpus(tmp_path / "audio", names(100))
+    remote = upload(tmp_path / "audio", f"{bucket}/tuned")
+    extract_corpus(f"{remote}/manifest.csv", f"{bucket}/tuned-store", use_ray=False)
+    model = f"{bucket}/tuned-models/best.safetensors"
+    result = tune(f"{bucket}/tuned-store", TrainSettings(LogisticRegressionClassifier()),
+                  {"l2_penalty": [0.001, 0.1]}, model)
+    assert len(result.trials) == 2 and not any(t.error for t in result.trials)
+    assert [f.name for f in Location.of(f"{bucket}/tuned-models").files()] == ["best.safetensors"]  # trials' gone
+    assert sorted(os.listdir(worker_apart)) == []
+    from cadence.cluster.audio.train import load_model
+
+    trained, _, extra = load_model(model)
+    assert extra["metrics"]["validation_accuracy"] == pytest.approx(result.best.validation_accuracy, abs=1e-4)

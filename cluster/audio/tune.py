@@ -2,8 +2,11 @@
 
 Every trial is one ``cadence train`` (the same :func:`~cadence.cluster.audio.train.train`, so the same
 settings give the same model) on the features already in the store: nothing is extracted again.
-Trials run in parallel, one CPU each, on every core of the local Ray or of a cluster (whose nodes
-must see the store at the same path).  The grid is the product of the values given for each
+Trials run in parallel, one CPU each, on every core of the local Ray or of a cluster: each node reads
+the store by its URI (``s3://...``), or a local store at the same path where the nodes share a disk.
+Each trial writes its model beside ``--model`` when that is a URI (every node can write there),
+else in a folder of the driver's machine; a best model that landed on another machine's disk is
+trained again here from its settings (training is deterministic).  The grid is the product of the values given for each
 setting; the best trial is the one with the highest validation accuracy, ties going to the lower
 validation loss.  Its model is written where ``--model`` says, with its settings and scores, and
 every trial's figures come back as a table.
@@ -18,12 +21,14 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cadence.pipelines.errors import CadenceError
 from cadence.pipelines.files import write_bytes_atomically
+from cadence.pipelines.storage import Location
 
 from cadence.cluster.audio.settings import DEFAULT_GRIDS, TrainSettings
 from cadence.cluster.audio.train import open_store, save_model, train
@@ -79,7 +84,7 @@ def run_trial(store_path: str, base: TrainSettings, out_dir: str, config: dict) 
     with threadpool_limits(1):  # one CPU per trial: BLAS threads would fight the other trials for the cores
         result = train(store, settings)
     name = "-".join(f"{k}={_setting(v)}" for k, v in sorted(config.items()))
-    path = save_model(Path(out_dir) / f"{name}.safetensors", result, store, settings)
+    path = save_model(Location.of(out_dir) / f"{name}.safetensors", result, store, settings)
     return {"validation_accuracy": result.validation_accuracy, "validation_loss": result.validation_loss,
             "test_accuracy": result.test_accuracy, "epochs": result.epochs,
             "seconds": time.perf_counter() - started, "model": str(path)}
@@ -89,50 +94,80 @@ def tune(store_path: str | os.PathLike, base: TrainSettings, given: dict[str, li
          on_trial: Callable[[Trial], None] | None = None) -> TuneResult:
     """Run the grid as Ray Tune trials (Ray must be connected) and write the best model to ``model_path``."""
     import ray
-    from ray import tune as ray_tune
 
     store = open_store(store_path)  # a bad store is refused before any trial starts
     configs = grid(base, given)
     base_settings = unsearched(base)
     work = Path(tempfile.mkdtemp(prefix="cadence-tune-"))
+    models = _trial_models(model_path, work)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's classic output, which verbose=0 silences
     started = time.perf_counter()
     try:
         # trials run in folders of their own: a path must not be relative (a URI is read as it is)
         where = str(store.path) if store.path.remote else os.path.abspath(store.path)
-
-        def trial(config: dict) -> None:
-            ray_tune.report(run_trial(where, base_settings, str(work / "models"), config["settings"]))
-
-        trainable = ray_tune.with_resources(trial, {"cpu": 1})
-        (work / "models").mkdir()
-        class Progress(ray_tune.Callback):  # each trial as it reports, in this process
-            def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-                if on_trial:
-                    on_trial(_trial(trial.config["settings"], result, None))
-
-        tuner = ray_tune.Tuner(
-            trainable, param_space={"settings": ray_tune.grid_search(configs)},
-            tune_config=ray_tune.TuneConfig(metric="validation_accuracy", mode="max", reuse_actors=True),
-            run_config=ray_tune.RunConfig(name="cadence-tune", storage_path=str(work / "tune"), verbose=0,
-                                          callbacks=[Progress()]))
-        with contextlib.redirect_stdout(sys.stderr):  # Tune's own tables: standard output is for results
-            outcomes = tuner.fit()
-        trials = []
-        for outcome in outcomes:
-            error = None if outcome.error is None else str(outcome.error).splitlines()[-1]
-            trials.append(_trial(outcome.config["settings"], outcome.metrics or {}, error))
-            if error and on_trial:
-                on_trial(trials[-1])
-        trials.sort(key=Trial.rank)
+        trials = _fit(where, base_settings, configs, str(models), work, on_trial)
         best = trials[0]
         if best.error:
             raise CadenceError(f"every trial failed; the first: {best.error}")
-        write_bytes_atomically(model_path, Path(best.model).read_bytes())
+        _keep_best(best, where, base_settings, model_path)
         return TuneResult(trials, best, str(model_path), time.perf_counter() - started,
                           int(ray.cluster_resources().get("CPU", 0)))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if models.remote:
+            for model in models.files():
+                model.delete()
+
+
+def _trial_models(model_path: str | os.PathLike, work: Path) -> Location:
+    """Where the trials write their models: beside a ``--model`` URI, where every node can write;
+    else a folder of this machine's."""
+    model = Location.of(model_path)
+    if model.remote:
+        return model.parent / f".{model.name}.trials-{uuid.uuid4().hex[:8]}"
+    (work / "models").mkdir()
+    return Location.of(work / "models")
+
+
+def _fit(where: str, base: TrainSettings, configs: list[dict], models: str, work: Path,
+         on_trial: Callable[[Trial], None] | None) -> list[Trial]:
+    """Every trial's figures, best first."""
+    from ray import tune as ray_tune
+
+    def trial(config: dict) -> None:
+        ray_tune.report(run_trial(where, base, models, config["settings"]))
+
+    class Progress(ray_tune.Callback):  # each trial as it reports, in this process
+        def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+            if on_trial:
+                on_trial(_trial(trial.config["settings"], result, None))
+
+    tuner = ray_tune.Tuner(
+        ray_tune.with_resources(trial, {"cpu": 1}), param_space={"settings": ray_tune.grid_search(configs)},
+        tune_config=ray_tune.TuneConfig(metric="validation_accuracy", mode="max", reuse_actors=True),
+        run_config=ray_tune.RunConfig(name="cadence-tune", storage_path=str(work / "tune"), verbose=0,
+                                      callbacks=[Progress()]))
+    with contextlib.redirect_stdout(sys.stderr):  # Tune's own tables: standard output is for results
+        outcomes = tuner.fit()
+    trials = []
+    for outcome in outcomes:
+        error = None if outcome.error is None else str(outcome.error).splitlines()[-1]
+        trials.append(_trial(outcome.config["settings"], outcome.metrics or {}, error))
+        if error and on_trial:
+            on_trial(trials[-1])
+    return sorted(trials, key=Trial.rank)
+
+
+def _keep_best(best: Trial, where: str, base: TrainSettings, model_path: str | os.PathLike) -> None:
+    """The best trial's model written to ``model_path``: copied, or trained again here when the
+    trial wrote it on another machine's disk."""
+    found = Location.of(best.model)
+    if found.exists():
+        write_bytes_atomically(model_path, found.read_bytes())
+        return
+    store = open_store(where)
+    settings = base.with_params(**best.settings)
+    save_model(model_path, train(store, settings), store, settings)
 
 
 def _trial(settings: dict, metrics: dict, error: str | None) -> Trial:

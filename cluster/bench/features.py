@@ -68,7 +68,8 @@ def librosa_seconds(paths: list[str]) -> float | None:
         return time.perf_counter() - started
 
 
-def bench_features(data: Path, hours: float, sample_rate: int, address: str | None, work: Path) -> dict:
+def bench_features(data: Path, hours: float, sample_rate: int, address: str | None, work: Path,
+                   store_uri: str | None = None) -> dict:
     import shutil
 
     from cadence.pipelines.audio import AudioFeaturePrint, clip_vector
@@ -117,7 +118,30 @@ def bench_features(data: Path, hours: float, sample_rate: int, address: str | No
         again = extract_corpus(manifest, store, extractor)
         figures["incremental_run"] = again.to_dict()
         figures["incremental_share_of_full"] = round(again.seconds / full.seconds, 3)
+        if store_uri:
+            figures |= _into_uri(first, store_uri, extractor, full)
     return figures
+
+
+def _into_uri(manifest: Path, store_uri: str, extractor, local) -> dict:
+    """The Ray run of ``manifest`` again, into a fresh store under ``store_uri`` (removed after): its
+    files per second against ``local``'s (the same run into a local folder)."""
+    import uuid
+
+    from cadence.pipelines.storage import Location, check_reachable
+
+    from cadence.cluster.audio.features import extract_corpus
+
+    check_reachable(store_uri, "--store")
+    where = Location.of(store_uri) / f"cadence-bench-{uuid.uuid4().hex[:8]}"
+    try:
+        run = extract_corpus(manifest, where, extractor)
+    finally:
+        where.filesystem.delete_dir(where.fs_path)
+    per_second = run.extracted / run.seconds
+    return {"uri_full_run": run.to_dict() | {"files_per_second": round(per_second, 1)},
+            "local_files_per_second": round(local.extracted / local.seconds, 1),
+            "uri_vs_local_folder": round(per_second / (local.extracted / local.seconds), 2)}
 
 
 def _duration(path: str) -> float:

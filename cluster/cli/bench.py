@@ -144,6 +144,9 @@ def _add_features(benches: argparse._SubParsersAction) -> None:
     features.add_argument("--sample-rate", type=int, default=8000,
                           help="feature sample rate (default %(default)s, FSDD's own)")
     _add_work(features, "the corpus and its store")
+    features.add_argument("--store", metavar="URI", default=None,
+                          help="also extract the 90%% on Ray into a fresh store under URI (s3://bucket/prefix, "
+                               "removed after) and compare its files per second with the local folder's")
     _add_bench_options(features, "fsdd/recordings/")
 
 
@@ -294,7 +297,7 @@ def run_features(args: argparse.Namespace) -> int:
 
     with _work_folder(args.work) as work:
         figures = bench_features(data_folder(args, "fsdd/recordings"), args.hours, args.sample_rate, args.address,
-                                 work)
+                                 work, args.store)
     report(args, figures)
     return 0
 
