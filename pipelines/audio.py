@@ -164,6 +164,12 @@ def _read_remote_audio(where: Location, sample_rate: int | None, buffer_duration
         data = where.read_bytes()
     except FileNotFoundError:
         raise AudioNotFoundError(where, where.missing(), "check the URI") from None
+    return audio_from_bytes(data, str(where), sample_rate, buffer_duration)
+
+
+def audio_from_bytes(data: bytes, where: str, sample_rate: int | None = None,
+                     buffer_duration: float = 1.0) -> AudioStream:
+    """An audio file's bytes (read from anywhere; ``where`` names them in errors) as :func:`read_audio`'s stream."""
     if not data:
         raise EmptyAudioError(where, "is an empty file")
     try:
@@ -174,7 +180,7 @@ def _read_remote_audio(where: Location, sample_rate: int | None, buffer_duration
     if info.frames <= 0:
         raise EmptyAudioError(where, "holds no samples")
     rate = feature_rate([info.samplerate]) if sample_rate is None else sample_rate
-    return AudioStream(str(where), info.samplerate, info.channels, info.frames, rate, buffer_duration, data)
+    return AudioStream(where, info.samplerate, info.channels, info.frames, rate, buffer_duration, data)
 
 
 def audio_info(path: str | os.PathLike):
@@ -275,9 +281,10 @@ class AudioFeaturePrint(TemporalTransformer):
             return self
         return type(self)(**{**self.get_params(), "sample_rate": rates.pop()})
 
-    def clip_features(self, path: str | os.PathLike) -> list[AudioFeature]:
-        """Every window's feature of one file (an error for a file shorter than one 25 ms analysis frame)."""
-        stream = self.read(path)
+    def clip_features(self, path: str | os.PathLike | AudioStream) -> list[AudioFeature]:
+        """Every window's feature of one file, or of a stream already opened (an error for one shorter
+        than one 25 ms analysis frame)."""
+        stream = path if isinstance(path, AudioStream) else self.read(path)
         if stream.duration < _FRAME:
             raise EmptyAudioError(path, f"holds {stream.duration * 1000:.1f} ms of audio, less than one "
                                         f"{_FRAME * 1000:.0f} ms analysis frame", "give a longer recording")

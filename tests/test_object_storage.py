@@ -229,3 +229,101 @@ def test_tune_reads_the_store_by_uri_on_another_node_and_keeps_the_best_model_in
 
     trained, _, extra = load_model(model)
     assert extra["metrics"]["validation_accuracy"] == pytest.approx(result.best.validation_accuracy, abs=1e-4)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_job_server(tmp_path):
+    """``ray start --head`` with its job server on loopback and token authentication on; yields
+    the job server's address and the environment (the token) that submits to it."""
+    import secrets
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ray = str(Path(sys.executable).parent / "ray")
+    dashboard = _free_port()
+    env = os.environ | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
+                        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # as in an activated venv
+    head = subprocess.Popen([ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port",
+                             str(_free_port()), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+                             "--include-dashboard", "true", "--num-cpus", "2", "--disable-usage-stats"],
+                            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    address = f"http://127.0.0.1:{dashboard}"
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run([ray, "job", "list", "--address", address], env=env, capture_output=True).returncode:
+            assert time.monotonic() < deadline and head.poll() is None, "the job server did not start"
+            time.sleep(1)
+        yield address, env
+    finally:
+        head.send_signal(signal.SIGTERM)  # --block: stops every process of this head
+        head.wait(timeout=60)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_training_submitted_as_a_ray_job_reads_and_writes_s3(ray_job_server, bucket, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    address, env = ray_job_server
+    corpus(tmp_path / "audio", names(100))
+    remote = upload(tmp_path / "audio", f"{bucket}/job")
+    extract_corpus(f"{remote}/manifest.csv", f"{bucket}/job-store", use_ray=False)
+    working = tmp_path / "job"  # what --working-dir uploads (README: the project's folder)
+    working.mkdir()
+    submit = [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", address, "--working-dir",
+              str(working), "--", "cadence", "train", "--store", f"{bucket}/job-store",
+              "--classifier", "logreg", "--model", f"{bucket}/job-model.safetensors", "--json"]
+    job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=300)
+    assert job.returncode == 0 and "succeeded" in job.stdout + job.stderr, job.stdout[-2000:] + job.stderr[-2000:]
+    from cadence.cluster.audio.train import load_model
+
+    _, _, extra = load_model(f"{bucket}/job-model.safetensors")
+    assert extra["metrics"]["classifier"] == "logistic_regression"
+    refused = subprocess.run(submit, env=env | {"RAY_AUTH_TOKEN": "not-the-token"}, capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode != 0 and "token" in (refused.stdout + refused.stderr).lower()
+
+
+@pytest.mark.slow
+def test_permission_denied_and_a_store_of_another_version_are_named(bucket, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from .helpers import CADENCE, ROOT
+
+    port = _free_port()  # a second S3 server that refuses every request: credentials it does not know
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              env=os.environ | {"INITIAL_NO_AUTH_ACTION_COUNT": "0"}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        denied = os.environ | {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+        for _ in range(50):
+            run = subprocess.run([*CADENCE, "train", "--store", "s3://guarded/store"], cwd=ROOT, env=denied,
+                                 capture_output=True, text=True, timeout=120)
+            if "cannot be reached" not in run.stderr:
+                break
+            time.sleep(0.2)  # the server is still starting
+        assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+        assert "s3://guarded/store" in run.stderr and "permission denied" in run.stderr and "AWS_PROFILE" in run.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    newer = Location.of(f"{bucket}/newer/AudioFeaturePrint-0123456789abcdef/extractor.json")
+    newer.write_bytes(json.dumps({"class": "AudioFeaturePrint", "params": {"window_duration": 0.975,
+                                  "overlap_factor": 0.5, "sample_rate": 8000}, "fingerprint": "x"}).encode())
+    run = cadence("train", "--store", f"{bucket}/newer")
+    assert run.returncode == 2 and "holds features of another AudioFeaturePrint version" in run.stderr, run.stderr
+    assert str(newer) in run.stderr

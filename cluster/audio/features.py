@@ -35,7 +35,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cadence.pipelines.audio import HIGHEST_FEATURE_RATE, AudioFeaturePrint, audio_info, clip_vector, feature_rate
+from cadence.pipelines.audio import (HIGHEST_FEATURE_RATE, AudioFeaturePrint, audio_from_bytes, audio_info,
+                                     clip_vector, feature_rate)
 from cadence.pipelines.errors import CadenceError, InputError
 from cadence.pipelines.storage import Location, is_uri
 
@@ -125,14 +126,17 @@ def _stamp(path: str) -> tuple[int, int]:
     return stamp
 
 
-def extract_files(rows: Sequence[tuple[ManifestRow, str]], extractor: AudioFeaturePrint) -> tuple[pa.Table, pa.Table]:
-    """Feature rows (every window, then the clip) of each file, and an error row per bad file."""
+def extract_files(rows: Sequence[tuple[ManifestRow, str]], extractor: AudioFeaturePrint,
+                  contents: Sequence[bytes] | None = None) -> tuple[pa.Table, pa.Table]:
+    """Feature rows (every window, then the clip) of each file, and an error row per bad file; with
+    ``contents``, each file's bytes, already read (as Ray Data reads them)."""
     schema = feature_schema(extractor.DIMENSION)
     out: dict[str, list] = {name: [] for name in schema.names}
     errors: dict[str, list] = {name: [] for name in ERRORS.names}
-    for row, digest in rows:
+    for k, (row, digest) in enumerate(rows):
         try:
-            features = extractor.clip_features(row.path)
+            source = row.path if contents is None else audio_from_bytes(contents[k], row.path, extractor.sample_rate)
+            features = extractor.clip_features(source)
             if not features:
                 raise InputError(row.path, "gave no audio window")
             clip = (CLIP, 0.0, sum(f.duration for f in features), clip_vector(features))
