@@ -259,8 +259,9 @@ def ray_job_server(tmp_path):
                             env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     address = f"http://127.0.0.1:{dashboard}"
     try:
-        deadline = time.monotonic() + 60
-        while subprocess.run([ray, "job", "list", "--address", address], env=env, capture_output=True).returncode:
+        deadline = time.monotonic() + 90
+        ready = [ray, "job", "submit", "--address", address, "--", "true"]  # answers once an agent takes jobs
+        while subprocess.run(ready, env=env, capture_output=True, timeout=120).returncode:
             assert time.monotonic() < deadline and head.poll() is None, "the job server did not start"
             time.sleep(1)
         yield address, env
