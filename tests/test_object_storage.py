@@ -9,6 +9,7 @@ import os
 import time
 
 import pyarrow as pa
+import pyarrow.parquet  # noqa: F401 - pa.parquet
 import pytest
 
 from cadence.cluster.audio.features import extract_corpus
@@ -253,8 +254,11 @@ def ray_job_server(tmp_path):
     dashboard = _free_port()
     env = os.environ | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
                         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # as in an activated venv
-    head = subprocess.Popen([ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port",
-                             str(_free_port()), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+    ports = [f"--{name}={_free_port()}" for name in ("port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                     "metrics-export-port", "runtime-env-agent-port",
+                                                     "ray-client-server-port")]  # none of another Ray's defaults
+    head = subprocess.Popen([ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", *ports,
+                             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
                              "--include-dashboard", "true", "--num-cpus", "2", "--disable-usage-stats"],
                             env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     address = f"http://127.0.0.1:{dashboard}"
@@ -328,3 +332,26 @@ def test_permission_denied_and_a_store_of_another_version_are_named(bucket, tmp_
     run = cadence("train", "--store", f"{bucket}/newer")
     assert run.returncode == 2 and "holds features of another AudioFeaturePrint version" in run.stderr, run.stderr
     assert str(newer) in run.stderr
+
+
+def test_a_copy_in_object_storage_is_stored_once_and_its_hashes_are_kept(bucket, tmp_path):
+    if not FSDD.exists():
+        pytest.skip(f"{FSDD} is absent")
+    folder = Location.of(f"{bucket}/copies")
+    one, other = names(10)[:2]
+    (folder / "a.wav").write_bytes((FSDD / one).read_bytes())
+    (folder / "copy-of-a.wav").write_bytes((FSDD / one).read_bytes())  # hashed only when a task reads it
+    (folder / "b.wav").write_bytes((FSDD / other).read_bytes())
+    (folder / "manifest.csv").write_bytes(b"path,label\na.wav,0\ncopy-of-a.wav,0\nb.wav,1\n")
+    summary = extract_corpus(f"{folder}/manifest.csv", f"{bucket}/copies-store", use_ray=False)
+    assert (summary.extracted, summary.skipped, summary.failed) == (2, 1, 0)
+    from cadence.cluster.audio.train import open_store
+
+    store = open_store(f"{bucket}/copies-store")
+    hashes = store.table(["content_hash"]).column("content_hash").to_pylist()
+    assert len(hashes) == len(set(hashes)) == 2
+    cached = pa.parquet.read_table((store.path / "hashes.parquet").fs_path, filesystem=store.path.filesystem)
+    assert sorted(cached.column("path").to_pylist()) == sorted(str(folder / n) for n in ("a.wav", "b.wav",
+                                                                                         "copy-of-a.wav"))
+    again = extract_corpus(f"{folder}/manifest.csv", f"{bucket}/copies-store", use_ray=False)
+    assert (again.extracted, again.skipped) == (0, 3)

@@ -15,127 +15,49 @@ Extraction runs as plain Ray tasks, one per shard of files, each handing its row
 driver, which alone writes the store (one writer, holding the store's lock, on any filesystem):
 each shard becomes exactly one part, written atomically under a name derived from its files, which
 is what makes retries and re-runs idempotent; and the driver hashes and submits shards as it reads
-the manifest, so work starts at once and at most two tasks per CPU wait (a bounded queue).
+the manifest, so work starts at once and at most two tasks per CPU wait (a bounded queue).  A new
+file in object storage is hashed by the task that reads it (one read, not two), and the driver
+leaves out any whose content it has stored already.  The corpus's side (manifest, hashes, reading
+ahead from object storage) is :mod:`cadence.cluster.audio.corpus`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
-import io
-import json
 import os
 import time
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from cadence.pipelines.audio import (HIGHEST_FEATURE_RATE, AudioFeaturePrint, audio_from_bytes, audio_info,
-                                     clip_vector, feature_rate)
+from cadence.pipelines.audio import AudioFeaturePrint, audio_from_bytes, clip_vector
 from cadence.pipelines.errors import CadenceError, InputError
-from cadence.pipelines.storage import Location, is_uri
 
+from cadence.cluster.audio.corpus import (  # noqa: F401 - read_manifest, default_sample_rate, content_hash: here too
+    Durations, HashCache, content_hash, default_sample_rate, fetched, read_manifest)
 from cadence.cluster.audio.store import CLIP, ERRORS, FeatureStore, ManifestRow, feature_schema
 
-def read_manifest(manifest: str | os.PathLike) -> list[ManifestRow]:
-    """``path,label[,split]`` with a header; the manifest and its paths may be URIs, and relative
-    paths resolve against the manifest's own folder (or bucket prefix)."""
-    m = Location.of(manifest)
-    try:
-        text = m.read_text()
-    except FileNotFoundError:
-        raise InputError(m, m.missing(), "give a CSV file with path,label[,split]") from None
-    except OSError as e:
-        raise InputError(m, f"cannot be read ({e.strerror or e})", "give a CSV file with path,label[,split]") from e
-    except UnicodeDecodeError as e:
-        raise InputError(m, f"is not a readable CSV file ({e})") from e
-    try:
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        fields = set(reader.fieldnames or [])
-        if not {"path", "label"} <= fields:
-            raise InputError(m, f"has columns {sorted(fields)}", "the header must be path,label[,split]")
-        rows = [_manifest_row(m, reader, r) for r in reader]
-    except csv.Error as e:
-        raise InputError(m, f"is not a readable CSV file ({e})") from e
-    if not rows:
-        raise InputError(m, "lists no files", "add one line per audio file: path,label[,split]")
-    return rows
 
-
-def _manifest_row(manifest: Location, reader: csv.DictReader, r: dict) -> ManifestRow:
-    if not (r["path"] or "").strip() or not (r["label"] or "").strip():
-        lacking = "path" if not (r["path"] or "").strip() else "label"
-        raise InputError(manifest, f"line {reader.line_num} has no {lacking}"
-                                   f" ({','.join(str(v) for v in r.values() if v is not None)[:60]!r})",
-                         "every line needs path,label[,split]; quote a field holding a comma")
-    return ManifestRow(str(manifest.resolve(r["path"])), r["label"].strip(), (r.get("split") or "train").strip())
-
-
-def default_sample_rate(rows: Sequence[ManifestRow], root: str | os.PathLike, window_duration: float,
-                        overlap_factor: float, looked_at: int = 1000) -> tuple[int, str]:
-    """The rate to extract at when none is given, and why.
-
-    A store already under ``root`` for these windows keeps its rate (so a re-run adds to it).
-    Otherwise the rate follows the files as in the Python API (:func:`feature_rate`: the highest,
-    at most 16 kHz), read from the headers of ``looked_at`` files spread over the manifest.
-    """
-    kept = []
-    for folder in Location.of(root).folders():
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            params = json.loads((folder / "extractor.json").read_text())["params"]
-            if params["window_duration"] == window_duration and params["overlap_factor"] == overlap_factor:
-                kept.append(int(params["sample_rate"]))
-    if len(set(kept)) == 1:
-        return kept[0], f"the rate of the store already in {root}"
-    step = max(1, len(rows) // looked_at)
-    rates = []
-    for row in rows[::step]:
-        with contextlib.suppress(Exception):  # a bad file is reported when it is extracted
-            rates.append(int(audio_info(row.path).samplerate))
-    rate = feature_rate(rates)
-    if not rates:
-        return rate, "the default (no file's rate could be read)"
-    if max(rates) > rate:
-        return rate, f"the most features use (files at up to {max(rates)} Hz)"
-    return rate, f"the files' own rate ({HIGHEST_FEATURE_RATE} Hz is the most features use; resampling up adds nothing)"
-
-
-def content_hash(path: str) -> str:
-    """SHA-256 of the file's bytes (a path or a URI, read in chunks)."""
-    digest = hashlib.sha256()
-    where = Location.of(path)
-    with (where.filesystem.open_input_stream(where.fs_path) if where.remote else open(path, "rb")) as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _stamp(path: str) -> tuple[int, int]:
-    """(size, modification time) of a file, a path or a URI; OSError when there is none."""
-    if not is_uri(path):
-        stat = os.stat(path)
-        return stat.st_size, stat.st_mtime_ns
-    stamp = Location.of(path).stamp()
-    if stamp is None:
-        raise FileNotFoundError(path)
-    return stamp
-
-
-def extract_files(rows: Sequence[tuple[ManifestRow, str]], extractor: AudioFeaturePrint,
-                  contents: Sequence[bytes] | None = None) -> tuple[pa.Table, pa.Table]:
-    """Feature rows (every window, then the clip) of each file, and an error row per bad file; with
-    ``contents``, each file's bytes, already read (as Ray Data reads them)."""
+def extract_files(rows: Sequence[tuple[ManifestRow, str | None]], extractor: AudioFeaturePrint,
+                  contents: Iterable[bytes | None | Exception] | None = None) -> tuple[pa.Table, pa.Table]:
+    """Feature rows (every window, then the clip) of each file, and an error row per bad file.  Files
+    in object storage are read ahead, a few at once (:func:`~.corpus.fetched`), unless ``contents``
+    gives each file's bytes already read (as Ray Data reads them); a file without a hash (None) is
+    hashed here, from the bytes it is read from."""
     schema = feature_schema(extractor.DIMENSION)
     out: dict[str, list] = {name: [] for name in schema.names}
     errors: dict[str, list] = {name: [] for name in ERRORS.names}
-    for k, (row, digest) in enumerate(rows):
+    contents = fetched(row.path for row, _ in rows) if contents is None else contents
+    for (row, digest), data in zip(rows, contents):
         try:
-            source = row.path if contents is None else audio_from_bytes(contents[k], row.path, extractor.sample_rate)
+            if isinstance(data, Exception):
+                raise data
+            if digest is None:
+                digest = content_hash(row.path) if data is None else hashlib.sha256(data).hexdigest()
+            source = row.path if data is None else audio_from_bytes(data, row.path, extractor.sample_rate)
             features = extractor.clip_features(source)
             if not features:
                 raise InputError(row.path, "gave no audio window")
@@ -169,48 +91,12 @@ class ExtractionSummary:
                 "seconds": round(self.seconds, 3), "store": self.store, "runner": self.runner}
 
 
-class HashCache:
-    """Content hashes by (path, size, modification time), kept in the store, so a re-run reads only
-    new or changed files instead of hashing the whole corpus again."""
-
-    SCHEMA = pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
-                        ("content_hash", pa.string())])
-
-    def __init__(self, store: FeatureStore):
-        self.file = store.path / "hashes.parquet"
-        self.known: dict[tuple, str] = {}
-        if self.file.exists():
-            try:
-                t = pq.read_table(self.file.fs_path, schema=self.SCHEMA, filesystem=self.file.filesystem).to_pydict()
-            except (pa.ArrowInvalid, OSError) as e:  # only a cache: hash the files again, and write it anew
-                warnings.warn(f"{self.file}: unreadable ({e}); the files are hashed again and it is rewritten",
-                              stacklevel=2)
-                return
-            self.known = {(p, s, m): h for p, s, m, h in zip(t["path"], t["size"], t["mtime_ns"], t["content_hash"])}
-
-    def digest(self, path: str) -> str:
-        """The file's content hash; "" when it cannot be read (extraction then names the problem)."""
-        try:
-            key = (path, *_stamp(path))
-            if key not in self.known:
-                self.known[key] = content_hash(path)
-            return self.known[key]
-        except (OSError, InputError):
-            return ""
-
-    def save(self) -> None:
-        keys = list(self.known)
-        table = pa.table({"path": [k[0] for k in keys], "size": [k[1] for k in keys],
-                          "mtime_ns": [k[2] for k in keys], "content_hash": list(self.known.values())},
-                         schema=self.SCHEMA)
-        self.file.write_parquet(table)
-
-
 def plan(manifest_rows: Sequence[ManifestRow], store: FeatureStore, cache: HashCache | None = None,
-         skipped: Callable[[], None] = lambda: None) -> Iterator[tuple[ManifestRow, str]]:
-    """The files still to extract, with their content hashes ("" when unreadable), as they are hashed
-    (a generator: extraction starts before the whole corpus is read); ``skipped`` is called for each
-    file whose content is already in the store or listed twice."""
+         skipped: Callable[[], None] = lambda: None) -> Iterator[tuple[ManifestRow, str | None]]:
+    """The files still to extract, with their content hashes ("" when unreadable, None for a new file
+    in object storage, hashed as it is extracted), as they are hashed (a generator: extraction starts
+    before the whole corpus is read); ``skipped`` is called for each file whose content is already
+    in the store or listed twice."""
     done = store.hashes()
     cache = cache or HashCache(store)
     for row in manifest_rows:
@@ -268,10 +154,11 @@ def extract_corpus(manifest: str | os.PathLike | Sequence[ManifestRow], store_ro
         if use_ray is None and _ray_connected():
             use_ray = True  # the caller joined a cluster for this
         elif use_ray is None:
-            use_ray, todo = worth_ray(todo, ray_break_even(extractor.sample_rate, os.cpu_count() or 1))
+            use_ray, todo = worth_ray(todo, ray_break_even(extractor.sample_rate, os.cpu_count() or 1),
+                                      Durations(cache.stamps))
         summary.runner = "ray" if use_ray else "inline"
         try:
-            _extract(todo, store, len(rows), use_ray, files_per_task, done)
+            _extract(todo, len(rows), use_ray, files_per_task, _Writer(store, cache, done, skip))
         finally:
             cache.save()
         store.write_labels([(row, cache.digest(row.path)) for row in rows])  # the labels follow this manifest
@@ -295,38 +182,67 @@ def ray_break_even(sample_rate: int, cpus: int) -> float:
     return RAY_START_SECONDS / gain * ONE_PROCESS_SPEED * 8000 / sample_rate
 
 
-def worth_ray(todo: Iterator[tuple[ManifestRow, str]], limit: float) -> tuple[bool, Iterator]:
+def worth_ray(todo: Iterator[tuple[ManifestRow, str | None]], limit: float,
+              durations: Callable[[str], float] | None = None) -> tuple[bool, Iterator]:
     """Whether the files still to extract hold more than ``limit`` seconds of audio (see
     :func:`ray_break_even`), looking only as far ahead as it takes to know (so a large corpus
     starts extracting at once); with the files still to extract, none lost."""
     import itertools
 
+    from cadence.cluster.audio.corpus import Stamps
+
+    durations = durations or Durations(Stamps())
     seen, seconds = [], 0.0
     for item in todo:
         seen.append(item)
         with contextlib.suppress(Exception):  # a bad file is reported when it is extracted
-            info = audio_info(item[0].path)
-            seconds += info.frames / info.samplerate
+            seconds += durations(item[0].path)
         if seconds > limit:
             return True, itertools.chain(seen, todo)
     return False, iter(seen)
 
 
-def _extract(todo: Iterator, store: FeatureStore, files: int, use_ray: bool, files_per_task: int | None,
-             done: Callable[[int, int, int], None]) -> None:
+class _Writer:
+    """The driver's side of extraction, the store's one writer: each shard's rows as a part, less any
+    file whose content is stored already (a copy, found only once its task hashed it), and the
+    hashes the tasks found kept in the cache."""
+
+    def __init__(self, store: FeatureStore, cache: HashCache, done: Callable[[int, int, int], None],
+                 skip: Callable[[], None]):
+        self.store, self.cache, self.done, self.skip = store, cache, done, skip
+        self.written = store.hashes()
+
+    def __call__(self, rows: pa.Table, errors: pa.Table, files: int) -> None:
+        paths, hashes = rows.column("path").to_pylist(), rows.column("content_hash").to_pylist()
+        first: dict[str, str] = {}
+        for path, digest in zip(paths, hashes):
+            first.setdefault(digest, path)
+        keep = [digest not in self.written and first[digest] == path for path, digest in zip(paths, hashes)]
+        copies = len({path for path, kept in zip(paths, keep) if not kept})
+        if copies:
+            rows = rows.filter(pa.array(keep))
+        for path, digest in set(zip(paths, hashes)):
+            self.cache.learn(path, digest)
+        self.written.update(hashes)
+        self.store.write_part(rows, errors)
+        for _ in range(copies):
+            self.skip()
+        self.done(rows.num_rows, errors.num_rows, files - copies)
+
+
+def _extract(todo: Iterator, files: int, use_ray: bool, files_per_task: int | None, write: _Writer) -> None:
     """Extract the files of ``todo``: on Ray (the connected cluster, or a local one started for
     this), or in this process."""
     if not use_ray:
         for shard in _shards(todo, files_per_task or min(1024, max(16, files // 8))):
-            table, errors = extract_files(shard, store.extractor)
-            store.write_part(table, errors)
-            done(table.num_rows, errors.num_rows, len(shard))
+            table, errors = extract_files(shard, write.store.extractor)
+            write(table, errors, len(shard))
         return
     from cadence.cluster.runtime.connect import connected
 
     with contextlib.nullcontext() if _ray_connected() else connected():
         size = files_per_task or min(1024, max(16, files // (8 * _cpus())))
-        _extract_on_ray(_shards(todo, size), store, done)
+        _extract_on_ray(_shards(todo, size), write)
 
 
 def _ray_connected() -> bool:
@@ -341,7 +257,7 @@ def _cpus() -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-def _extract_on_ray(shards: Iterator[list], store: FeatureStore, done: Callable[[int, int, int], None]) -> None:
+def _extract_on_ray(shards: Iterator[list], write: _Writer) -> None:
     """Each shard extracted by a Ray task, which reads its audio by path or URI and hands the rows
     back: the driver alone writes the store, so nothing lands on a worker's disk and one writer
     holds the store's lock."""
@@ -353,13 +269,11 @@ def _extract_on_ray(shards: Iterator[list], store: FeatureStore, done: Callable[
         return rows, errors, len(shard)
 
     def stored(ref) -> None:
-        rows, errors, files = ray.get(ref)
-        store.write_part(rows, errors)
-        done(rows.num_rows, errors.num_rows, files)
+        write(*ray.get(ref))
 
     limit = 2 * _cpus()  # tasks in flight: a bounded queue
     pending: list = []
-    extractor = ray.put(store.extractor)
+    extractor = ray.put(write.store.extractor)
     for shard in shards:
         if len(pending) >= limit:
             ready, pending = ray.wait(pending, num_returns=1)
