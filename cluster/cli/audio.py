@@ -24,10 +24,12 @@ def add_features(commands: argparse._SubParsersAction) -> None:
                     "in the store are skipped, so a re-run extracts only new files; bad files are listed in "
                     "the store's errors table and never stop the job.",
         epilog="MANIFEST is a CSV file with a header path,label[,split]; paths are relative to its folder, split "
-               "defaults to train. Exit status: 0 when every file was extracted or skipped, 2 when some failed "
+               "defaults to train. The manifest, its files and the store may be URIs (s3://, gs://, abfs://, "
+               "hdfs://), credentials from the filesystem's usual places (AWS_ENDPOINT_URL for MinIO and the like). Exit status: 0 when every file was extracted or skipped, 2 when some failed "
                "or the manifest is unusable, 130 on Ctrl-C (what was extracted is kept).")
     features.add_argument("manifest", metavar="MANIFEST.csv")
-    features.add_argument("--store", required=True, metavar="DIR", help="the feature store's folder")
+    features.add_argument("--store", required=True, metavar="DIR",
+                          help="the feature store's folder, or a URI (s3://bucket/features: every node reads it)")
     features.add_argument("--window-duration", type=float, default=default(AudioFeaturePrint, "window_duration"),
                           help="seconds per feature window, 0.5..15 (default %(default)s)")
     features.add_argument("--overlap-factor", type=float, default=default(AudioFeaturePrint, "overlap_factor"),
@@ -105,7 +107,7 @@ def add_evaluate(commands: argparse._SubParsersAction) -> None:
                                    description="Print accuracy and per-class precision/recall/F1 of MODEL on one "
                                                "split of a feature store, and write a confusion-matrix PNG.")
     evaluate.add_argument("--model", required=True, metavar="M")
-    evaluate.add_argument("--store", required=True, metavar="DIR")
+    evaluate.add_argument("--store", required=True, metavar="DIR", help="the feature store: a folder or a URI")
     evaluate.add_argument("--split", default="test", help="default %(default)s")
     evaluate.add_argument("--confusion", metavar="PNG", help="default: M-confusion-SPLIT.png")
     add_json(evaluate, "the report")
@@ -135,7 +137,7 @@ def add_predict(commands: argparse._SubParsersAction) -> None:
                                   description="Print the label and its probability for each audio file, "
                                               "extracting features with the model's own extractor.")
     predict.add_argument("--model", required=True, metavar="M")
-    predict.add_argument("files", nargs="+", metavar="FILE")
+    predict.add_argument("files", nargs="+", metavar="FILE", help="audio files: paths or URIs (s3://...)")
     add_json(predict, "one object per file")
     predict.add_argument("--windows", action="store_true",
                          help="also label each window on its own (window_duration long, overlapping as the "
@@ -176,7 +178,7 @@ def add_export(commands: argparse._SubParsersAction) -> None:
                     "extractor's parameters and the classes travel in the file's metadata ('cadence', JSON).")
     export.add_argument("--model", required=True, metavar="M", help="a model file from cadence train or tune")
     export.add_argument("--format", choices=FORMATS, default="onnx", help="default %(default)s")
-    export.add_argument("--out", required=True, metavar="FILE", help="the file to write (exactly this path)")
+    export.add_argument("--out", required=True, metavar="FILE", help="the file to write (exactly this path or URI)")
     export.set_defaults(run=run_export)
 
 

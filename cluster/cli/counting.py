@@ -49,7 +49,8 @@ def add_count(commands: argparse._SubParsersAction) -> None:
     count.add_argument("--out", metavar="FILE.parquet",
                        help="write every count update (feed, frame_index, timestamp, count, people) as a Parquet table, "
                             "and every counted repetition to FILE-repetitions.parquet beside it (rows are kept "
-                            "in FILE.parquet.parts/ as they come, readable even after a kill, and joined at the end)")
+                            "in FILE.parquet.parts/ as they come, readable even after a kill, and joined at the end); "
+                            "a path or a URI (s3://bucket/counts.parquet)")
     count.add_argument("--runner", choices=("ray", "inline"), default=None,
                        help="ray: every feed at once through Ray actors with bounded queues, each feed read, posed "
                             "and counted on one node of the cluster (the one with the most pose capacity left), so "

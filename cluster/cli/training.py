@@ -38,7 +38,7 @@ def _shown(parameter: str) -> str:
 def _add_classifier(parser: argparse.ArgumentParser, searched: tuple[str, ...] = ()) -> None:
     """--store, --classifier, --seed, --l2 and the mlp's options; those setting a parameter in
     ``searched`` take several values."""
-    parser.add_argument("--store", required=True, metavar="DIR", help="the feature store (or the folder holding it)")
+    parser.add_argument("--store", required=True, metavar="DIR", help="the feature store (or the folder holding it): a path or a URI")
     parser.add_argument("--classifier", choices=tuple(CLASSIFIERS), default=TrainSettings().name,
                         help="default %(default)s")
     parser.add_argument("--seed", type=int, default=None, dest="random_seed", metavar="N",
@@ -86,14 +86,15 @@ def add_train(commands: argparse._SubParsersAction) -> None:
     _add_classifier(train)
     train.add_argument("--chunk-size", type=positive, default=default(TrainSettings, "chunk_size"),
                        help="rows read and updated at a time (default %(default)s)")
-    train.add_argument("--checkpoint-dir", metavar="D", help="write D/checkpoint.safetensors (atomically)")
+    train.add_argument("--checkpoint-dir", metavar="D",
+                       help="write D/checkpoint.safetensors (atomically; D may be a URI such as s3://bucket/ckpt)")
     train.add_argument("--checkpoint-every", type=positive, default=default(TrainSettings, "checkpoint_every"),
                        metavar="E", help="epochs between checkpoints (default %(default)s)")
     train.add_argument("--resume", action="store_true", help="continue from D/checkpoint.safetensors")
     train.add_argument("--model", default="model.safetensors", metavar="OUT",
                        help="where to write the model, exactly this file, in safetensors with the extractor's "
                             "parameters and the labels as metadata (default %(default)s); the curve goes to "
-                            "OUT-curve.png")
+                            "OUT-curve.png. A path or a URI (s3://bucket/models/digits.safetensors)")
     add_json(train, "the final metrics")
     train.set_defaults(run=run_train)
 
@@ -150,7 +151,8 @@ def add_tune(commands: argparse._SubParsersAction) -> None:
                     f"mlp {DEFAULT_GRIDS['mlp']}.")
     _add_classifier(tune, searched=SEARCHED)
     tune.add_argument("--model", default="best.safetensors", metavar="OUT",
-                      help="where the best trial's model goes (default %(default)s)")
+                      help="where the best trial's model goes (default %(default)s); a URI lets trials on "
+                           "every node write their models beside it")
     add_address(tune)
     add_json(tune, "the trials and the best")
     tune.set_defaults(run=run_tune)
