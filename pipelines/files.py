@@ -45,10 +45,3 @@ def write_parquet_atomically(table, path: str | os.PathLike) -> None:
 
     Location.of(path).write_parquet(table)
 
-
-def check_folder_exists(path: str | os.PathLike, option: str) -> None:
-    """Refuse, before any work, an output ``path`` (a path or a URI) whose folder does not exist, or
-    whose bucket cannot be reached (``option`` names it)."""
-    from .storage import check_writable_folder
-
-    check_writable_folder(path, option)

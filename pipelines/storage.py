@@ -127,6 +127,23 @@ class Location:
         return posixpath.basename(self.key) if self.remote else os.path.basename(self.text)
 
     @property
+    def stem(self) -> str:
+        """The name less its last suffix: ``model`` of ``model.safetensors``."""
+        stem, dot, _ = self.name.rpartition(".")
+        return stem if dot and stem else self.name
+
+    @property
+    def suffix(self) -> str:
+        """The name's last suffix with its dot (``.safetensors``), or ""."""
+        return self.name[len(self.stem):]
+
+    def beside(self, suffix: str) -> Location:
+        """A file in the same folder named after this one: ``model.safetensors`` and ``-curve.png``
+        give ``model-curve.png``."""
+        return self.parent / f"{self.stem}{suffix}" if self.remote else Location(
+            os.path.join(os.path.dirname(self.text), f"{self.stem}{suffix}"))
+
+    @property
     def parent(self) -> Location:
         if self.remote:
             return Location(f"{self.scheme}://{self.authority}/{posixpath.dirname(self.key)}")

@@ -352,9 +352,7 @@ def _saved(figure, path: str | os.PathLike) -> None:
 
 def beside(path: str | os.PathLike, suffix: str) -> str:
     """A file named after ``path`` (a path or a URI) in its folder: model.safetensors -> model-curve.png."""
-    where = Location.of(path)
-    stem = where.name.rsplit(".", 1)[0] if "." in where.name else where.name
-    return str(where.parent / f"{stem}{suffix}") if where.remote else str(Path(path).with_name(stem + suffix))
+    return str(Location.of(path).beside(suffix))
 
 
 def predict_files(model: ClassifierModel, extractor: AudioFeaturePrint, paths: list[str],

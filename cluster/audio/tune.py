@@ -6,8 +6,8 @@ Trials run in parallel, one CPU each, on every core of the local Ray or of a clu
 the store by its URI (``s3://...``), or a local store at the same path where the nodes share a disk.
 Each trial writes its model beside ``--model`` when that is a URI (every node can write there),
 else in a folder of the driver's machine; a best model that landed on another machine's disk is
-trained again here from its settings (training is deterministic).  The grid is the product of the values given for each
-setting; the best trial is the one with the highest validation accuracy, ties going to the lower
+trained again here from its settings (training is deterministic).  The grid is the product of the
+values given for each setting; the best trial is the one with the highest validation accuracy, ties going to the lower
 validation loss.  Its model is written where ``--model`` says, with its settings and scores, and
 every trial's figures come back as a table.
 """

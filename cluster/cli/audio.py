@@ -9,8 +9,7 @@ import sys
 import time
 
 from cadence.pipelines.audio import HIGHEST_FEATURE_RATE, AudioFeaturePrint
-from cadence.pipelines.files import check_folder_exists
-from cadence.pipelines.storage import check_reachable
+from cadence.pipelines.storage import check_reachable, check_writable_folder
 
 from .options import emit, EXIT_BAD_INPUT, add_address, add_json, default, note
 
@@ -187,7 +186,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     from cadence.cluster.audio.train import load_model
 
-    check_folder_exists(args.out, "--out")
+    check_writable_folder(args.out, "--out")
     model, extractor, extra = load_model(args.model)
     path = export(model, args.out, args.format,
                   {"extractor": extractor.identity(), "level": extra.get("level", "clip")})

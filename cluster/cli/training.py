@@ -11,7 +11,7 @@ import json
 
 from cadence.pipelines.classifiers import FullyConnectedNetworkClassifier
 from cadence.pipelines.errors import InputError
-from cadence.pipelines.files import check_folder_exists
+from cadence.pipelines.storage import check_writable_folder
 
 from cadence.cluster.audio.settings import CLASSIFIERS, DEFAULT_GRIDS, SEARCHED, TrainSettings
 
@@ -103,7 +103,7 @@ def run_train(args: argparse.Namespace) -> int:
     from cadence.cluster.audio.train import beside, open_store, plot_curve, save_model, train
 
     classifier = CLASSIFIERS[args.classifier](**classifier_options(args)).check_params()
-    check_folder_exists(args.model, "--model")
+    check_writable_folder(args.model, "--model")
     settings = TrainSettings(classifier, chunk_size=args.chunk_size, checkpoint_dir=args.checkpoint_dir,
                              checkpoint_every=args.checkpoint_every, resume=args.resume)
 
@@ -174,7 +174,7 @@ def run_tune(args: argparse.Namespace) -> int:
         shown = "failed" if trial.error else f"validation accuracy {trial.validation_accuracy:.4f}"
         note("tune", f"trial {trial.settings}: {shown}")
 
-    check_folder_exists(args.model, "--model")
+    check_writable_folder(args.model, "--model")
     with connected(args.address) as cluster:
         note("tune", f"trials on {cluster['cpus']} CPUs ({cluster['address']})")
         result = tune(args.store, base, values, args.model, on_trial)

@@ -23,10 +23,9 @@ from tqdm import tqdm
 from cadence.actors.schemas import REPETITION
 from cadence.pipelines.drawing import write_annotated
 from cadence.pipelines.errors import CadenceError, InputError
-from cadence.pipelines.files import check_folder_exists
 from cadence.pipelines.repetitions import RepetitionCounting
 from cadence.pipelines.results import CountResult, CountUpdate
-from cadence.pipelines.storage import Location, is_uri
+from cadence.pipelines.storage import Location, check_writable_folder, is_uri
 from cadence.pipelines.video import is_camera, open_source, shown
 
 COUNT_TABLE = pa.schema([("feed", pa.string()), ("frame_index", pa.int64()), ("timestamp", pa.float64()),
@@ -92,9 +91,7 @@ class CountTable:
 
     def __init__(self, path: str | Path):
         self.path = Location.of(path)
-        stem, dot, suffix = self.path.name.rpartition(".")
-        stem, suffix = (stem, f".{suffix}") if dot and stem else (self.path.name, ".parquet")
-        self.repetitions_path = self.path.parent / f"{stem}-repetitions{suffix}"
+        self.repetitions_path = self.path.beside(f"-repetitions{self.path.suffix or '.parquet'}")
         self._counts = _PartialParquet(self.path, COUNT_TABLE)
         self._repetitions = _PartialParquet(self.repetitions_path, REPETITION_TABLE)
 
@@ -213,7 +210,7 @@ def count_sources(args: argparse.Namespace, job: RepetitionCounting, emit: Calla
                          "give a local path, and copy the file where it should go")
     for option, path in (("--out", args.out), ("--annotate", args.annotate)):
         if path:
-            check_folder_exists(path, option)
+            check_writable_folder(path, option)
     table = CountTable(args.out) if args.out else None
     try:
         with tqdm(total=None, unit="frame", leave=False, file=sys.stderr, disable=None) as bar:
