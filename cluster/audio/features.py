@@ -92,12 +92,13 @@ class ExtractionSummary:
 
 
 def plan(manifest_rows: Sequence[ManifestRow], store: FeatureStore, cache: HashCache | None = None,
-         skipped: Callable[[], None] = lambda: None) -> Iterator[tuple[ManifestRow, str | None]]:
+         skipped: Callable[[], None] = lambda: None,
+         stored: set[str] | None = None) -> Iterator[tuple[ManifestRow, str | None]]:
     """The files still to extract, with their content hashes ("" when unreadable, None for a new file
     in object storage, hashed as it is extracted), as they are hashed (a generator: extraction starts
     before the whole corpus is read); ``skipped`` is called for each file whose content is already
-    in the store or listed twice."""
-    done = store.hashes()
+    in the store (``stored``, read from it when not given) or listed twice."""
+    done = set(store.hashes() if stored is None else stored)
     cache = cache or HashCache(store)
     for row in manifest_rows:
         digest = cache.digest(row.path)
@@ -150,7 +151,8 @@ def extract_corpus(manifest: str | os.PathLike | Sequence[ManifestRow], store_ro
 
     with store.writing():
         cache = HashCache(store)
-        todo = plan(rows, store, cache, skip)
+        write = _Writer(store, cache, done, skip)
+        todo = plan(rows, store, cache, skip, stored=write.written)
         if use_ray is None and _ray_connected():
             use_ray = True  # the caller joined a cluster for this
         elif use_ray is None:
@@ -158,7 +160,7 @@ def extract_corpus(manifest: str | os.PathLike | Sequence[ManifestRow], store_ro
                                       Durations(cache.stamps))
         summary.runner = "ray" if use_ray else "inline"
         try:
-            _extract(todo, len(rows), use_ray, files_per_task, _Writer(store, cache, done, skip))
+            _extract(todo, len(rows), use_ray, files_per_task, write)
         finally:
             cache.save()
         store.write_labels([(row, cache.digest(row.path)) for row in rows])  # the labels follow this manifest
