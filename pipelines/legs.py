@@ -17,6 +17,13 @@ legs), which is jitter rather than motion, and one smaller than the set's confir
 ``rhythm_ratio``, a wiggle at a turning point.  A leg no later leg matched is **rejected** and adds
 nothing.
 
+Confirmed legs make **sets**: a leg joins the current set if it is alike with one of the last two
+confirmed legs (or lies between the set's legs), else it begins a new set.  A set is established
+at ``_SET`` legs (a repetition and a half); until then its legs are held.  A set that ends before
+(a **lone** set: a single cycle, say) is a set-up move when it is next to an established set,
+before or after it, and slower than that set's legs (picking a bar up, putting it down), and adds
+nothing; else it counts (a single squat between rests, a first repetition done quickly).
+
 Only confirmed legs add to the count, half a repetition each (the first of a run adds the way from
 where tracking began, too: half a repetition for a way as large as that first leg, less for a run
 that began mid-way), so the count never goes down, and what is still uncertain waits until
@@ -37,6 +44,7 @@ _RECENT = 8  # legs kept: enough for every judgement, which looks back at most t
 _ROUGHER = 3.0  # a leg this many times rougher than the set's confirmed ones is jitter, not motion
 _CLOSED = 0.35  # a leg ending this near (share of its size) where the leg before began closes a cycle
 _WHOLE = 0.9  # a way into a run this near its first leg's size is whole (the counter's _STILL: at its turn)
+_SET = 3  # confirmed legs alike in a row that make a set: until then its legs are held, not counted
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,8 @@ class Leg:
     agreement: float = 0.0  # how alike it was with the leg it matched, in (0, 1]
     closure: float = 1e9  # how far it ended from where the leg before it began, as a share of its size
     way_in: int = -1  # the first leg of a run: where the way into the run began to move
+    held: bool = False  # confirmed in a set not yet established: its credit waits (see LegBook._join_set)
+    group: int = -1  # the set it was confirmed in (numbered in the stream)
 
     @property
     def duration(self) -> int:
@@ -103,6 +113,11 @@ class LegBook:
         self.rep_agreements: list[float] = []
         self.made_upto = -1  # legs ending up to here are in the repetitions made (or rejected)
         self.made: list[Repetition] = []  # made as their legs left the recent ones, not reported yet
+        self.group = 0  # the current set's number
+        self.set_legs = 0  # its confirmed legs (alike in a row)
+        self.sets = 0  # sets established in the stream
+        self.after_set = False  # the set before the current one was established
+        self.limbo = -1  # a lone set before the current one, waiting on whether the current one is established
 
     # -- what the tracker reports -----------------------------------------------------------
     def add(self, leg: Leg) -> None:
@@ -130,14 +145,14 @@ class LegBook:
                     leg.state = "rejected"
         legs = self._run(run)
         if legs and legs[-1].state == "confirmed" and in_progress > 0:
-            self._credit(Leg(legs[-1].end, end, 0.0, run, 0.0, state="confirmed", agreement=legs[-1].agreement),
-                         in_progress)
+            self._credit(Leg(legs[-1].end, end, 0.0, run, 0.0, state="confirmed", agreement=legs[-1].agreement,
+                             held=legs[-1].held, group=legs[-1].group), in_progress)
 
     def final(self, run: int, in_progress: float, begin: int, end: int) -> list[Repetition]:
         """The stream has ended; the repetitions it completes are returned.  Too short to judge (fewer than three legs, none confirmed): every
         leg, the way into it and the leg in progress (from ``begin`` without a leg) count, with no
         evidence (confidence 0.5)."""
-        if self.total < 3 and self.credited == 0:
+        if self.total < 3 and self.credited == 0 and not any(leg.held for leg in self.legs):
             for leg in self.legs:
                 leg.state, leg.agreement = "confirmed", 0.5
                 self._credit(leg, 0.5 + ((self.start_fraction or 0.0) if leg.first else 0.0))
@@ -149,10 +164,13 @@ class LegBook:
             self.start_fraction = None
         else:
             self.close_run(run, in_progress, end)
+            if 0 < self.set_legs < _SET:  # the last set, lone: a put-down move after a set, else a repetition
+                self._settle(self.group, keep=not (self.after_set and self._set_up_move(self.group, self.group - 1)))
+            self._settle(self.limbo, keep=True)  # (if the last set had been established, it was settled then)
         return self._report(final=True)
 
     def last_confirmed(self) -> bool:
-        return bool(self.legs) and self.legs[-1].state == "confirmed"
+        return bool(self.legs) and self.legs[-1].state == "confirmed" and not self.legs[-1].held
 
     def repetitions(self) -> list[Repetition]:
         """The repetitions completed since the last call."""
@@ -166,6 +184,8 @@ class LegBook:
         """Add to the recent legs; the oldest, when it leaves them, is first made into repetitions
         (a window can hold more legs than are kept: jumping jacks take ten frames a leg)."""
         if len(self.legs) == self.legs.maxlen:
+            if self.legs[0].held:  # decided now: lone as far as the recent legs tell
+                self._settle(self.legs[0].group, keep=self.legs[0].group == self.limbo or not self.after_set)
             self.made += self._make_repetitions()
         self.legs.append(leg)
 
@@ -224,6 +244,7 @@ class LegBook:
         leg.agreement = max(leg.agreement, self._agreement(leg, match))
         if leg.state == "confirmed":
             return
+        self._join_set(leg)
         leg.state = "confirmed"
         credit = 0.5
         if leg.first and self.start_fraction is not None:
@@ -239,9 +260,64 @@ class LegBook:
             return self.start_fraction or 0.0  # as measured when it ended (against the leg before)
         return 0.5 * min(1.0, self.start_size / (_WHOLE * max(first.size, 1e-9)))
 
+    def _join_set(self, leg: Leg) -> None:
+        """A leg about to be confirmed joins the current set if it is alike with one of the last two
+        confirmed legs or lies between the set's legs (a leg matched one repetition later, when
+        the way down and the way up differ in tempo); else it begins a new set.  A set is
+        established at ``_SET`` legs; until then its legs are held (see :meth:`_next_set`)."""
+        confirmed = [d for d in self.legs if d.state == "confirmed" and d is not leg][-2:]
+        inside = bool(confirmed) and leg.end <= confirmed[-1].end
+        if not inside and not any(self._agreement(d, leg) > 0 for d in confirmed):
+            self._next_set()
+        self.set_legs += 1
+        leg.group, leg.held = self.group, self.set_legs < _SET
+        if self.set_legs == _SET:
+            self._settle(self.group, keep=True)
+            self._settle(self.limbo, keep=not self._set_up_move(self.limbo, self.group))
+            self.limbo = -1
+            self.sets += 1
+
+    def _next_set(self) -> None:
+        """The current set ends.  If it is lone (never established), it is a set-up move when next
+        to an established set, before or after it, and else a repetition of its own (a single
+        squat between rests): so one right after a set is rejected now, and one after a lone set
+        waits on the next set, while the lone set before it counts."""
+        if self.set_legs:
+            established = self.set_legs >= _SET
+            if not established:
+                self._settle(self.limbo, keep=True)
+                self.limbo = -1
+                if self.after_set:
+                    self._settle(self.group, keep=not self._set_up_move(self.group, self.group - 1))
+                else:
+                    self.limbo = self.group
+            self.after_set = established
+        self.group += 1
+        self.set_legs = 0
+
+    def _set_up_move(self, lone: int, established: int) -> bool:
+        """A lone set beside an established one is a set-up move (picking a bar up, putting it
+        down, getting into position) when its legs are slower than the set's; a faster one is a
+        repetition done quickly."""
+        held = [d.duration for d in self.legs if d.group == lone and d.held]
+        legs = [d.duration for d in self.legs if d.group == established and d.state == "confirmed" and not d.held]
+        return not held or not legs or float(np.median(held)) > float(np.median(legs))
+
+    def _settle(self, group: int, keep: bool) -> None:
+        """The held legs of set ``group`` count (``keep``) or are rejected."""
+        for held in [d for d in self.legs if d.held and d.group == group]:
+            held.held = False
+            if keep:
+                self.credited += held.credit
+            else:
+                held.state, held.credit = "rejected", 0.0
+        if group == self.limbo:
+            self.limbo = -1
+
     def _credit(self, leg: Leg, credit: float) -> None:
         leg.credit += credit
-        self.credited += credit
+        if not leg.held:
+            self.credited += credit
         if leg not in self.legs:  # the leg in progress at a run's end: kept for the repetitions
             self._keep(leg)
 
@@ -252,7 +328,7 @@ class LegBook:
         for leg in sorted(self.legs, key=lambda d: d.end):
             if leg.end <= self.made_upto:
                 continue
-            if leg.state == "pending" and not final:
+            if (leg.state == "pending" or leg.held) and not final:
                 break
             self.made_upto = leg.end
             if leg.state != "confirmed":

@@ -97,6 +97,19 @@ def test_a_set_begun_from_a_standstill_counts_its_first_descent(window, stride):
 
 
 @BOTH_WINDOWS
+@pytest.mark.parametrize("reps,period", [(8, 40), (6, 30)])
+def test_a_slow_move_before_the_set_is_not_a_repetition(window, stride, reps, period):
+    """Down and up once, slowly (4 s, 60 % of the depth), a second still, then the set: the move
+    is a set of one cycle, unlike the set's tempo, and counts nothing (it counted 1 before sets).
+    Alone in a stream, the same move is the only set there is and counts 1."""
+    move = np.arccos(1 - 2 * 0.6) * 0.5 * (1 - np.cos(2 * np.pi * np.arange(120) / 119))
+    set_ = 2 * np.pi * np.arange(reps * period) / period
+    count = stream_count(squatting_person(np.concatenate([move, np.zeros(30), set_])), window, stride)
+    assert count == pytest.approx(reps, abs=0.25)
+    assert stream_count(squatting_person(np.concatenate([move, np.zeros(30)])), window, stride) == pytest.approx(1)
+
+
+@BOTH_WINDOWS
 def test_each_repetition_is_reported_where_it_happened(window, stride):
     """Ten squats of 50 frames after 60 still ones: repetition k runs from about frame 60 + 50 (k - 1)
     to 60 + 50 k (the first one from where its descent began), each reported once, in order."""
