@@ -63,6 +63,7 @@ from .temporal import Window, poses_in
 _DIRECTIONS = 8  # principal directions kept in the distance; later ones weigh (s_i / s_0)^2 ~ 0
 _BACK = 0.75  # share of the threshold the body must come back toward the anchor for a turn
 _STILL = 0.1  # share of a leg's size within which the body is still at its turning point
+_WAIT = 8.0  # seconds a lone cycle waits on a set to come (a second still, then 1.5 repetitions of up to 4 s)
 _JOLT_RATE = 30.0  # jolts are measured per (1/30 s) squared, the rate the roughness limit was set at
 _RANGE = 10  # the motion's range runs from this percentile of the recent frames to its complement
 _BLAS = ThreadpoolController()  # the directions' eigendecomposition (74 x 74) runs on one thread
@@ -223,6 +224,7 @@ class _CounterSession(TemporalSession):
             self._remeasure_leg()
             self._run(self.tracker, self.pending)
             self.pending = []
+            self.tracker.book.settle_waiting(self.tracker.t, round(_WAIT * self.p.rate))  # (in poses)
             self.count = max(self.count, self._estimate(self.tracker))
         else:  # too few frames to trust the directions yet: a provisional count, state untouched
             provisional = copy.deepcopy(self.tracker)

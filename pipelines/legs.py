@@ -115,9 +115,9 @@ class LegBook:
         self.made: list[Repetition] = []  # made as their legs left the recent ones, not reported yet
         self.group = 0  # the current set's number
         self.set_legs = 0  # its confirmed legs (alike in a row)
-        self.sets = 0  # sets established in the stream
         self.after_set = False  # the set before the current one was established
         self.limbo = -1  # a lone set before the current one, waiting on whether the current one is established
+        self.held_since = -1  # the stream index since which legs have been held
 
     # -- what the tracker reports -----------------------------------------------------------
     def add(self, leg: Leg) -> None:
@@ -164,10 +164,29 @@ class LegBook:
             self.start_fraction = None
         else:
             self.close_run(run, in_progress, end)
-            if 0 < self.set_legs < _SET:  # the last set, lone: a put-down move after a set, else a repetition
-                self._settle(self.group, keep=not (self.after_set and self._set_up_move(self.group, self.group - 1)))
-            self._settle(self.limbo, keep=True)  # (if the last set had been established, it was settled then)
+            self.settle_lone()
         return self._report(final=True)
+
+    def settle_lone(self) -> None:
+        """Decide what waits as if nothing came next (the stream ended, or the body has been still
+        for a while): the current set, if lone, is a put-down move when it follows a set and is
+        slower than it, else a repetition; a lone set before it counts."""
+        if 0 < self.set_legs < _SET:
+            self._settle(self.group, keep=not (self.after_set and self._set_up_move(self.group, self.group - 1)))
+        self._settle(self.limbo, keep=True)  # (had the current set been established, it was settled then)
+
+    def settle_waiting(self, now: int, wait: int) -> None:
+        """Legs held for ``wait`` stream indexes (since ``now`` was first seen with legs held) are
+        decided as if nothing came next: a lone cycle shows within seconds, not only once the
+        next set is established or the stream ends (a set's own first legs are established well
+        within that unless its legs last seconds each)."""
+        if not any(leg.held for leg in self.legs):
+            self.held_since = -1
+        elif self.held_since < 0:
+            self.held_since = now
+        elif now - self.held_since >= wait:
+            self.settle_lone()
+            self.held_since = -1
 
     def last_confirmed(self) -> bool:
         return bool(self.legs) and self.legs[-1].state == "confirmed" and not self.legs[-1].held
@@ -184,8 +203,9 @@ class LegBook:
         """Add to the recent legs; the oldest, when it leaves them, is first made into repetitions
         (a window can hold more legs than are kept: jumping jacks take ten frames a leg)."""
         if len(self.legs) == self.legs.maxlen:
+            lone = self.legs[0].group
             if self.legs[0].held:  # decided now: lone as far as the recent legs tell
-                self._settle(self.legs[0].group, keep=self.legs[0].group == self.limbo or not self.after_set)
+                self._settle(lone, keep=lone == self.limbo or not (self.after_set and self._set_up_move(lone, lone - 1)))
             self.made += self._make_repetitions()
         self.legs.append(leg)
 
@@ -275,7 +295,6 @@ class LegBook:
             self._settle(self.group, keep=True)
             self._settle(self.limbo, keep=not self._set_up_move(self.limbo, self.group))
             self.limbo = -1
-            self.sets += 1
 
     def _next_set(self) -> None:
         """The current set ends.  If it is lone (never established), it is a set-up move when next

@@ -69,6 +69,24 @@ def write_video_cut_short(path: Path) -> Path:
     return path
 
 
+def write_video_played_again(path: Path, name: str, times: int = 3) -> Path:
+    """A real clip played ``times`` times over in one video (MJPG at 30 fps): a set long enough
+    for a live count to climb while it plays (the counter shows a set's first repetition with
+    its second)."""
+    import cv2
+
+    from cadence import read_video
+
+    frames = [frame.image for frame in read_video(video(name))]
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (width, height))
+    for _ in range(times):
+        for image in frames:
+            writer.write(image)
+    writer.release()
+    return path
+
+
 def write_video_without_people(path: Path, frames: int = 20) -> Path:
     """A real video of trees: the left edge of the jumping-jack clip, where nobody stands."""
     from cadence import read_video

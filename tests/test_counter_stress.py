@@ -215,7 +215,7 @@ def test_a_panning_zooming_camera_moves_the_count_little(rate):
 @pytest.mark.slow
 @pytest.mark.parametrize("rate", RATES)
 def test_set_up_moves_before_and_after_the_set(rate):
-    """Measured: +0.223 at every frame, +0.204 at 15 a second (+0.264 and +0.237 before sets: a
+    """Measured: +0.218 at every frame, +0.202 at 15 a second (+0.264 and +0.237 before sets: a
     lone slow cycle beside a set no longer counts), the counter's weak spot (issue 33 wants it
     at 0.08): most of the rise is three sequences whose first repetition lasts 4 to 10 s, so the
     move lasts 10 to 26 s and the counter counts its wiggles.  The bound keeps it from growing."""
