@@ -22,7 +22,9 @@ confirmed legs (or lies between the set's legs), else it begins a new set.  A se
 at ``_SET`` legs (a repetition and a half); until then its legs are held.  A set that ends before
 (a **lone** set: a single cycle, say) is a set-up move when it is next to an established set,
 before or after it, and slower than that set's legs (picking a bar up, putting it down), and adds
-nothing; else it counts (a single squat between rests, a first repetition done quickly).
+nothing; else it counts (a single squat between rests, a first repetition done quickly).  Legs
+held a while (the counter's ``_WAIT``, 8 s) are decided as if nothing came next, so a lone cycle
+shows live.
 
 Only confirmed legs add to the count, half a repetition each (the first of a run adds the way from
 where tracking began, too: half a repetition for a way as large as that first leg, less for a run
@@ -168,11 +170,10 @@ class LegBook:
         return self._report(final=True)
 
     def settle_lone(self) -> None:
-        """Decide what waits as if nothing came next (the stream ended, or the body has been still
-        for a while): the current set, if lone, is a put-down move when it follows a set and is
-        slower than it, else a repetition; a lone set before it counts."""
+        """Decide what waits as if nothing came next (the stream ended, or legs were held too long):
+        the current set, if lone, counts unless it is a put-down move; a lone set before it counts."""
         if 0 < self.set_legs < _SET:
-            self._settle(self.group, keep=not (self.after_set and self._set_up_move(self.group, self.group - 1)))
+            self._settle(self.group, keep=self._lone_counts(self.group))
         self._settle(self.limbo, keep=True)  # (had the current set been established, it was settled then)
 
     def settle_waiting(self, now: int, wait: int) -> None:
@@ -205,7 +206,7 @@ class LegBook:
         if len(self.legs) == self.legs.maxlen:
             lone = self.legs[0].group
             if self.legs[0].held:  # decided now: lone as far as the recent legs tell
-                self._settle(lone, keep=lone == self.limbo or not (self.after_set and self._set_up_move(lone, lone - 1)))
+                self._settle(lone, keep=lone == self.limbo or self._lone_counts(lone))
             self.made += self._make_repetitions()
         self.legs.append(leg)
 
@@ -307,12 +308,16 @@ class LegBook:
                 self._settle(self.limbo, keep=True)
                 self.limbo = -1
                 if self.after_set:
-                    self._settle(self.group, keep=not self._set_up_move(self.group, self.group - 1))
+                    self._settle(self.group, keep=self._lone_counts(self.group))
                 else:
                     self.limbo = self.group
             self.after_set = established
         self.group += 1
         self.set_legs = 0
+
+    def _lone_counts(self, group: int) -> bool:
+        """The current set, lone, counts unless it follows an established set as a set-up move."""
+        return not (self.after_set and self._set_up_move(group, group - 1))
 
     def _set_up_move(self, lone: int, established: int) -> bool:
         """A lone set beside an established one is a set-up move (picking a bar up, putting it
