@@ -295,7 +295,6 @@ class LegBook:
         if self.set_legs == _SET:
             self._settle(self.group, keep=True)
             self._settle(self.limbo, keep=not self._set_up_move(self.limbo, self.group))
-            self.limbo = -1
 
     def _next_set(self) -> None:
         """The current set ends.  If it is lone (never established), it is a set-up move when next
@@ -306,7 +305,6 @@ class LegBook:
             established = self.set_legs >= _SET
             if not established:
                 self._settle(self.limbo, keep=True)
-                self.limbo = -1
                 if self.after_set:
                     self._settle(self.group, keep=self._lone_counts(self.group))
                 else:
@@ -328,7 +326,7 @@ class LegBook:
         return not held or not legs or float(np.median(held)) > float(np.median(legs))
 
     def _settle(self, group: int, keep: bool) -> None:
-        """The held legs of set ``group`` count (``keep``) or are rejected."""
+        """The held legs of set ``group`` count (``keep``) or are rejected; a set in limbo leaves it."""
         for held in [d for d in self.legs if d.held and d.group == group]:
             held.held = False
             if keep:

@@ -350,11 +350,6 @@ def _saved(figure, path: str | os.PathLike) -> None:
     Location.of(path).write_bytes(data.getvalue())
 
 
-def beside(path: str | os.PathLike, suffix: str) -> str:
-    """A file named after ``path`` (a path or a URI) in its folder: model.safetensors -> model-curve.png."""
-    return str(Location.of(path).beside(suffix))
-
-
 def predict_files(model: ClassifierModel, extractor: AudioFeaturePrint, paths: list[str],
                   on_result: Callable[[str, object], None], windows: bool = False) -> int:
     """Classify each file with the model's own extractor (its windows pooled, as in training), and

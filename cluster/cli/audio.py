@@ -9,7 +9,7 @@ import sys
 import time
 
 from cadence.pipelines.audio import HIGHEST_FEATURE_RATE, AudioFeaturePrint
-from cadence.pipelines.storage import check_reachable, check_writable_folder
+from cadence.pipelines.storage import Location, check_reachable, check_writable_folder
 
 from .options import emit, EXIT_BAD_INPUT, add_address, add_json, default, note
 
@@ -114,11 +114,11 @@ def add_evaluate(commands: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from cadence.cluster.audio.train import beside, evaluate, load_model, open_store, plot_confusion
+    from cadence.cluster.audio.train import evaluate, load_model, open_store, plot_confusion
 
     model, extractor, extra = load_model(args.model)
     report = evaluate(model, open_store(args.store), args.split, extra.get("level", "clip"), extractor=extractor)
-    picture = args.confusion or beside(args.model, f"-confusion-{args.split}.png")
+    picture = args.confusion or str(Location.of(args.model).beside(f"-confusion-{args.split}.png"))
     plot_confusion(report, model.classes, picture)
     if args.json:
         emit(json.dumps(report | {"confusion_png": picture}))

@@ -11,7 +11,7 @@ import json
 
 from cadence.pipelines.classifiers import FullyConnectedNetworkClassifier
 from cadence.pipelines.errors import InputError
-from cadence.pipelines.storage import check_writable_folder
+from cadence.pipelines.storage import Location, check_writable_folder
 
 from cadence.cluster.audio.settings import CLASSIFIERS, DEFAULT_GRIDS, SEARCHED, TrainSettings
 
@@ -100,7 +100,7 @@ def add_train(commands: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from cadence.cluster.audio.train import beside, open_store, plot_curve, save_model, train
+    from cadence.cluster.audio.train import open_store, plot_curve, save_model, train
 
     classifier = CLASSIFIERS[args.classifier](**classifier_options(args)).check_params()
     check_writable_folder(args.model, "--model")
@@ -127,7 +127,7 @@ def run_train(args: argparse.Namespace) -> int:
                       "strongest within one standard error of the best; accuracy by l2: "
                       f"{', '.join(f'{k} {v:.3f}' for k, v in chosen.items())})")
     if result.history:
-        plot_curve(result.history, beside(path, "-curve.png"))
+        plot_curve(result.history, str(Location.of(path).beside("-curve.png")))
     metrics = result.metrics() | {"model": str(path)}
     if args.json:
         emit(json.dumps(metrics))
