@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from .base import in_thread
+from .capture import Capture
 from .errors import CameraError, EmptyVideoError, InputError, InvalidVideoError, VideoNotFoundError
 from .shots import Shots, numbered_shots
 from .temporal import frame_step
@@ -48,12 +49,6 @@ class _ThreadedAsyncIteration:
 
     def __aiter__(self) -> AsyncIterator[Frame]:
         return in_thread(self)
-
-
-def _open(source: str | int) -> cv2.VideoCapture:
-    if isinstance(source, int):
-        return cv2.VideoCapture(source)
-    return cv2.VideoCapture(str(source), cv2.CAP_FFMPEG)
 
 
 class VideoStream(_ThreadedAsyncIteration):
@@ -87,14 +82,15 @@ class VideoStream(_ThreadedAsyncIteration):
     def frames(self, start: int = 0, step: int = 1) -> Iterator[Frame]:
         """The frames from index ``start`` on whose index is a multiple of ``step`` (see
         :func:`~.temporal.frame_step`), their shots counted from there.  Frames not given are
-        decoded but never converted to images or copied: a feed resumed after a restart gets back
-        to where it was quickly, and a step of 2 costs less than every frame."""
+        decoded (a Motion JPEG file's not even that, see :mod:`.capture`) but never converted to
+        images or copied: a feed resumed after a restart gets back to where it was quickly, and a
+        step of 2 costs less than every frame."""
         return numbered_shots(self._frames(start, step))
 
     def _frames(self, start: int, step: int, first: int = 0) -> Iterator[Frame]:
         """(``first``: the index this file's first frame has in a longer stream, which ``step`` counts in.)"""
         self.warnings.clear()
-        capture = _open(self.path)
+        capture = Capture(self.path)
         try:
             index = self.position = 0
             while index < start and capture.grab():
@@ -144,7 +140,7 @@ def read_video(path: str | os.PathLike) -> VideoStream:
         raise InvalidVideoError(path, "is not readable", "check its permissions")
     if p.stat().st_size == 0:
         raise EmptyVideoError(path, "is an empty file (0 bytes)")
-    capture = _open(p)
+    capture = Capture(p)
     try:
         if not capture.isOpened():
             raise InvalidVideoError(path, "is not a video OpenCV can decode (corrupt, or not a video at all)",
@@ -168,7 +164,7 @@ def read_video(path: str | os.PathLike) -> VideoStream:
 class CameraStream(_ThreadedAsyncIteration):
     """Frames from a camera index or a stream URL, timestamped on arrival; use :func:`read_camera`."""
 
-    def __init__(self, source: int | str, capture: cv2.VideoCapture):
+    def __init__(self, source: int | str, capture: Capture):
         self.source = source
         self.name = str(shown(source))  # what frames and messages name it: never a URL's password
         self._capture = capture
@@ -180,10 +176,11 @@ class CameraStream(_ThreadedAsyncIteration):
 
     def frames(self, start: int = 0, step: int = 1) -> Iterator[Frame]:
         """The camera's frames as they come (``start`` is unused: a camera has no past), one in
-        ``step``: the others are received but never converted to images."""
+        ``step``: the others are received but never converted to images (from a Motion JPEG
+        stream, never decoded: see :mod:`.capture`)."""
         capture, self._capture = self._capture, None
         if capture is None:
-            capture = _open(self.source)
+            capture = Capture(self.source)
         begun, index = time.monotonic(), 0
         self.position = 0
         shots = Shots()  # a camera switched or moved to another view at once is a cut too
@@ -207,7 +204,7 @@ def read_camera(source: int | str) -> CameraStream:
     """Open a camera by index (``0``) or a stream URL (``rtsp://``, ``http://.../stream.mjpg``)."""
     if isinstance(source, str) and source.isdigit():
         source = int(source)
-    capture = _open(source)
+    capture = Capture(source)
     if not capture.isOpened():
         capture.release()
         if isinstance(source, int):

@@ -50,6 +50,33 @@ def test_a_clip_filmed_in_one_take_is_one_shot(name):
     assert {f.shot for f in read_video(video(name))} == {0}
 
 
+def test_a_motion_jpeg_video_decodes_only_the_frames_kept(tmp_path, monkeypatch):
+    """Every frame of Motion JPEG is a whole JPEG: the frames a step skips are never decoded, and
+    the ones kept are the images FFmpeg's own decoder gives (within JPEG decoders' rounding)."""
+    from cadence.pipelines import capture
+
+    path = tmp_path / "squats.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 180))
+    for frame in list(read_video(video("squat_correct_016.mp4")))[:12]:
+        writer.write(cv2.resize(frame.image, (320, 180)))
+    writer.release()
+    decoded = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    by_ffmpeg = [decoded.read()[1] for _ in range(12)]
+    decoded.release()
+    decodes = []
+    imdecode = cv2.imdecode
+    monkeypatch.setattr(capture.cv2, "imdecode", lambda *a: decodes.append(1) or imdecode(*a))
+
+    assert capture.Capture(str(path)).jpeg and not capture.Capture(video("squat_correct_016.mp4")).jpeg
+    stream = read_video(path)  # (which decodes the first frame, to check the file)
+    decodes.clear()
+    frames = list(stream.frames(0, step=2))
+    assert [f.index for f in frames] == [0, 2, 4, 6, 8, 10] and len(decodes) == 6
+    for frame in frames:
+        assert frame.image.shape == (180, 320, 3)
+        assert np.abs(frame.image.astype(int) - by_ffmpeg[frame.index].astype(int)).mean() < 2
+
+
 def test_shots_are_counted_at_each_cut_from_where_reading_starts():
     a, b = (next(iter(read_video(video(n)))).image for n in ("squat_correct_016.mp4", "pullup_correct_002.mp4"))
     shots = Shots()
