@@ -16,10 +16,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-_JPEG_CODECS = {"MJPG", "mjpg", "MJPEG"}  # FourCCs of Motion JPEG as FFmpeg reports them
+_JPEG_CODECS = {"MJPG", "mjpg"}  # the FourCC of Motion JPEG, as FFmpeg reports it
 
 
-def fourcc(capture: cv2.VideoCapture) -> str:
+def _fourcc(capture: cv2.VideoCapture) -> str:
     """The codec of ``capture`` as its four characters ('h264', 'MJPG'), '' if it has none."""
     code = int(capture.get(cv2.CAP_PROP_FOURCC)) & 0xFFFFFFFF
     return code.to_bytes(4, "little").decode("latin-1").rstrip("\0") if code else ""
@@ -37,7 +37,7 @@ class Capture:
             self.jpeg = False
         else:
             self._capture = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG)
-            self.jpeg = (self._capture.isOpened() and fourcc(self._capture) in _JPEG_CODECS
+            self.jpeg = (self._capture.isOpened() and _fourcc(self._capture) in _JPEG_CODECS
                          and self._capture.set(cv2.CAP_PROP_FORMAT, -1))
 
     def grab(self) -> bool:
