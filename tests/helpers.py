@@ -87,6 +87,35 @@ def write_video_played_again(path: Path, name: str, times: int = 3) -> Path:
     return path
 
 
+def filmed_handheld(images: list[np.ndarray], seed: int = 0) -> list[np.ndarray]:
+    """The images as a handheld camera would film them: a crop of 71 to 85 % of the view (a slow
+    zoom) that drifts across it over seconds (a pan) and shakes by about 0.4 % of the frame from one
+    frame to the next, stretched back to the frame's size."""
+    rng = np.random.default_rng(seed)
+    filmed = []
+    for i, image in enumerate(images):
+        height, width = image.shape[:2]
+        t = i / 30
+        share = 0.78 + 0.07 * np.sin(2 * np.pi * t / 7.0)
+        centre = (0.5 + 0.08 * np.sin(2 * np.pi * t / 5.3) + 0.004 * rng.normal(),
+                  0.5 + 0.05 * np.sin(2 * np.pi * t / 6.1) + 0.004 * rng.normal())
+        left = np.clip(centre[0] * width - share * width / 2, 0, width - share * width)
+        top = np.clip(centre[1] * height - share * height / 2, 0, height - share * height)
+        crop = np.float32([[1 / share, 0, -left / share], [0, 1 / share, -top / share]])
+        filmed.append(cv2.warpAffine(image, crop, (width, height)))
+    return filmed
+
+
+def write_video(path: Path, images: list[np.ndarray], fps: float = 30.0) -> Path:
+    """Images as an MP4 video (MPEG-4 part 2, which OpenCV writes everywhere)."""
+    height, width = images[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for image in images:
+        writer.write(image)
+    writer.release()
+    return path
+
+
 def write_video_without_people(path: Path, frames: int = 20) -> Path:
     """A real video of trees: the left edge of the jumping-jack clip, where nobody stands."""
     from cadence import read_video
