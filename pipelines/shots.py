@@ -50,7 +50,7 @@ class Shots:
         view = cv2.resize(image[::step, ::step], (64, 36), interpolation=cv2.INTER_AREA).mean(axis=2, dtype=np.float32)
         thumbnail = cv2.resize(view, (32, 18), interpolation=cv2.INTER_AREA)
         if self.view is None or (float(np.abs(thumbnail - self.thumbnail).mean()) > self.CUT
-                                 and cv2.phaseCorrelate(self.view, view)[1] < self.SAME_VIEW):  # not the same view moved
+                                 and cv2.phaseCorrelate(self.view, view)[1] < self.SAME_VIEW):  # not the view moved
             self.shot += 1
         self.view, self.thumbnail = view, thumbnail
         return self.shot
