@@ -73,18 +73,9 @@ def write_video_played_again(path: Path, name: str, times: int = 3) -> Path:
     """A real clip played ``times`` times over in one video (MJPG at 30 fps): a set long enough
     for a live count to climb while it plays (the counter shows a set's first repetition with
     its second)."""
-    import cv2
-
     from cadence import read_video
 
-    frames = [frame.image for frame in read_video(video(name))]
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (width, height))
-    for _ in range(times):
-        for image in frames:
-            writer.write(image)
-    writer.release()
-    return path
+    return write_video(path, [frame.image for frame in read_video(video(name))] * times, codec="MJPG")
 
 
 def filmed_handheld(images: list[np.ndarray], seed: int = 0) -> list[np.ndarray]:
@@ -106,10 +97,10 @@ def filmed_handheld(images: list[np.ndarray], seed: int = 0) -> list[np.ndarray]
     return filmed
 
 
-def write_video(path: Path, images: list[np.ndarray], fps: float = 30.0) -> Path:
-    """Images as an MP4 video (MPEG-4 part 2, which OpenCV writes everywhere)."""
+def write_video(path: Path, images: list[np.ndarray], fps: float = 30.0, codec: str = "mp4v") -> Path:
+    """Images as a video (by default MPEG-4 part 2 in MP4, which OpenCV writes everywhere)."""
     height, width = images[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, (width, height))
     for image in images:
         writer.write(image)
     writer.release()

@@ -151,4 +151,3 @@ def test_repetitions_are_reported_where_they_happen():
         assert rep.end_frame <= clip_ends[clip] + 15
     assert [r.index for r in result.repetitions] == list(range(1, len(result.repetitions) + 1))
     assert result.repetitions == [r for u in updates for r in u.repetitions]
-
