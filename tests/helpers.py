@@ -73,9 +73,14 @@ def write_video_played_again(path: Path, name: str, times: int = 3) -> Path:
     """A real clip played ``times`` times over in one video (MJPG at 30 fps): a set long enough
     for a live count to climb while it plays (the counter shows a set's first repetition with
     its second)."""
+    return write_video(path, clip_images(name, times), codec="MJPG")
+
+
+def clip_images(name: str, times: int = 1) -> list[np.ndarray]:
+    """A shared clip's images, played ``times`` over (the same view: one shot, a set of its reps)."""
     from cadence import read_video
 
-    return write_video(path, [frame.image for frame in read_video(video(name))] * times, codec="MJPG")
+    return [frame.image for frame in read_video(video(name))] * times
 
 
 def filmed_handheld(images: list[np.ndarray], seed: int = 0) -> list[np.ndarray]:

@@ -12,16 +12,11 @@ import pytest
 from cadence import read_video
 from cadence.pipelines.repetitions import RepetitionCounting
 
-from .helpers import filmed_handheld, selected_poses, video, write_video
+from .helpers import clip_images, filmed_handheld, selected_poses, write_video
 
 pytestmark = pytest.mark.mediapipe
 
 RATES = [15.0, None]  # --rate 15, and every frame (the default)
-
-
-def images_of(name: str, times: int = 1) -> list[np.ndarray]:
-    """A shared clip's frames, played ``times`` over (the same view: one shot, a set of its reps)."""
-    return [frame.image for frame in read_video(video(name))] * times
 
 
 def count(tmp_path, images: list[np.ndarray], rate) -> float:
@@ -43,7 +38,8 @@ def against_the_light(images: list[np.ndarray], seed: int = 0) -> list[np.ndarra
 def plate_at_the_bottom(name: str, images: list[np.ndarray]) -> list[np.ndarray]:
     """A dark disc (a barbell plate, 1.2 torso lengths across) over the hips and knees while they
     are in the lowest 40 % of their travel: the body hidden at the bottom of each squat."""
-    poses = selected_poses(name) * (len(images) // len(selected_poses(name)))
+    posed = selected_poses(name)
+    poses = posed * (len(images) // len(posed))
     height, width = images[0].shape[:2]
     size = np.array([width, height])
     hips = np.array([np.nan if p is None else p.keypoints[23:25, 1].mean() for p in poses])
@@ -65,13 +61,14 @@ def test_push_ups_filmed_by_a_handheld_camera_count_as_from_a_tripod(tmp_path, r
     """The two push-ups played three times over (six) through a camera that pans, zooms and shakes:
     the whole view moves from frame to frame, which once read as cuts that cut the set in pieces
     (4.6 at 15 poses a second).  Measured 6.0 at both rates."""
-    assert count(tmp_path, filmed_handheld(images_of("pushup_incorrect_001.mp4", 3)), rate) == pytest.approx(6, abs=0.5)
+    handheld = filmed_handheld(clip_images("pushup_incorrect_001.mp4", 3))
+    assert count(tmp_path, handheld, rate) == pytest.approx(6, abs=0.5)
 
 
 @pytest.mark.parametrize("rate", RATES)
 def test_push_ups_against_the_light_count_as_in_daylight(tmp_path, rate):
     """A silhouette: measured 4.0 at both rates (4.0 and 4.1 in daylight)."""
-    silhouette = against_the_light(images_of("pushup_incorrect_001.mp4", 2))
+    silhouette = against_the_light(clip_images("pushup_incorrect_001.mp4", 2))
     assert count(tmp_path, silhouette, rate) == pytest.approx(4, abs=0.5)
 
 
@@ -80,4 +77,4 @@ def test_squats_with_the_hips_and_knees_hidden_at_the_bottom_count_as_seen(tmp_p
     """The single squat played three times over with a plate over the hips and knees at each
     bottom: measured 3.0 at both rates (3.0 seen whole)."""
     name = "squat_correct_007.mp4"
-    assert count(tmp_path, plate_at_the_bottom(name, images_of(name, 3)), rate) == pytest.approx(3, abs=0.5)
+    assert count(tmp_path, plate_at_the_bottom(name, clip_images(name, 3)), rate) == pytest.approx(3, abs=0.5)

@@ -15,7 +15,7 @@ from cadence.pipelines.repetitions import RepetitionCounting
 from cadence.pipelines.shots import Shots
 from cadence.pipelines.video import LiveStream
 
-from .helpers import filmed_handheld, video, write_video_cut_short, write_video_without_people
+from .helpers import clip_images, filmed_handheld, video, write_video_cut_short, write_video_without_people
 
 
 def test_read_video_yields_indexed_timestamped_frames():
@@ -57,7 +57,7 @@ def test_a_clip_filmed_in_one_take_is_one_shot(name):
 def test_a_handheld_camera_that_pans_zooms_and_shakes_films_one_shot(step):
     """The whole view moves between frames, by as much as a cut changes a thumbnail (here past
     ``Shots.CUT``), but it is the same view moved, every frame or one in two or three."""
-    images = filmed_handheld([frame.image for frame in read_video(video("pullup_correct_002.mp4"))])[::step]
+    images = filmed_handheld(clip_images("pullup_correct_002.mp4"))[::step]
     thumbnails = [cv2.resize(image, (32, 18), interpolation=cv2.INTER_AREA).mean(axis=2) for image in images]
     assert max(np.abs(a - b).mean() for a, b in zip(thumbnails, thumbnails[1:])) > Shots.CUT
     shots = Shots()
@@ -65,7 +65,7 @@ def test_a_handheld_camera_that_pans_zooms_and_shakes_films_one_shot(step):
 
 
 def test_a_cut_between_two_handheld_shots_is_still_a_cut():
-    first, second = (filmed_handheld([f.image for f in read_video(video(name))], seed=seed)
+    first, second = (filmed_handheld(clip_images(name), seed=seed)
                      for seed, name in enumerate(["squat_correct_013.mp4", "squat_correct_016.mp4"]))
     shots = Shots()
     assert [shots.of(image) for image in first + second] == [0] * len(first) + [1] * len(second)
