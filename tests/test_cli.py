@@ -112,11 +112,10 @@ def test_live_file_is_paced_and_reports_drops():
     result = cadence("count", str(video("squat_correct_016.mp4")), "--live", "--json")
     assert result.returncode == 0, result.stderr
     (summary,) = json_lines(result.stdout)
-    assert summary["frames"] + summary["frames_dropped"] == 29
+    # every frame of the source is read; those the counter could not keep up with were dropped (none
+    # on a fast machine, 19 of 29 on a slow one), and the rest posed
+    assert summary["frames"] == 29 and summary["frames_analysed"] + summary["frames_dropped"] == 29, summary
     assert summary["processing_seconds"] >= 0.9  # 29 frames at 30 fps take about a second to film
-
-
-
 
 
 @pytest.mark.ray
