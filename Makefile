@@ -27,7 +27,7 @@ demo: install
 	@echo "count updates in demo-out/counts.parquet; annotated video in demo-out/annotated.mp4"
 
 test: install browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=30
 
 # The tier to run while editing, in under a minute: no Ray, no MediaPipe, nothing slow (tests/conftest.py).
 test-fast: install

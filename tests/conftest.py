@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import REPCOUNT
+from .helpers import REPCOUNT, cores
 
 
 FAST_TIER = os.environ.get("CADENCE_TEST_TIER") == "fast"
@@ -28,6 +28,13 @@ def repcount_dir() -> Path:
     if not (REPCOUNT / "labels.csv").exists():
         pytest.skip(f"{REPCOUNT} is absent")
     return REPCOUNT
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cores_shut_down_at_the_end():
+    yield
+    if cores.cache_info().currsize:
+        cores().shutdown(cancel_futures=True)
 
 
 @pytest.fixture(autouse=True)

@@ -4,12 +4,14 @@ and corpora made from it, and running the ``cadence`` command as a user does."""
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -21,6 +23,22 @@ DATA = Path(os.environ.get("CADENCE_DATA", ROOT.parent / "shared" / "data"))
 VIDEOS = DATA / "videos"
 REPCOUNT = DATA / "repcount-dev"
 FSDD = DATA / "fsdd" / "recordings"
+
+
+@functools.cache
+def cores() -> ProcessPoolExecutor:
+    """A process on each core, for a test whose work is many parts of one thread each (counting
+    each dev sequence, posing each re-encoding of a clip): half the wall time on CI's two cores.
+    Spawned, not forked: by then this process may hold Ray's or MediaPipe's threads.  Shut down
+    at the end of the session (conftest.py)."""
+    return ProcessPoolExecutor(os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn"))
+
+
+def job_count(path: str, rate: float | None) -> float:
+    """The counting job's count of a video file posed at ``rate`` (a function a pool of processes can run)."""
+    from cadence import RepetitionCounting, read_video
+
+    return RepetitionCounting(rate=rate).run(read_video(path)).count
 
 
 def video(name: str) -> Path:
