@@ -66,9 +66,9 @@ def selected_poses(name: str, strategy: str = "maximum_bounding_box_area", step:
 @functools.cache
 def inline_count(path) -> float:
     """The count of the default job on a video in this process, to compare the actor pipeline's with."""
-    from cadence import RepetitionCounting, read_video
+    from cadence import RepetitionCounting
 
-    return RepetitionCounting().run(read_video(path)).count
+    return job_count(path, RepetitionCounting.rate)
 
 
 def write_video_cut_short(path: Path) -> Path:
