@@ -31,11 +31,17 @@ def dev_set() -> tuple:
 RATES = [15.0, None]  # 15 poses a second (--rate 15), and every frame (the default)
 
 
+def counts_shown(poses, rate, stride=None) -> list[float]:
+    """Every count the job at ``rate`` shows of a 30 fps pose sequence: one every ``stride``
+    seconds (by default, every half second)."""
+    counting = RepetitionCounting(rate=rate, stride_seconds=stride).feed_counting(fps=30.0)
+    return [float(c) for c in counting.counter.applied(counting.window.applied(analysed(poses, 30.0, rate)[0]))]
+
+
 def count(poses, rate=RepetitionCounting.rate, stride=3.0) -> float:
     """The count of a 30 fps pose sequence as the counting job at ``rate`` makes it."""
-    counting = RepetitionCounting(rate=rate, stride_seconds=stride).feed_counting(fps=30.0)
-    counts = list(counting.counter.applied(counting.window.applied(analysed(poses, 30.0, rate)[0])))
-    return float(counts[-1]) if counts else 0.0
+    shown = counts_shown(poses, rate, stride)
+    return shown[-1] if shown else 0.0
 
 
 def mae_after(change, draws: int = 1, rate=RepetitionCounting.rate) -> tuple[float, float]:
@@ -232,12 +238,6 @@ def test_set_up_moves_before_and_after_the_set(rate):
     move lasts 10 to 26 s and the counter counts its wiggles.  The bound keeps it from growing."""
     plain, changed = mae_after(set_up_moves, rate=rate)
     assert changed - plain < 0.26, (plain, changed)
-
-
-def counts_shown(poses, rate) -> list[float]:
-    """Every count the job shows of a 30 fps pose sequence at ``rate``: one every half second."""
-    counting = RepetitionCounting(rate=rate).feed_counting(fps=30.0)
-    return [float(c) for c in counting.counter.applied(counting.window.applied(analysed(poses, 30.0, rate)[0]))]
 
 
 @pytest.mark.slow
