@@ -3,7 +3,7 @@
     .venv/bin/python bench/counter_stresses.py [--stress set_up_moves] [--rate 15 all] [--draws 1] [--worst 8]
 
 Counts every RepCount dev sequence as it is and changed by a stress of the test module (or
-``set_up_moves_jitter_kept``, defined here), as the counting job streams it (3 s windows every 3 s,
+one defined here: ``set_up_moves_jitter_kept``, ``set_up_move_before``, ``set_up_move_after``), as the counting job streams it (3 s windows every 3 s,
 posed at ``--rate``), on every core. Prints, per rate, the MAE and OBO of both, each fold's MAE (the
 sequences sorted by name, every third in a fold, as ``cadence bench repcount --folds 3``), the rise
 of the MAE the test bounds, and the sequences whose error rose most. Figures only; nothing is
@@ -51,8 +51,23 @@ def set_up_moves_jitter_kept(poses, rng, cycles=(), smooth=9):
     return move + still + poses + still + move
 
 
+def set_up_move_before(poses, rng, cycles=()):
+    """The test's ``set_up_moves``, the move before the set only."""
+    changed = stresses.set_up_moves(poses, rng, cycles)
+    return changed[:len(changed) - (len(changed) - len(poses)) // 2]
+
+
+def set_up_move_after(poses, rng, cycles=()):
+    """The test's ``set_up_moves``, the move after the set only."""
+    changed = stresses.set_up_moves(poses, rng, cycles)
+    return changed[(len(changed) - len(poses)) // 2:]
+
+
+HERE = {f.__name__: f for f in (set_up_moves_jitter_kept, set_up_move_before, set_up_move_after)}
+
+
 def stress_named(name: str):
-    return set_up_moves_jitter_kept if name == "set_up_moves_jitter_kept" else getattr(stresses, name)
+    return HERE[name] if name in HERE else getattr(stresses, name)
 
 
 def changed_count(args) -> float:
@@ -74,7 +89,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stress", default="set_up_moves",
                         help="a stress of tests/test_counter_stress.py (set_up_moves, shuffled_piece, jittered, "
-                             "dropped, hidden_at_the_bottom, silhouette, panned_and_zoomed) or set_up_moves_jitter_kept")
+                             "dropped, hidden_at_the_bottom, silhouette, panned_and_zoomed) or one defined here: "
+                             "set_up_moves_jitter_kept, set_up_move_before, set_up_move_after")
     parser.add_argument("--rate", nargs="+", default=["15", "all"], help="poses a second (all: every frame)")
     parser.add_argument("--draws", type=int, default=1, help="random draws of the stress (seeds 0, 1, ...)")
     parser.add_argument("--worst", type=int, default=8, help="sequences listed, those whose error rose most")
