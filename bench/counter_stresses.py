@@ -3,7 +3,8 @@
     .venv/bin/python bench/counter_stresses.py [--stress set_up_moves] [--rate 15 all] [--draws 1] [--worst 8]
 
 Counts every RepCount dev sequence as it is and changed by a stress of the test module (or
-one defined here: ``set_up_moves_jitter_kept``, ``set_up_move_before``, ``set_up_move_after``), as the counting job streams it (3 s windows every 3 s,
+one defined here: ``set_up_moves_jitter_kept``, ``set_up_move_before``, ``set_up_move_after``,
+``lost_at_the_bottom``), as the counting job streams it (3 s windows every 3 s,
 posed at ``--rate``), on every core. Prints, per rate, the MAE and OBO of both, each fold's MAE (the
 sequences sorted by name, every third in a fold, as ``cadence bench repcount --folds 3``), the rise
 of the MAE the test bounds, and the sequences whose error rose most. Figures only; nothing is
@@ -63,7 +64,18 @@ def set_up_move_after(poses, rng, cycles=()):
     return changed[(len(changed) - len(poses)) // 2:]
 
 
-HERE = {f.__name__: f for f in (set_up_moves_jitter_kept, set_up_move_before, set_up_move_after)}
+def lost_at_the_bottom(poses, rng, cycles=(), share=1 / 3):
+    """No person found over the middle ``share`` of every labelled repetition (its bottom, or its top:
+    where RepCount's cycles turn), as when a body in poor light merges with a dark floor."""
+    out = list(poses)
+    for start, end in cycles:
+        middle, half = (start + end) / 2, share * (end - start) / 2
+        for i in range(int(middle - half), min(len(out), int(middle + half) + 1)):
+            out[i] = None
+    return out
+
+
+HERE = {f.__name__: f for f in (set_up_moves_jitter_kept, set_up_move_before, set_up_move_after, lost_at_the_bottom)}
 
 
 def stress_named(name: str):
@@ -90,7 +102,7 @@ def main() -> None:
     parser.add_argument("--stress", default="set_up_moves",
                         help="a stress of tests/test_counter_stress.py (set_up_moves, shuffled_piece, jittered, "
                              "dropped, hidden_at_the_bottom, silhouette, panned_and_zoomed) or one defined here: "
-                             "set_up_moves_jitter_kept, set_up_move_before, set_up_move_after")
+                             "set_up_moves_jitter_kept, set_up_move_before, set_up_move_after, lost_at_the_bottom")
     parser.add_argument("--rate", nargs="+", default=["15", "all"], help="poses a second (all: every frame)")
     parser.add_argument("--draws", type=int, default=1, help="random draws of the stress (seeds 0, 1, ...)")
     parser.add_argument("--worst", type=int, default=8, help="sequences listed, those whose error rose most")
