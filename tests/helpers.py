@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -229,7 +230,10 @@ def wait_for(check: Callable[[], object], seconds: float, what: str, every: floa
 
 class RtspCamera:
     """A stand-in RTSP camera on a fixed loopback port (``cluster/bench/rtsp_camera.py``), behind a
-    user name and password; ``loops`` times the clip for each client (None: forever); restartable."""
+    user name and password; ``loops`` times the clip for each client (None: forever); restartable.
+    Killed, it goes down whole: the server and the ffmpeg sending each client's frames (its own
+    process group), as a camera that loses power stops sending; an ffmpeg left behind would loop
+    its clip, and take a core's share, until the machine stops."""
 
     def __init__(self, clip: Path, user: str = "door", password: str = "s3cret-Pa55", loops: int | None = None):
         self.clip, self.port, self.loops = clip, free_port(), loops
@@ -242,12 +246,12 @@ class RtspCamera:
         loops = [] if self.loops is None else ["--loops", str(self.loops)]
         self.process = subprocess.Popen([sys.executable, "-m", "cadence.cluster.bench.rtsp_camera", str(self.clip),
                                          "--port", str(self.port), "--user", user, "--password", password, *loops],
-                                        stdout=subprocess.PIPE, text=True)
+                                        stdout=subprocess.PIPE, text=True, start_new_session=True)
         assert int(self.process.stdout.readline()) == self.port
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)  # the server and its ffmpeg senders
             self.process.wait()
 
 
