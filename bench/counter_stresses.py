@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cadence import Pose  # noqa: E402
-from cadence.pipelines.repcount import mean_absolute_error, off_by_one_accuracy, read_labels  # noqa: E402
+from cadence.pipelines.repcount import Score, mean_absolute_error, off_by_one_accuracy, read_labels  # noqa: E402
 from tests import test_counter_stress as stresses  # noqa: E402
 from tests.helpers import REPCOUNT  # noqa: E402
 
@@ -91,10 +91,10 @@ def changed_count(args) -> float:
     return stresses.count(poses, rate)
 
 
-def folds(counts, truths, names, k=3) -> list[float]:
-    order = sorted(range(len(names)), key=names.__getitem__)
-    return [round(mean_absolute_error([counts[j] for j in order[f::k]], [truths[j] for j in order[f::k]]), 3)
-            for f in range(k)]
+def folds(counts, truths, names, rate, k=3) -> list[float]:
+    """Each fold's MAE, the folds as ``cadence bench repcount --folds`` makes them."""
+    videos = [{"name": name, "pred": c, "gt": t} for name, c, t in zip(names, counts, truths)]
+    return [round(fold.mae, 3) for fold in Score(3.0, 3.0, rate, videos, 0.0).folds(k)]
 
 
 def main() -> None:
@@ -120,7 +120,7 @@ def main() -> None:
             before, after = mean_absolute_error(plain, truths), np.mean([mean_absolute_error(d, truths) for d in draws])
             print(f"rate {'all' if rate is None else rate}: MAE {before:.4f} -> {after:.4f} (rise {after - before:+.4f});"
                   f" OBO {off_by_one_accuracy(plain, truths):.3f} -> {off_by_one_accuracy(changed, truths):.3f};"
-                  f" folds {folds(plain, truths, names)} -> {folds(changed, truths, names)}")
+                  f" folds {folds(plain, truths, names, rate)} -> {folds(changed, truths, names, rate)}")
             rises = [(abs(b - t) - abs(a - t)) / max(t, 1) for a, b, t in zip(plain, changed, truths)]
             for i in sorted(range(len(names)), key=lambda i: -rises[i])[:args.worst]:
                 print(f"  {names[i]:<12} {plain[i]:6.2f} -> {changed[i]:6.2f} of {truths[i]:3.0f}"
