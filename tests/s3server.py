@@ -3,8 +3,11 @@ s3fs project's own tests use), reached the way users reach MinIO or Ceph: ``AWS_
 
 from __future__ import annotations
 
-import logging
 import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,17 +20,20 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "cadence-test", "AWS_SECRET_ACCESS_KEY": "ca
 @contextmanager
 def s3_server() -> Iterator[str]:
     """Start the server, point this process (and the processes it starts) at it, and yield a fresh
-    bucket's URI; everything is put back as it was afterwards."""
-    from moto.server import ThreadedMotoServer
+    bucket's URI; everything is put back as it was afterwards.
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    settings = CREDENTIALS | {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_EC2_METADATA_DISABLED": "true"}
+    The server runs in a process of its own, as users run MinIO or Ceph: run as a thread of this
+    process (moto's ``ThreadedMotoServer``), it shared the interpreter with the clients it
+    answers, pyarrow's S3 filesystem among them, and the fast tier once stalled for over twelve
+    minutes in the object-storage tests, where an earlier CI run had run out of time."""
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    settings = CREDENTIALS | {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_EC2_METADATA_DISABLED": "true"}
     before = {k: os.environ.get(k) for k in settings}
     os.environ.update(settings)
     try:
+        _wait_until_listening(server, port)
         import boto3
 
         bucket = f"cadence-{uuid.uuid4().hex[:12]}"
@@ -39,7 +45,27 @@ def s3_server() -> Iterator[str]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        server.stop()
+        server.kill()
+        server.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_until_listening(server: subprocess.Popen, port: int, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"moto's S3 server exited ({server.returncode}) before listening on port {port}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"moto's S3 server did not listen on port {port} within {seconds:.0f} s")
 
 
 def upload(folder: Path, uri: str) -> str:
