@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .helpers import free_port
+
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "cadence-test", "AWS_SECRET_ACCESS_KEY": "cadence-test",
                "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -26,7 +28,7 @@ def s3_server() -> Iterator[str]:
     process (moto's ``ThreadedMotoServer``), it shared the interpreter with the clients it
     answers, pyarrow's S3 filesystem among them, and the fast tier once stalled for over twelve
     minutes in the object-storage tests, where an earlier CI run had run out of time."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     settings = CREDENTIALS | {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_EC2_METADATA_DISABLED": "true"}
@@ -47,12 +49,6 @@ def s3_server() -> Iterator[str]:
                 os.environ[key] = value
         server.kill()
         server.wait()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_until_listening(server: subprocess.Popen, port: int, seconds: float = 60) -> None:

@@ -17,7 +17,7 @@ from cadence.cluster.audio.store import FeatureStore
 from cadence.pipelines.errors import InputError
 from cadence.pipelines.storage import Location
 
-from .helpers import FSDD, cadence, corpus, names
+from .helpers import FSDD, cadence, corpus, free_port, names
 from .s3server import s3_server, upload
 
 FSDD_FEATURES_RATE = 8000
@@ -232,14 +232,6 @@ def test_tune_reads_the_store_by_uri_on_another_node_and_keeps_the_best_model_in
     assert extra["metrics"]["validation_accuracy"] == pytest.approx(result.best.validation_accuracy, abs=1e-4)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def ray_job_server(tmp_path):
     """``ray start --head`` with its job server on loopback and token authentication on; yields
@@ -251,10 +243,10 @@ def ray_job_server(tmp_path):
     from pathlib import Path
 
     ray = str(Path(sys.executable).parent / "ray")
-    dashboard = _free_port()
+    dashboard = free_port()
     env = os.environ | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
                         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # as in an activated venv
-    ports = [f"--{name}={_free_port()}" for name in ("port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+    ports = [f"--{name}={free_port()}" for name in ("port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
                                                      "metrics-export-port", "runtime-env-agent-port",
                                                      "ray-client-server-port")]  # none of another Ray's defaults
     head = subprocess.Popen([ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", *ports,
@@ -309,7 +301,7 @@ def test_permission_denied_and_a_store_of_another_version_are_named(bucket, tmp_
 
     from .helpers import CADENCE, ROOT
 
-    port = _free_port()  # a second S3 server that refuses every request: credentials it does not know
+    port = free_port()  # a second S3 server that refuses every request: credentials it does not know
     server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
                               env=os.environ | {"INITIAL_NO_AUTH_ACTION_COUNT": "0"}, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
