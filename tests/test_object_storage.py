@@ -18,7 +18,7 @@ from cadence.pipelines.errors import InputError
 from cadence.pipelines.storage import Location
 
 from .helpers import FSDD, cadence, corpus, free_port, names
-from .s3server import s3_server, upload
+from .s3server import moto_server, s3_server, upload
 
 FSDD_FEATURES_RATE = 8000
 
@@ -296,28 +296,16 @@ def test_training_submitted_as_a_ray_job_reads_and_writes_s3(ray_job_server, buc
 @pytest.mark.slow
 def test_permission_denied_and_a_store_of_another_version_are_named(bucket, tmp_path):
     import subprocess
-    import sys
-    from pathlib import Path
 
     from .helpers import CADENCE, ROOT
 
-    port = free_port()  # a second S3 server that refuses every request: credentials it does not know
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              env=os.environ | {"INITIAL_NO_AUTH_ACTION_COUNT": "0"}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        denied = os.environ | {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
-        for _ in range(50):
-            run = subprocess.run([*CADENCE, "train", "--store", "s3://guarded/store"], cwd=ROOT, env=denied,
-                                 capture_output=True, text=True, timeout=120)
-            if "cannot be reached" not in run.stderr:
-                break
-            time.sleep(0.2)  # the server is still starting
-        assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
-        assert "s3://guarded/store" in run.stderr and "permission denied" in run.stderr and "AWS_PROFILE" in run.stderr
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    # a second S3 server that refuses every request: credentials it does not know
+    with moto_server({"INITIAL_NO_AUTH_ACTION_COUNT": "0"}) as endpoint:
+        run = subprocess.run([*CADENCE, "train", "--store", "s3://guarded/store"], cwd=ROOT,
+                             env=os.environ | {"AWS_ENDPOINT_URL": endpoint}, capture_output=True, text=True,
+                             timeout=120)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert "s3://guarded/store" in run.stderr and "permission denied" in run.stderr and "AWS_PROFILE" in run.stderr
     newer = Location.of(f"{bucket}/newer/AudioFeaturePrint-0123456789abcdef/extractor.json")
     newer.write_bytes(json.dumps({"class": "AudioFeaturePrint", "params": {"window_duration": 0.975,
                                   "overlap_factor": 0.5, "sample_rate": 8000}, "fingerprint": "x"}).encode())
